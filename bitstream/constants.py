@@ -16,3 +16,23 @@ NUM_KEYPOINTS_FOMM = 10
 POSE_BINS = 66
 POSE_BIN_DEGREES = 3
 POSE_RANGE_DEGREES = POSE_BINS * POSE_BIN_DEGREES // 2
+
+# The .fvc container, format v1 (spec/bitstream.md is normative).
+FVC_MAGIC = b"\x89FVC\r\n\x1a\n"
+FVC_VERSION_MAJOR = 1
+FVC_VERSION_MINOR = 0
+
+# Every entropy table is integer and sums to 2**ENTROPY_PRECISION; the range coder uses
+# 32-bit words and a 64-bit state (constriction's default RangeEncoder).
+ENTROPY_PRECISION = 24
+# Largest |quantised value|: keeps every residual inside int32, so an escape is two 16-bit halves.
+QUANT_MAX = 2**30 - 1
+# Largest alphabet radius R a header may declare (bounds decoder table size to 8194 entries).
+MAX_RADIUS = 4096
+
+# Caps a reader enforces before allocating anything.
+MAX_HEADER_BYTES = 65535
+MAX_KEYFRAME_BYTES = 16 * 1024 * 1024
+MAX_MOTION_BYTES = 65536
+MAX_END_BYTES = 256
+MAX_UNKNOWN_PACKET_BYTES = 16 * 1024 * 1024

@@ -1,0 +1,23 @@
+"""Exceptions raised by the bitstream layer."""
+from __future__ import annotations
+
+
+class BitstreamError(Exception):
+    """A malformed, truncated or unsupported .fvc stream; `offset` is the byte where it went wrong."""
+
+    def __init__(self, message: str, offset: int | None):
+        self.message = message
+        self.offset = offset
+        where = f" at byte {offset}" if offset is not None else ""
+        super().__init__(f"{message}{where}")
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.offset))
+
+
+class TruncatedStreamError(BitstreamError):
+    """The stream ends inside a header or packet, or before its END packet."""
+
+
+class SymbolError(ValueError):
+    """Motion symbols or parameters given to the encoder/quantiser do not fit the header."""

@@ -1,0 +1,140 @@
+"""The .fvc file header (spec §3): stream geometry, motion model identity, coding parameters."""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Sequence
+
+from .constants import FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MotionKind
+from .errors import BitstreamError, SymbolError, TruncatedStreamError
+from .symbols import GroupParams, SymbolGroup, default_num_keypoints, default_params, layout
+
+MODEL_ID_BYTES = 16
+_PREFIX = struct.Struct("<8sBBH")  # magic, version major, version minor, body length
+_FIXED = struct.Struct("<HHIIIBB16sB")  # width .. group count
+_GROUP = struct.Struct("<fHHHH")  # step, radius, decay, escape_freq, mask_freq
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """Everything a decoder needs before the first packet."""
+
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    frame_count: int  # 0 = live / unknown
+    kind: MotionKind
+    num_keypoints: int
+    model_id: bytes
+    params: tuple[GroupParams, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", MotionKind(self.kind))
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "model_id", bytes(self.model_id))
+        self.check()
+
+    @property
+    def groups(self) -> tuple[SymbolGroup, ...]:
+        return layout(self.kind, self.num_keypoints)
+
+    @property
+    def fps(self) -> Fraction:
+        return Fraction(self.fps_num, self.fps_den)
+
+    def params_of(self, name: str) -> GroupParams:
+        """Parameters of the group called `name`."""
+        for g, p in zip(self.groups, self.params):
+            if g.name == name:
+                return p
+        raise KeyError(name)
+
+    def check(self) -> None:
+        """Raise SymbolError naming the first field outside its range (spec §3)."""
+        for name, value, hi in (("width", self.width, 65535), ("height", self.height, 65535),
+                                ("fps_num", self.fps_num, 2**32 - 1), ("fps_den", self.fps_den, 2**32 - 1)):
+            if not 1 <= value <= hi:
+                raise SymbolError(f"{name} {value} outside 1..{hi}")
+        if not 0 <= self.frame_count <= 2**32 - 1:
+            raise SymbolError(f"frame_count {self.frame_count} outside 0..{2**32 - 1}")
+        if len(self.model_id) != MODEL_ID_BYTES:
+            raise SymbolError(f"model_id must be {MODEL_ID_BYTES} bytes, got {len(self.model_id)}")
+        groups = self.groups
+        if len(self.params) != len(groups):
+            raise SymbolError(f"{len(self.params)} group parameter sets for {len(groups)} groups")
+        for g, p in zip(groups, self.params):
+            p.check(g)
+
+    def pack(self) -> bytes:
+        """Serialised header, CRC included."""
+        body = _FIXED.pack(self.width, self.height, self.fps_num, self.fps_den, self.frame_count,
+                           int(self.kind), self.num_keypoints, self.model_id, len(self.params))
+        body += b"".join(_GROUP.pack(p.step, p.radius, p.decay, p.escape_freq, p.mask_freq)
+                         for p in self.params)
+        head = _PREFIX.pack(FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, len(body)) + body
+        return head + _CRC.pack(zlib.crc32(head))
+
+
+def _to_fraction(fps: int | float | Fraction | tuple[int, int]) -> Fraction:
+    if isinstance(fps, tuple):
+        return Fraction(int(fps[0]), int(fps[1]))
+    if isinstance(fps, float):
+        # 29.97 -> 30000/1001 style rationals; exact values with small denominators stay exact.
+        return Fraction(fps).limit_denominator(1001)
+    return Fraction(fps)
+
+
+def default_header(kind: MotionKind, width: int, height: int, fps: int | float | Fraction | tuple[int, int],
+                   model_id: bytes, num_keypoints: int | None = None, frame_count: int = 0,
+                   params: Sequence[GroupParams] | None = None) -> StreamHeader:
+    """A header with the default coding parameters of `kind` unless `params` is given."""
+    kind = MotionKind(kind)
+    rate = _to_fraction(fps)
+    if rate <= 0:
+        raise SymbolError(f"fps {fps} must be positive")
+    return StreamHeader(width=width, height=height, fps_num=rate.numerator, fps_den=rate.denominator,
+                        frame_count=frame_count, kind=kind,
+                        num_keypoints=default_num_keypoints(kind) if num_keypoints is None else num_keypoints,
+                        model_id=model_id, params=tuple(params) if params is not None else default_params(kind))
+
+
+def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int, tuple[int, int]]:
+    """(header, bytes consumed, (major, minor)) from the start of `data`.
+
+    Raises TruncatedStreamError when `data` ends before the header does.
+    """
+    if len(data) < _PREFIX.size:
+        if bytes(data[:len(FVC_MAGIC)]) != FVC_MAGIC[:len(data)]:
+            raise BitstreamError("not an .fvc stream (wrong magic)", 0)
+        raise TruncatedStreamError("truncated header", len(data))
+    magic, major, minor, body_len = _PREFIX.unpack_from(data, 0)
+    if magic != FVC_MAGIC:
+        raise BitstreamError("not an .fvc stream (wrong magic)", 0)
+    if major != FVC_VERSION_MAJOR:
+        raise BitstreamError(f"unsupported format version {major}.{minor} (this decoder reads {FVC_VERSION_MAJOR}.x)", 8)
+    end = _PREFIX.size + body_len
+    if len(data) < end + _CRC.size:
+        raise TruncatedStreamError("truncated header", len(data))
+    (crc,) = _CRC.unpack_from(data, end)
+    if crc != zlib.crc32(bytes(data[:end])):
+        raise BitstreamError("header CRC mismatch", end)
+    body = bytes(data[_PREFIX.size:end])
+    if len(body) < _FIXED.size:
+        raise BitstreamError("header body too short", _PREFIX.size + len(body))
+    width, height, fps_num, fps_den, frames, kind, k, model_id, ngroups = _FIXED.unpack_from(body, 0)
+    if kind not in MotionKind.__members__.values():
+        raise BitstreamError(f"unknown motion kind {kind}", _PREFIX.size + 18)
+    needed = _FIXED.size + ngroups * _GROUP.size
+    if len(body) < needed:
+        raise BitstreamError("header body too short for its groups", _PREFIX.size + len(body))
+    params = tuple(GroupParams(*_GROUP.unpack_from(body, _FIXED.size + i * _GROUP.size)) for i in range(ngroups))
+    # Bytes after the v1.0 fields belong to a newer minor version; a 1.0 reader ignores them.
+    try:
+        header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params)
+    except SymbolError as exc:
+        raise BitstreamError(f"invalid header: {exc}", _PREFIX.size) from None
+    return header, end + _CRC.size, (major, minor)
