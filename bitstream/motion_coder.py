@@ -11,7 +11,7 @@ from typing import Mapping
 import constriction
 import numpy as np
 
-from .constants import QUANT_MAX
+from .constants import ENTROPY_PRECISION, QUANT_MAX
 from .errors import BitstreamError, SymbolError
 from .freqtable import binary_table, residual_table
 from .header import StreamHeader
@@ -41,17 +41,26 @@ class _GroupModel:
     params: GroupParams
     residual: object
     mask: object | None
+    residual_bits: np.ndarray  # -log2 probability of each residual symbol
+    mask_bits: np.ndarray | None
 
     @property
     def escape(self) -> int:
         return 2 * self.params.radius + 1
 
 
+def _information(freqs) -> np.ndarray:
+    return ENTROPY_PRECISION - np.log2(np.asarray(freqs, dtype=np.float64))
+
+
 def _group_models(header: StreamHeader) -> tuple[_GroupModel, ...]:
-    return tuple(
-        _GroupModel(g, p, exact_categorical(residual_table(p.radius, p.decay, p.escape_freq)),
-                    exact_categorical(binary_table(p.mask_freq)) if g.maskable else None)
-        for g, p in zip(header.groups, header.params))
+    models = []
+    for g, p in zip(header.groups, header.params):
+        table = residual_table(p.radius, p.decay, p.escape_freq)
+        mask = binary_table(p.mask_freq) if g.maskable else None
+        models.append(_GroupModel(g, p, exact_categorical(table), mask and exact_categorical(mask),
+                                  _information(table), mask and _information(mask)))
+    return tuple(models)
 
 
 def _zero_state(header: StreamHeader) -> dict[str, np.ndarray]:
@@ -66,6 +75,16 @@ def payload_words(payload: bytes) -> np.ndarray:
 
 def _decode(models: tuple[_GroupModel, ...], state: Mapping[str, np.ndarray], payload: bytes,
             offset: int) -> dict[str, np.ndarray]:
+    try:
+        return _decode_unchecked(models, state, payload, offset)
+    except AssertionError:
+        # constriction refuses a point that falls in the unused top of the coding range
+        # (quantile >= 2**24), which no encoder produces: spec §7.3 calls the payload invalid.
+        raise BitstreamError("invalid range-coded motion payload", offset) from None
+
+
+def _decode_unchecked(models: tuple[_GroupModel, ...], state: Mapping[str, np.ndarray], payload: bytes,
+                      offset: int) -> dict[str, np.ndarray]:
     decoder = _queue.RangeDecoder(payload_words(payload))
     out = {}
     for m in models:
@@ -108,6 +127,8 @@ class MotionEncoder:
     def reset(self) -> None:
         """Forget the previous frame: residuals of the next packet are against zeros."""
         self._state = _zero_state(self.header)
+        # Ideal code length per group of the last packet (-log2 of its table entries), for rate reports.
+        self.last_group_bits: dict[str, float] = {}
 
     def encode(self, ints: Mapping[str, np.ndarray], mask_threshold: int = 0) -> tuple[bytes, dict[str, np.ndarray]]:
         """(payload, integers the decoder will reconstruct) for one frame.
@@ -126,18 +147,24 @@ class MotionEncoder:
             prev = self._state[g.name]
             residuals = target[g.name] - prev
             sent = np.ones(g.count, dtype=bool)
+            bits = 0.0
             if m.mask is not None:
                 if mask_threshold >= 0:
                     sent = np.abs(residuals).max(axis=1) > mask_threshold
                 encoder.encode(sent.astype(np.int32), m.mask)
+                bits += float(np.sum(m.mask_bits[sent.astype(np.int64)]))
             flat = residuals[sent].ravel()
             escaped = np.abs(flat) > radius
             if flat.size:
-                encoder.encode(np.where(escaped, m.escape, flat + radius).astype(np.int32), m.residual)
+                symbols = np.where(escaped, m.escape, flat + radius)
+                encoder.encode(symbols.astype(np.int32), m.residual)
+                bits += float(np.sum(m.residual_bits[symbols]))
             if escaped.any():
                 zigzag = (flat[escaped] << 1) ^ (flat[escaped] >> 63)
                 halves = np.stack([zigzag >> 16, zigzag & 0xFFFF], axis=1).ravel()
                 encoder.encode(halves.astype(np.int32), _UNIFORM16)
+                bits += 16.0 * halves.size
+            self.last_group_bits[g.name] = bits
             new = prev.copy()
             new[sent] = target[g.name][sent]
             expected[g.name] = new
@@ -146,7 +173,10 @@ class MotionEncoder:
         return payload, {k: v.astype(np.int32) for k, v in expected.items()}
 
     def _decodes_to(self, payload: bytes, expected: Mapping[str, np.ndarray]) -> bool:
-        got = _decode(self._models, self._state, payload, 0)
+        try:
+            got = _decode(self._models, self._state, payload, 0)
+        except BitstreamError:
+            return False
         return all(np.array_equal(got[k], expected[k]) for k in expected)
 
     def _shortest(self, payload: bytes, expected: Mapping[str, np.ndarray]) -> bytes:

@@ -58,10 +58,15 @@ class GroupParams:
     escape_freq: int
     mask_freq: int = 0
 
+    def __post_init__(self):
+        # The header stores float32: keep exactly that value, so parsed and built headers compare equal.
+        object.__setattr__(self, "step", float(np.float32(self.step)))
+        for name in ("radius", "decay", "escape_freq", "mask_freq"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
     def check(self, group: SymbolGroup) -> None:
         """Raise SymbolError if a field is outside the range spec §4 allows for `group`."""
-        step32 = float(np.float32(self.step))
-        if not (math.isfinite(step32) and step32 > 0):
+        if not (math.isfinite(self.step) and self.step > 0):
             raise SymbolError(f"{group.name}: step {self.step} must be a finite float32 > 0")
         if not 1 <= self.radius <= MAX_RADIUS:
             raise SymbolError(f"{group.name}: radius {self.radius} outside 1..{MAX_RADIUS}")
@@ -130,7 +135,7 @@ def quantize(motion: Mapping[str, np.ndarray], header: StreamHeader) -> dict[str
             raise SymbolError(f"{g.name}: shape {x.shape} is not ({g.count}, {g.dims})")
         if not np.isfinite(x).all():
             raise SymbolError(f"{g.name}: motion contains NaN or infinity")
-        q = np.rint(x / float(np.float32(p.step)))
+        q = np.rint(x / p.step)
         out[g.name] = np.clip(q, -QUANT_MAX, QUANT_MAX).astype(np.int32)
     return out
 
@@ -139,6 +144,6 @@ def dequantize(ints: Mapping[str, np.ndarray], header: StreamHeader) -> dict[str
     """Float32 motion from quantised symbols: value × float32 step."""
     checked = check_ints(ints, header.groups)
     return {
-        g.name: (checked[g.name].astype(np.float64) * float(np.float32(p.step))).astype(np.float32)
+        g.name: (checked[g.name].astype(np.float64) * p.step).astype(np.float32)
         for g, p in zip(header.groups, header.params)
     }

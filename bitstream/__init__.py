@@ -1,0 +1,22 @@
+"""The .fvc bitstream: header and packets, reader and writer, quantiser and motion entropy coder.
+
+Pure numpy + constriction (no torch), so that decoders and tools can use it alone.
+"""
+from .constants import MotionKind
+from .errors import BitstreamError, SymbolError, TruncatedStreamError
+from .header import StreamHeader, default_header, parse_header
+from .inspect import summarize
+from .motion_coder import MotionDecoder, MotionEncoder
+from .packets import EndPacket, KeyframePacket, MotionPacket, PacketType, UnknownPacket
+from .parser import PacketInfo, PacketParser
+from .reader import StreamReader
+from .symbols import GroupParams, SymbolGroup, default_params, dequantize, layout, quantize
+from .writer import FileStreamWriter, StreamWriter
+
+__all__ = [
+    "BitstreamError", "EndPacket", "FileStreamWriter", "GroupParams", "KeyframePacket", "MotionDecoder",
+    "MotionEncoder", "MotionKind", "MotionPacket", "PacketInfo", "PacketParser", "PacketType",
+    "StreamHeader", "StreamReader", "StreamWriter", "SymbolError", "SymbolGroup", "TruncatedStreamError",
+    "UnknownPacket", "default_header", "default_params", "dequantize", "layout", "parse_header",
+    "quantize", "summarize",
+]

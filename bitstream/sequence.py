@@ -1,0 +1,60 @@
+"""Ordering and integrity rules of the packet sequence, shared by writer and reader (spec §5.4)."""
+from __future__ import annotations
+
+from .errors import BitstreamError
+from .header import StreamHeader
+from .packets import MAX_FRAME_INDEX, EndPacket, KeyframePacket, MotionPacket, Packet, annexb_problem
+
+
+class StreamSequence:
+    """Tracks the last frame index and the totals; `admit` refuses a packet that breaks a rule."""
+
+    def __init__(self, header: StreamHeader):
+        self.header = header
+        self.last_index = -1
+        self.keyframe_count = 0
+        self.motion_count = 0
+        self.ended = False
+
+    @property
+    def frame_count(self) -> int:
+        return self.last_index + 1
+
+    def _check_index(self, index: int, offset: int) -> None:
+        if index <= self.last_index:
+            raise BitstreamError(f"frame index {index} does not follow {self.last_index}", offset)
+        if index > MAX_FRAME_INDEX:
+            raise BitstreamError(f"frame index {index} exceeds {MAX_FRAME_INDEX}", offset)
+        if self.header.frame_count and index >= self.header.frame_count:
+            raise BitstreamError(f"frame index {index} beyond the header's frame count "
+                                 f"{self.header.frame_count}", offset)
+
+    def expected_end(self, offset: int) -> EndPacket:
+        """The END packet that closes the packets admitted so far, starting at `offset`."""
+        return EndPacket(self.frame_count, self.keyframe_count, self.motion_count, offset)
+
+    def admit(self, packet: Packet, offset: int) -> None:
+        """Update the totals with `packet` (starting at `offset`) or raise BitstreamError."""
+        if self.ended:
+            raise BitstreamError("data after the END packet", offset)
+        if isinstance(packet, KeyframePacket):
+            self._check_index(packet.frame_index, offset)
+            problem = annexb_problem(packet.annexb)
+            if problem:
+                raise BitstreamError(problem, offset)
+            self.keyframe_count += 1
+            self.last_index = packet.frame_index
+        elif isinstance(packet, MotionPacket):
+            if self.keyframe_count == 0:
+                raise BitstreamError("motion packet before any keyframe", offset)
+            self._check_index(packet.frame_index, offset)
+            self.motion_count += 1
+            self.last_index = packet.frame_index
+        elif isinstance(packet, EndPacket):
+            expected = self.expected_end(offset)
+            if packet != expected:
+                raise BitstreamError(f"END totals {packet} do not match the stream {expected}", offset)
+            if self.header.frame_count and packet.frame_count != self.header.frame_count:
+                raise BitstreamError(f"stream has {packet.frame_count} frames, header says "
+                                     f"{self.header.frame_count}", offset)
+            self.ended = True

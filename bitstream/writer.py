@@ -1,0 +1,103 @@
+"""StreamWriter: header then packets, optionally flushed one by one for a live receiver."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import BitstreamError
+from .header import StreamHeader
+from .packets import EndPacket, MotionPacket, Packet, body_cap, encode_body, frame, packet_type_of
+from .sequence import StreamSequence
+
+
+class StreamWriter:
+    """Writes a .fvc stream to `sink`; refuses any packet a reader would refuse.
+
+    `close()` appends the END packet. With `flush=True` the sink is flushed after the
+    header and every packet, so a receiver can decode while the stream is being written.
+    """
+
+    def __init__(self, sink: BinaryIO, header: StreamHeader, flush: bool = False):
+        self._sink = sink
+        self._flush = flush
+        self.header = header
+        self.sequence = StreamSequence(header)
+        self.offset = 0
+        self.packet_sizes: list[int] = []
+        self._emit(header.pack())
+        self.header_size = self.offset
+
+    def _emit(self, data: bytes) -> None:
+        self._sink.write(data)
+        if self._flush:
+            self._sink.flush()
+        self.offset += len(data)
+
+    def write(self, packet: Packet) -> int:
+        """Write one KEYFRAME or MOTION packet; returns its size in bytes."""
+        if isinstance(packet, EndPacket):
+            raise BitstreamError("END is written by close()", self.offset)
+        if isinstance(packet, MotionPacket) and len(packet.payload) > 65536:
+            raise BitstreamError("motion payload longer than 65536 bytes", self.offset)
+        body = encode_body(packet, self.sequence.last_index)
+        packet_type = packet_type_of(packet)
+        if len(body) > body_cap(packet_type):
+            raise BitstreamError(f"packet body of {len(body)} bytes exceeds the limit {body_cap(packet_type)}",
+                                 self.offset)
+        self.sequence.admit(packet, self.offset)
+        data = frame(packet_type, body)
+        self._emit(data)
+        self.packet_sizes.append(len(data))
+        return len(data)
+
+    def close(self) -> EndPacket:
+        """Append the END packet (totals of what was written) and return it."""
+        if self.sequence.ended:
+            raise BitstreamError("stream already closed", self.offset)
+        end = self.sequence.expected_end(self.offset)
+        if self.header.frame_count and end.frame_count != self.header.frame_count:
+            raise BitstreamError(f"wrote {end.frame_count} frames, header says {self.header.frame_count}",
+                                 self.offset)
+        self.sequence.admit(end, self.offset)
+        data = frame(packet_type_of(end), encode_body(end, self.sequence.last_index))
+        self._emit(data)
+        self.packet_sizes.append(len(data))
+        if not self._flush:
+            self._sink.flush()
+        return end
+
+
+class FileStreamWriter(StreamWriter):
+    """A StreamWriter on a path: writes `<path>.tmp` and renames it only when closed cleanly."""
+
+    def __init__(self, path: str | os.PathLike, header: StreamHeader, force: bool = False, flush: bool = False):
+        self.path = Path(path)
+        if self.path.exists() and not force:
+            raise FileExistsError(f"{self.path} exists (use force to overwrite)")
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        super().__init__(open(self._tmp, "wb"), header, flush)
+
+    def close(self) -> EndPacket:
+        end = super().close()
+        self._sink.close()
+        os.replace(self._tmp, self.path)
+        return end
+
+    def abort(self) -> None:
+        """Drop the partial output."""
+        self._sink.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> FileStreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.abort()
+            raise
