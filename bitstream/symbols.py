@@ -84,13 +84,13 @@ class GroupParams:
 # (25 fps); see spec/bitstream.md §9 for the measured rates.
 DEFAULT_PARAMS: dict[MotionKind, dict[str, GroupParams]] = {
     MotionKind.FV2V: {
-        "rotation": GroupParams(step=0.5, radius=64, decay=45000, escape_freq=64),
-        "translation": GroupParams(step=0.005, radius=64, decay=40000, escape_freq=64),
-        "expression": GroupParams(step=0.01, radius=64, decay=30000, escape_freq=64, mask_freq=52000),
+        "rotation": GroupParams(step=0.5, radius=64, decay=27500, escape_freq=64),
+        "translation": GroupParams(step=0.005, radius=64, decay=11500, escape_freq=64),
+        "expression": GroupParams(step=0.01, radius=64, decay=27000, escape_freq=64, mask_freq=62800),
     },
     MotionKind.FOMM: {
-        "keypoints": GroupParams(step=0.005, radius=64, decay=40000, escape_freq=64),
-        "jacobians": GroupParams(step=0.01, radius=64, decay=30000, escape_freq=64),
+        "keypoints": GroupParams(step=0.005, radius=64, decay=36500, escape_freq=64),
+        "jacobians": GroupParams(step=0.01, radius=64, decay=31500, escape_freq=64),
     },
 }
 
