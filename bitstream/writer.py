@@ -7,7 +7,8 @@ from typing import BinaryIO
 
 from .errors import BitstreamError
 from .header import StreamHeader
-from .packets import EndPacket, MotionPacket, Packet, body_cap, encode_body, frame, packet_type_of
+from .packets import (EndPacket, MotionPacket, Packet, PacketType, UnknownPacket, body_cap, encode_body, frame,
+                      packet_type_of)
 from .sequence import StreamSequence
 
 
@@ -35,9 +36,11 @@ class StreamWriter:
         self.offset += len(data)
 
     def write(self, packet: Packet) -> int:
-        """Write one KEYFRAME or MOTION packet; returns its size in bytes."""
+        """Write one KEYFRAME or MOTION packet (or an unknown type, to test readers); returns its size."""
         if isinstance(packet, EndPacket):
             raise BitstreamError("END is written by close()", self.offset)
+        if isinstance(packet, UnknownPacket) and not PacketType.END < packet.type <= 255:
+            raise BitstreamError(f"packet type {packet.type} is not an unknown (reserved-for-future) type", self.offset)
         if isinstance(packet, MotionPacket) and len(packet.payload) > 65536:
             raise BitstreamError("motion payload longer than 65536 bytes", self.offset)
         body = encode_body(packet, self.sequence.last_index)
