@@ -20,4 +20,11 @@ class TruncatedStreamError(BitstreamError):
 
 
 class SymbolError(ValueError):
-    """Motion symbols or parameters given to the encoder/quantiser do not fit the header."""
+    """Motion symbols, header fields or parameters given to the encoder do not fit the format.
+
+    `field` names the offending header field when there is one (e.g. "width", "group 2").
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field

@@ -58,16 +58,22 @@ class StreamHeader:
         for name, value, hi in (("width", self.width, 65535), ("height", self.height, 65535),
                                 ("fps_num", self.fps_num, 2**32 - 1), ("fps_den", self.fps_den, 2**32 - 1)):
             if not 1 <= value <= hi:
-                raise SymbolError(f"{name} {value} outside 1..{hi}")
+                raise SymbolError(f"{name} {value} outside 1..{hi}", name)
         if not 0 <= self.frame_count <= 2**32 - 1:
-            raise SymbolError(f"frame_count {self.frame_count} outside 0..{2**32 - 1}")
+            raise SymbolError(f"frame_count {self.frame_count} outside 0..{2**32 - 1}", "frame_count")
         if len(self.model_id) != MODEL_ID_BYTES:
-            raise SymbolError(f"model_id must be {MODEL_ID_BYTES} bytes, got {len(self.model_id)}")
-        groups = self.groups
+            raise SymbolError(f"model_id must be {MODEL_ID_BYTES} bytes, got {len(self.model_id)}", "model_id")
+        try:
+            groups = self.groups
+        except SymbolError as exc:
+            raise SymbolError(str(exc), "num_keypoints") from None
         if len(self.params) != len(groups):
-            raise SymbolError(f"{len(self.params)} group parameter sets for {len(groups)} groups")
-        for g, p in zip(groups, self.params):
-            p.check(g)
+            raise SymbolError(f"{len(self.params)} group parameter sets for {len(groups)} groups", "group_count")
+        for i, (g, p) in enumerate(zip(groups, self.params)):
+            try:
+                p.check(g)
+            except SymbolError as exc:
+                raise SymbolError(str(exc), f"group {i}") from None
 
     def pack(self) -> bytes:
         """Serialised header, CRC included."""
@@ -102,6 +108,17 @@ def default_header(kind: MotionKind, width: int, height: int, fps: int | float |
                         model_id=model_id, params=tuple(params) if params is not None else default_params(kind))
 
 
+# Byte offsets of the v1.0 header fields (spec §3), for error messages.
+_FIELD_OFFSETS = {"width": 12, "height": 14, "fps_num": 16, "fps_den": 20, "frame_count": 24, "motion_kind": 28,
+                  "num_keypoints": 29, "model_id": 30, "group_count": 46}
+
+
+def _field_offset(field: str | None) -> int:
+    if field and field.startswith("group "):
+        return _PREFIX.size + _FIXED.size + int(field.split()[1]) * _GROUP.size
+    return _FIELD_OFFSETS.get(field, _PREFIX.size)
+
+
 def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int, tuple[int, int]]:
     """(header, bytes consumed, (major, minor)) from the start of `data`.
 
@@ -127,7 +144,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
         raise BitstreamError("header body too short", _PREFIX.size + len(body))
     width, height, fps_num, fps_den, frames, kind, k, model_id, ngroups = _FIXED.unpack_from(body, 0)
     if kind not in MotionKind.__members__.values():
-        raise BitstreamError(f"unknown motion kind {kind}", _PREFIX.size + 18)
+        raise BitstreamError(f"unknown motion kind {kind}", _field_offset("motion_kind"))
     needed = _FIXED.size + ngroups * _GROUP.size
     if len(body) < needed:
         raise BitstreamError("header body too short for its groups", _PREFIX.size + len(body))
@@ -136,5 +153,5 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     try:
         header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params)
     except SymbolError as exc:
-        raise BitstreamError(f"invalid header: {exc}", _PREFIX.size) from None
+        raise BitstreamError(f"invalid header: {exc}", _field_offset(exc.field)) from None
     return header, end + _CRC.size, (major, minor)
