@@ -1,0 +1,40 @@
+"""What every benchmarked codec provides: operating points and one call that codes a whole clip."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class BenchmarkError(RuntimeError):
+    """A codec cannot run as asked (missing module, weights, bad setting)."""
+
+
+@dataclass(frozen=True)
+class CodedClip:
+    """The complete stream of one clip at one operating point and what the decoder made of it."""
+
+    stream: bytes
+    frames: np.ndarray  # (N, H, W, 3) uint8 RGB, decoded from `stream`
+    encode_seconds: float
+    decode_seconds: float
+
+
+class Codec(ABC):
+    """One method of the rate-distortion benchmark."""
+
+    name: str
+    weights: str = "-"  # which model weights produced the numbers ("-" for classical codecs)
+
+    @abstractmethod
+    def operating_points(self) -> list[str]:
+        """Point labels, lowest quality last or first; each is stable across runs (it keys rd.csv)."""
+
+    @abstractmethod
+    def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
+        """Encode `frames` (N, H, W, 3) uint8 RGB at `point`, then decode the stream."""
+
+    @abstractmethod
+    def settings(self) -> dict[str, str]:
+        """Everything besides the point that determines the stream (recorded in run.json)."""
