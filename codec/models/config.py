@@ -1,0 +1,209 @@
+"""Frozen, serialisable configurations of the face-vid2vid networks and the named presets.
+
+`asdict(config)` gives plain dicts (JSON and `torch.load(weights_only=True)` safe);
+`FV2VConfig.from_dict` rebuilds an equal config; `FV2VConfig.named("small")` returns a preset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from bitstream.constants import NUM_KEYPOINTS_FV2V
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot build a consistent model (bad size, unknown name or field)."""
+
+
+@dataclass(frozen=True)
+class AppearanceConfig:
+    """F: 2D down-sampling → 1×1 conv → (channels × depth) volume → 3D residual blocks."""
+
+    block_expansion: int = 64
+    down_blocks: int = 2
+    max_features: int = 512
+    volume_channels: int = 32
+    volume_depth: int = 16
+    res_blocks: int = 6
+
+
+@dataclass(frozen=True)
+class KeypointConfig:
+    """L: 2D encoder at `input_size` → reshape to 3D → 3D decoder → K heatmaps → soft-argmax."""
+
+    input_size: int = 64
+    block_expansion: int = 32
+    num_blocks: int = 5
+    max_features: int = 1024
+    reshape_channels: int = 1024
+    depth: int = 16
+    head_kernel: int = 7
+    temperature: float = 0.1
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    """H+Δ: ResNet-style encoder at `input_size`; stages of basic residual blocks."""
+
+    input_size: int = 256
+    stem_channels: int = 64
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    blocks: tuple[int, ...] = (3, 4, 6, 3)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """M: sparse keypoint flows + heatmap differences → 3D hourglass → masks and occlusion.
+
+    `downsample` runs M on the volume pooled by that factor in height/width (the flow is up-sampled).
+    """
+
+    compress: int = 4
+    block_expansion: int = 32
+    num_blocks: int = 5
+    max_features: int = 1024
+    mask_kernel: int = 7
+    occlusion_kernel: int = 7
+    kp_variance: float = 0.01
+    downsample: int = 1
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """G: warped volume → 2D (C·D channels) → conv → occlusion → residual blocks → up-sampling."""
+
+    channels: int = 256
+    res_blocks: int = 6
+    min_channels: int = 64
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """D: one spectral-norm patch discriminator per image scale."""
+
+    scales: tuple[float, ...] = (1.0, 0.5)
+    block_expansion: int = 64
+    num_blocks: int = 4
+    max_features: int = 512
+
+
+_SECTIONS = {
+    "appearance": AppearanceConfig,
+    "keypoints": KeypointConfig,
+    "pose": PoseConfig,
+    "motion": MotionConfig,
+    "generator": GeneratorConfig,
+    "discriminator": DiscriminatorConfig,
+}
+
+
+@dataclass(frozen=True)
+class FV2VConfig:
+    """All face-vid2vid sizes; `output_size` must be the volume side times a power of two."""
+
+    name: str
+    num_keypoints: int = NUM_KEYPOINTS_FV2V
+    analysis_size: int = 256
+    output_size: int = 256
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
+    keypoints: KeypointConfig = field(default_factory=KeypointConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self):
+        if self.num_keypoints < 1:
+            raise ConfigError(f"num_keypoints must be >= 1, got {self.num_keypoints}")
+        side = self.volume_size
+        if side * 2**self.appearance.down_blocks != self.analysis_size or side < 1:
+            raise ConfigError(
+                f"analysis_size {self.analysis_size} is not divisible by 2**{self.appearance.down_blocks}"
+            )
+        ups = math.log2(self.output_size / side)
+        if ups < 0 or ups != int(ups):
+            raise ConfigError(f"output_size {self.output_size} is not volume side {side} times a power of two")
+        if side % self.motion.downsample:
+            raise ConfigError(f"volume side {side} is not divisible by motion.downsample {self.motion.downsample}")
+        if self.keypoints.input_size % 2**self.keypoints.num_blocks:
+            raise ConfigError(
+                f"keypoints.input_size {self.keypoints.input_size} is not divisible by 2**{self.keypoints.num_blocks}"
+            )
+        if len(self.pose.widths) != len(self.pose.blocks):
+            raise ConfigError("pose.widths and pose.blocks must have the same length")
+
+    @property
+    def volume_size(self) -> int:
+        """Height and width of F's feature volume."""
+        return self.analysis_size // 2**self.appearance.down_blocks
+
+    @property
+    def up_blocks(self) -> int:
+        """Number of 2x up-sampling stages in G."""
+        return int(round(math.log2(self.output_size / self.volume_size)))
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples kept), the inverse of `from_dict`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FV2VConfig:
+        """Rebuild a config from `to_dict()`/`asdict()` output (lists accepted where tuples are stored)."""
+        try:
+            top = {k: v for k, v in data.items() if k not in _SECTIONS}
+            sections = {k: _section(_SECTIONS[k], v) for k, v in data.items() if k in _SECTIONS}
+            return cls(**top, **sections)
+        except TypeError as exc:
+            raise ConfigError(f"not an fv2v config: {exc}") from None
+
+    @classmethod
+    def named(cls, name: str) -> FV2VConfig:
+        """One of the presets in `PRESETS`."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown fv2v config {name!r}; known: {', '.join(PRESETS)}")
+        return PRESETS[name]
+
+
+def _section(section_cls, values: dict):
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return section_cls(**values)
+
+
+# Tiny, for unit tests of every module: 64² analysis, 16x16 volume, a few thousand parameters per net.
+_TEST = FV2VConfig(
+    name="test",
+    analysis_size=64,
+    output_size=64,
+    appearance=AppearanceConfig(block_expansion=8, down_blocks=2, max_features=16, volume_channels=4,
+                                volume_depth=4, res_blocks=1),
+    keypoints=KeypointConfig(input_size=32, block_expansion=8, num_blocks=3, max_features=32,
+                             reshape_channels=16, depth=4, head_kernel=3),
+    pose=PoseConfig(input_size=32, stem_channels=8, widths=(8, 16), blocks=(1, 1)),
+    motion=MotionConfig(compress=2, block_expansion=8, num_blocks=2, max_features=16, mask_kernel=3,
+                        occlusion_kernel=3),
+    generator=GeneratorConfig(channels=16, res_blocks=1, min_channels=8),
+    discriminator=DiscriminatorConfig(scales=(1.0, 0.5), block_expansion=8, num_blocks=2, max_features=16),
+)
+
+# Trainable and decodable on the 2-core CPU (benchmarks/model_speed.py measures it).
+_SMALL = FV2VConfig(
+    name="small",
+    appearance=AppearanceConfig(block_expansion=32, down_blocks=2, max_features=128, volume_channels=16,
+                                volume_depth=16, res_blocks=2),
+    keypoints=KeypointConfig(input_size=64, block_expansion=16, num_blocks=4, max_features=256,
+                             reshape_channels=256, depth=8, head_kernel=3),
+    pose=PoseConfig(input_size=128, stem_channels=32, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2)),
+    motion=MotionConfig(compress=4, block_expansion=16, num_blocks=3, max_features=128, mask_kernel=3,
+                        occlusion_kernel=3, downsample=2),
+    generator=GeneratorConfig(channels=128, res_blocks=2, min_channels=32),
+    discriminator=DiscriminatorConfig(scales=(1.0, 0.5), block_expansion=32, num_blocks=4, max_features=256),
+)
+
+PRESETS: dict[str, FV2VConfig] = {
+    "test": _TEST,
+    "small": _SMALL,
+    "small512": dataclasses.replace(_SMALL, name="small512", output_size=512),
+    # Paper channel counts (Wang et al. 2021), 512² output from a 256² analysis.
+    "base": FV2VConfig(name="base", output_size=512),
+}
