@@ -1,0 +1,433 @@
+"""Rate-distortion benchmark: bpp vs LPIPS/PSNR/SSIM of fvc, FOMM and x264 on 512x512 talking heads.
+
+Every clip is read once through `codec.video.read_frames` (same resize and fps for every method),
+each method codes it at each operating point, and the metrics compare decoded and source frames.
+Writes benchmarks/results/<run-name>/{rd.csv, summary.csv, bd_rate.csv, quality.csv, run.json,
+rd_lpips.png, rd_psnr.png}; rerunning skips the rows already in rd.csv. Usage:
+    .venv/bin/python benchmarks/rd_curve.py --quick
+    .venv/bin/python benchmarks/rd_curve.py --methods x264,x264-zerolatency --metric-stride 5 --run-name x264
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
+
+from bd_rate import CurveError, bd_rate, rate_for_quality  # noqa: E402
+from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
+RESULTS = REPO / "benchmarks" / "results"
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
+ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm")
+RD_COLUMNS = ["clip", "method", "point", "frames", "width", "height", "fps", "bytes", "bpp", "kbps",
+              "lpips", "psnr", "ssim", "encode_fps", "decode_fps", "device", "weights"]
+# What a resumed run must share with the rows already written, or its rows would not be comparable.
+RUN_KEYS = ("size", "fps", "frames", "metric_stride", "lpips")
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark run; everything here is recorded in run.json."""
+
+    data: Path
+    out: Path
+    methods: list[str]
+    clips: list[str] | None = None  # None = all; a single number = the first N clips
+    frames: int | None = None  # None = all frames of each clip
+    size: int = 512
+    fps: float = 25.0
+    metric_stride: int = 1
+    points_per_method: int | None = None  # None = all operating points
+    device: str = "cpu"
+    model: str | None = None  # fvc weights; None = untrained development model
+    fomm_model: str | None = None
+    force: bool = False
+
+
+def device_description(device: str) -> str:
+    """Where the numbers were measured: metric/model device and the CPU that ran the codecs."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    cpu = f"{cpu} x{os.cpu_count()}"
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{torch.cuda.get_device_name(torch.device(device))} + {cpu}"
+    return cpu
+
+
+def find_clips(data: Path, wanted: list[str] | None) -> list[Path]:
+    """Video files of `data`, sorted by name; `wanted` is ["N"] (first N) or clip names (stems)."""
+    if not data.is_dir():
+        raise BenchmarkError(f"clip folder {data} does not exist; pass --data <folder of talking-head clips>")
+    clips = sorted(p for p in data.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not clips:
+        raise BenchmarkError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {data}")
+    if not wanted:
+        return clips
+    if len(wanted) == 1 and wanted[0].isdigit():
+        return clips[: int(wanted[0])]
+    by_name = {p.stem: p for p in clips}
+    missing = [w for w in wanted if w not in by_name]
+    if missing:
+        raise BenchmarkError(f"clips not in {data}: {', '.join(missing)}")
+    return [by_name[w] for w in wanted]
+
+
+def spread(points: list[str], count: int | None) -> list[str]:
+    """`count` points spread evenly over `points` (ends included), or all of them."""
+    if count is None or count >= len(points):
+        return points
+    return [points[round(i * (len(points) - 1) / (count - 1))] for i in range(count)] if count > 1 else points[:1]
+
+
+class Metrics:
+    """LPIPS (AlexNet v0.1), PSNR and SSIM of decoded vs source frames, on every `stride`-th frame."""
+
+    def __init__(self, device: str, stride: int):
+        from codec import metrics
+
+        self._metrics = metrics
+        self.device = device
+        self.stride = stride
+        self.lpips_variant = metrics.LPIPS_VARIANT
+
+    def __call__(self, source: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+        ref, test = source[:: self.stride], decoded[:: self.stride]
+        return {"lpips": float(np.mean(self._metrics.lpips_distance(ref, test, device=self.device))),
+                "psnr": float(np.mean(self._metrics.psnr(ref, test))),
+                "ssim": float(np.mean(self._metrics.ssim(ref, test)))}
+
+
+def load_clip(path: Path, config: BenchConfig) -> np.ndarray:
+    """The clip's frames at the benchmark size and rate, (N, S, S, 3) uint8, cut to --frames."""
+    from codec.video import read_frames
+
+    frames = read_frames(path, size=config.size, fps=config.fps)
+    frames = np.stack(list(frames[: config.frames] if config.frames else frames))
+    if len(frames) < 2:
+        raise BenchmarkError(f"{path.name}: only {len(frames)} frame(s) at {config.fps:g} fps")
+    return frames
+
+
+def build_codec(name: str, config: BenchConfig) -> Codec:
+    """The wrapper of method `name` (one of ALL_METHODS) as configured."""
+    if name == "x264":
+        return X264()
+    if name == "x264-zerolatency":
+        return X264(X264Settings(tune="zerolatency"))
+    from rdcodecs.fvc import Fomm, Fvc
+
+    if name == "fvc":
+        return Fvc(config.model, config.device)
+    return Fomm(config.fomm_model, config.device)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """Complete rows of an rd.csv; a row cut short by an interrupted run is dropped (and redone)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if not text.endswith("\n"):  # the last row was being written when the run stopped
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames != RD_COLUMNS:
+        raise BenchmarkError(f"{path} has columns {reader.fieldnames}, expected {RD_COLUMNS}")
+    return [row for row in reader if all(row.get(c) not in (None, "") for c in RD_COLUMNS)]
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """Replace rd.csv with `rows` atomically, so an interruption never loses finished rows."""
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def check_resume(config: BenchConfig, run_info: dict, codecs: list[Codec]) -> None:
+    """Refuse to mix rows from runs with different settings into one rd.csv (unless --force)."""
+    info_path = config.out / "run.json"
+    if not info_path.exists():
+        return
+    old = json.loads(info_path.read_text())
+    changed = [k for k in RUN_KEYS if old.get(k) != run_info[k]]
+    changed += [f"{c.name} settings" for c in codecs
+                if c.name in old.get("methods", {}) and old["methods"][c.name] != run_info["methods"][c.name]]
+    if changed:
+        raise BenchmarkError(f"{config.out} holds a run with other {', '.join(changed)}; "
+                             "use another --run-name, or --force to start it over")
+
+
+def write_run_info(config: BenchConfig, run_info: dict) -> None:
+    """run.json: this run's settings merged with the methods recorded by earlier runs in the folder."""
+    info_path = config.out / "run.json"
+    if info_path.exists():
+        old = json.loads(info_path.read_text())
+        run_info = {**run_info, "methods": {**old.get("methods", {}), **run_info["methods"]},
+                    "clips": sorted(set(old.get("clips", [])) | set(run_info["clips"])),
+                    "commands": old.get("commands", []) + run_info["commands"]}
+    tmp = info_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(run_info, indent=2) + "\n")
+    tmp.replace(info_path)
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RD_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def warn_untrained(codecs: list[Codec]) -> None:
+    for c in codecs:
+        if "untrained" in c.weights.lower():
+            print(f"!!! {c.name} runs with {c.weights}: its numbers say nothing about the codec's quality !!!",
+                  file=sys.stderr)
+
+
+def run(config: BenchConfig) -> Path:
+    """Fill rd.csv for every clip x method x point not already there, then write the reports."""
+    from tqdm import tqdm
+
+    clips = find_clips(config.data, config.clips)
+    codecs = [build_codec(name, config) for name in config.methods]
+    metrics = Metrics(config.device, config.metric_stride)
+    device = device_description(config.device)
+    run_info = {"size": config.size, "fps": config.fps, "frames": config.frames, "metric_stride": config.metric_stride,
+                "lpips": metrics.lpips_variant, "device": device, "data": str(config.data),
+                "clips": [p.stem for p in clips],
+                "methods": {c.name: {**c.settings(), "weights": c.weights, "points": c.operating_points()}
+                            for c in codecs},
+                "commands": [shlex.join([Path(sys.executable).name, *sys.argv])]}
+
+    rd_path = config.out / "rd.csv"
+    if config.force and config.out.exists():
+        for name in ("rd.csv", "run.json"):
+            (config.out / name).unlink(missing_ok=True)
+    config.out.mkdir(parents=True, exist_ok=True)
+    check_resume(config, run_info, codecs)
+    rows = read_rows(rd_path)
+    if rd_path.exists():
+        write_rows(rd_path, rows)
+    write_run_info(config, run_info)
+    warn_untrained(codecs)
+
+    done = {(r["clip"], r["method"], r["point"]) for r in rows}
+    jobs = [(clip, codec, point) for clip in clips for codec in codecs
+            for point in spread(codec.operating_points(), config.points_per_method)
+            if (clip.stem, codec.name, point) not in done]
+    print(f"{len(done)} rows already in {rd_path}, {len(jobs)} to run; metrics on every "
+          f"{config.metric_stride}. frame, LPIPS {metrics.lpips_variant} on {device}", file=sys.stderr)
+    loaded: tuple[Path, np.ndarray] | None = None
+    for clip, codec, point in tqdm(jobs, unit="point", file=sys.stderr):
+        if loaded is None or loaded[0] != clip:
+            loaded = (clip, load_clip(clip, config))
+        source = loaded[1]
+        coded = codec.code(source, config.fps, point)
+        if coded.frames.shape != source.shape:
+            raise BenchmarkError(f"{codec.name} {point} on {clip.stem}: decoded {coded.frames.shape}, "
+                                 f"source {source.shape}")
+        n, height, width, _ = source.shape
+        bits = 8 * len(coded.stream)
+        append_row(rd_path, {
+            "clip": clip.stem, "method": codec.name, "point": point, "frames": n, "width": width,
+            "height": height, "fps": config.fps, "bytes": len(coded.stream),
+            "bpp": f"{bits / (width * height * n):.6g}", "kbps": f"{bits / (n / config.fps) / 1000:.6g}",
+            **{k: f"{v:.6g}" for k, v in metrics(source, coded.frames).items()},
+            "encode_fps": f"{n / coded.encode_seconds:.4g}", "decode_fps": f"{n / coded.decode_seconds:.4g}",
+            "device": device, "weights": codec.weights})
+    write_reports(config.out)
+    warn_untrained(codecs)
+    return config.out
+
+
+# Reports: everything below reads only rd.csv, so a resumed or merged run reports all its rows.
+BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "fomm"), ("fomm", "x264"))
+BD_METRICS = {"lpips": False, "psnr": True}  # metric -> higher is better
+LPIPS_TARGETS = (0.20, 0.15)
+
+
+def summarize(rd: pd.DataFrame) -> pd.DataFrame:
+    """Per method and point: means over clips (clips = how many were averaged)."""
+    numeric = ["bpp", "kbps", "lpips", "psnr", "ssim", "encode_fps", "decode_fps"]
+    grouped = rd.groupby(["method", "point"], sort=False)
+    summary = grouped[numeric].mean()
+    summary.insert(0, "clips", grouped["clip"].nunique())
+    summary["weights"] = grouped["weights"].first()
+    return summary.reset_index().sort_values(["method", "bpp"], kind="stable", ignore_index=True)
+
+
+def bd_table(rd: pd.DataFrame) -> pd.DataFrame:
+    """BD-rate of each present pair per clip and its mean over the clips where the curves overlap."""
+    rows = []
+    for test, anchor in BD_PAIRS:
+        for metric, higher in BD_METRICS.items():
+            per_clip = {}
+            for clip, group in rd.groupby("clip"):
+                a, t = group[group.method == anchor], group[group.method == test]
+                if len(a) < 2 or len(t) < 2:
+                    continue
+                try:
+                    per_clip[clip] = bd_rate(a.bpp, a[metric], t.bpp, t[metric], higher)
+                except CurveError:
+                    per_clip[clip] = float("nan")
+            if not per_clip:
+                continue
+            values = np.array(list(per_clip.values()))
+            valid = values[np.isfinite(values)]
+            for clip, value in [*per_clip.items(), ("mean", float(valid.mean()) if len(valid) else float("nan"))]:
+                rows.append({"test": test, "anchor": anchor, "metric": metric, "clip": clip,
+                             "clips_used": len(valid) if clip == "mean" else int(np.isfinite(value)),
+                             "bd_rate_pct": value})
+    return pd.DataFrame(rows, columns=["test", "anchor", "metric", "clip", "clips_used", "bd_rate_pct"])
+
+
+def quality_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per method: LPIPS at its lowest rate, and the bpp it needs for each LPIPS target."""
+    rows = []
+    for method, curve in summary.groupby("method", sort=False):
+        lowest = curve.loc[curve.bpp.idxmin()]
+        row = {"method": method, "lowest_bpp": lowest.bpp, "lpips_at_lowest_bpp": lowest.lpips}
+        for target in LPIPS_TARGETS:
+            bpp, how = rate_for_quality(curve.bpp, curve.lpips, target, higher_is_better=False)
+            row[f"bpp_for_lpips_{target:.2f}"] = {"interpolated": f"{bpp:.5g}", "below-range": f"<={bpp:.5g}",
+                                                  "not-reached": "not reached"}[how]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot(summary: pd.DataFrame, metric: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for method, curve in summary.groupby("method", sort=False):
+        weights = curve.weights.iloc[0]
+        label = method if weights == "-" else f"{method} ({weights})"
+        ax.plot(curve.bpp, curve[metric], marker="o", label=label)
+    if metric == "lpips":
+        for target in LPIPS_TARGETS:
+            ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per pixel (all stream bytes)")
+    ax.set_ylabel({"lpips": "LPIPS AlexNet v0.1 (lower is better)", "psnr": "PSNR RGB (dB)"}[metric])
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(out: Path) -> None:
+    """summary.csv, bd_rate.csv, quality.csv and the two plots from rd.csv; prints the tables."""
+    rd = pd.read_csv(out / "rd.csv")
+    summary = summarize(rd)
+    bd = bd_table(rd)
+    quality = quality_table(summary)
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    bd.to_csv(out / "bd_rate.csv", index=False, float_format="%.4g")
+    quality.to_csv(out / "quality.csv", index=False, float_format="%.6g")
+    title = (f"{out.name}: {rd.clip.nunique()} clips, {rd.frames.min()}-{rd.frames.max()} frames, "
+             f"{rd.width.iloc[0]}x{rd.height.iloc[0]} @ {rd.fps.iloc[0]:g} fps")
+    for metric in ("lpips", "psnr"):
+        plot(summary, metric, out / f"rd_{metric}.png", title)
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", 200):
+        print(summary.drop(columns="weights").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        means = bd[bd.clip == "mean"]
+        print("\nBD-rate (PCHIP, mean over clips; negative = test needs fewer bits for the same quality):")
+        print(means.to_string(index=False, float_format=lambda v: f"{v:.1f}") if len(means) else "  (no pair present)")
+        print("\nreached quality (curves averaged over clips):")
+        print(quality.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None,
+                   help=f"folder of clips (default {DEFAULT_DATA} when it exists)")
+    p.add_argument("--run-name", default=None, help="results go to benchmarks/results/<run-name> (default: dev, quick)")
+    p.add_argument("--out", type=Path, default=None, help="results folder (overrides --run-name)")
+    p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated, of {', '.join(ALL_METHODS)}")
+    p.add_argument("--clips", nargs="+", default=None, help="N (the first N clips by name) or clip names (stems)")
+    p.add_argument("--frames", type=int, default=None, help="first N frames of each clip (after resampling)")
+    p.add_argument("--size", type=int, default=512, help="frame side every method codes and is measured at")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate every clip is resampled to")
+    p.add_argument("--metric-stride", type=int, default=1,
+                   help="metrics on frames 0, n, 2n, ... of every method (all frames are coded)")
+    p.add_argument("--points", type=int, default=None, help="use only N operating points per method, spread evenly")
+    p.add_argument("--device", default="cpu", help="torch device for the metrics and the neural codecs")
+    p.add_argument("--model", default=None, help="fvc weights (default: the untrained development model)")
+    p.add_argument("--fomm-model", default=None, help="FOMM weights (default: the untrained development model)")
+    p.add_argument("--quick", action="store_true", help="2 clips, 24 frames, 3 points per method, metric stride 2")
+    p.add_argument("--force", action="store_true", help="discard the rows of an earlier run in the same folder")
+    a = p.parse_args(argv)
+    if a.data is None:
+        p.error(f"no clips: {DEFAULT_DATA} does not exist; pass --data <folder of talking-head clips>")
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown or not methods:
+        p.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METHODS)}")
+    for name in ("frames", "size", "metric_stride", "points"):
+        value = getattr(a, name)
+        if value is not None and value < (2 if name == "points" else 1):
+            p.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'points' else 1}, got {value}")
+    if a.size % 2:
+        p.error(f"--size must be even (x264 codes 4:2:0), got {a.size}")
+    if a.quick:
+        a.clips = a.clips or ["2"]
+        a.frames = a.frames or 24
+        a.points = a.points or 3
+        a.metric_stride = a.metric_stride if a.metric_stride > 1 else 2
+    out = a.out or RESULTS / (a.run_name or ("quick" if a.quick else "dev"))
+    return BenchConfig(data=a.data, out=out, methods=methods, clips=a.clips, frames=a.frames, size=a.size,
+                       fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points, device=a.device,
+                       model=a.model, fomm_model=a.fomm_model, force=a.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        out = run(config)
+    except (BenchmarkError, CurveError) as exc:
+        print(f"rd_curve: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from codec.errors import is_user_error, one_line
+
+        if not is_user_error(exc):
+            raise
+        print(f"rd_curve: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    print(f"results in {out} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
