@@ -26,7 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
 
-from bd_rate import CurveError, bd_rate, rate_for_quality  # noqa: E402
+from bd_rate import CurveError, bd_rate, pareto_front, rate_for_quality  # noqa: E402
 from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,13 @@ def spread(points: list[str], count: int | None) -> list[str]:
 
 
 class Metrics:
-    """LPIPS (AlexNet v0.1), PSNR and SSIM of decoded vs source frames, on every `stride`-th frame."""
+    """LPIPS (AlexNet v0.1), PSNR and SSIM of decoded vs source frames, on every `stride`-th frame.
+
+    Each is the mean of per-frame values; a frame identical to its source counts as PSNR_CAP dB.
+    """
+
+    PSNR_CAP = 100.0
+    CHUNK = 32  # frames per metric call: bounds float copies of long 512² clips
 
     def __init__(self, device: str, stride: int):
         from codec import metrics
@@ -112,9 +118,13 @@ class Metrics:
 
     def __call__(self, source: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
         ref, test = source[:: self.stride], decoded[:: self.stride]
-        return {"lpips": float(np.mean(self._metrics.lpips_distance(ref, test, device=self.device))),
-                "psnr": float(np.mean(self._metrics.psnr(ref, test))),
-                "ssim": float(np.mean(self._metrics.ssim(ref, test)))}
+        values: dict[str, list[np.ndarray]] = {"lpips": [], "psnr": [], "ssim": []}
+        for start in range(0, len(ref), self.CHUNK):
+            a, b = ref[start:start + self.CHUNK], test[start:start + self.CHUNK]
+            values["lpips"].append(self._metrics.lpips_distance(a, b, device=self.device))
+            values["psnr"].append(np.minimum(self._metrics.psnr(a, b), self.PSNR_CAP))
+            values["ssim"].append(self._metrics.ssim(a, b))
+        return {name: float(np.concatenate(v).mean()) for name, v in values.items()}
 
 
 def load_clip(path: Path, config: BenchConfig) -> np.ndarray:
@@ -330,7 +340,10 @@ def plot(summary: pd.DataFrame, metric: str, path: Path, title: str) -> None:
     for method, curve in summary.groupby("method", sort=False):
         weights = curve.weights.iloc[0]
         label = method if weights == "-" else f"{method} ({weights})"
-        ax.plot(curve.bpp, curve[metric], marker="o", label=label)
+        # Markers for every point; the line joins the Pareto front, which is what BD-rate integrates.
+        front_bpp, front_metric = pareto_front(curve.bpp, curve[metric], higher_is_better=BD_METRICS[metric])
+        (line,) = ax.plot(front_bpp, front_metric, label=label)
+        ax.plot(curve.bpp, curve[metric], linestyle="none", marker="o", markersize=4, color=line.get_color())
     if metric == "lpips":
         for target in LPIPS_TARGETS:
             ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")

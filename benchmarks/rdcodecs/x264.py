@@ -7,37 +7,26 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
+
+# The same RGB <-> yuv420p conversion as fvc's keyframes, so colour handling does not tilt the comparison.
+from codec.h264 import _TO_RGB, _TO_YUV, strip_sei
 
 from .base import BenchmarkError, Codec, CodedClip
 
-SEI_NAL_TYPE = 6
 CRF_POINTS = (20, 24, 28, 32, 36, 40, 44, 48, 51)
-
-
-def strip_sei(stream: bytes) -> bytes:
-    """`stream` without its SEI NAL units (x264's ~600-byte version banner; decoding needs none of them)."""
-    starts = []
-    pos = 0
-    while (pos := stream.find(b"\0\0\1", pos)) >= 0:
-        starts.append(pos - 1 if pos > 0 and stream[pos - 1] == 0 else pos)
-        pos += 3
-    starts.append(len(stream))
-    kept = []
-    for begin, end in zip(starts, starts[1:]):
-        header = stream.find(b"\0\0\1", begin) + 3
-        if header < end and stream[header] & 0x1F != SEI_NAL_TYPE:
-            kept.append(stream[begin:end])
-    return b"".join(kept)
 
 
 def decode_annexb(stream: bytes) -> list[np.ndarray]:
     """All pictures of an H.264 Annex-B stream as RGB uint8 arrays, in output order."""
     decoder = av.CodecContext.create("h264", "r")
+    decoder.thread_type, decoder.thread_count = "FRAME", 1
     frames = []
     for packet in decoder.parse(stream) + decoder.parse(None):
         frames += decoder.decode(packet)
     frames += decoder.decode(None)
-    return [f.to_ndarray(format="rgb24") for f in frames]
+    return [f.reformat(format="rgb24", src_colorspace="ITU601", src_color_range="MPEG", dst_color_range="JPEG",
+                       interpolation=_TO_RGB).to_ndarray() for f in frames]
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ class X264(Codec):
         c = self.config
         return {"encoder": f"libx264 (FFmpeg {av.ffmpeg_version_info}, PyAV {av.__version__})",
                 "preset": c.preset, "tune": c.tune or "none", "x264-params": self._params(),
-                "pix_fmt": "yuv420p", "sei": "stripped", "container": "none (raw Annex-B)"}
+                "pix_fmt": "yuv420p (BT.601 limited, codec.h264 conversion)", "sei": "stripped", "container": "none (raw Annex-B)"}
 
     def _params(self) -> str:
         c = self.config
@@ -80,6 +69,7 @@ class X264(Codec):
         encoder = av.CodecContext.create("libx264", "w")
         encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
         encoder.time_base, encoder.framerate = 1 / rate, rate
+        encoder.colorspace, encoder.color_range = int(Colorspace.ITU601), int(ColorRange.MPEG)
         options = {"preset": self.config.preset, "crf": point[3:], "x264-params": self._params()}
         if self.config.tune:
             options["tune"] = self.config.tune
@@ -88,7 +78,8 @@ class X264(Codec):
         start = time.perf_counter()
         chunks = []
         for i, rgb in enumerate(frames):
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG", interpolation=_TO_YUV)
             picture.pts = i
             chunks += [bytes(p) for p in encoder.encode(picture)]
         chunks += [bytes(p) for p in encoder.encode(None)]

@@ -1,0 +1,104 @@
+"""fvc and FOMM through the streaming codec: Encoder packets -> .fvc bytes -> StreamReader -> Decoder."""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bitstream import StreamReader, StreamWriter
+
+from .base import BenchmarkError, Codec, CodedClip
+
+UNTRAINED = "untrained:"
+
+
+@dataclass(frozen=True)
+class FvcPoint:
+    """Encoder knobs of one operating point: keyframe QP, quality-refresh threshold (dB, 0 = off)."""
+
+    keyframe_qp: int
+    refresh_threshold: float
+
+    @property
+    def label(self) -> str:
+        return f"qp{self.keyframe_qp}-refresh{self.refresh_threshold:g}"
+
+
+# Keyframe bytes dominate the rate, so the sweep crosses keyframe quality with how often it refreshes.
+POINTS = tuple(FvcPoint(qp, refresh) for qp in (24, 32, 40) for refresh in (0.0, 20.0, 24.0))
+
+
+def load_motion_model(kind: str, spec: str | None, device: str):
+    """(model, model id, weights label) from a checkpoint path or "untrained:<config>"; None = shipped or untrained."""
+    from codec import motion_model as mm
+
+    if spec is None:
+        shipped = mm.default_weights(kind)
+        spec = str(shipped) if shipped else UNTRAINED + mm.REGISTRY[mm.kind_name(kind)].default_config
+    if spec.startswith(UNTRAINED):
+        config = spec[len(UNTRAINED):]
+        model = mm.build_untrained(kind, config).to(device)
+        return model, mm.untrained_model_id(kind, config), f"UNTRAINED {kind}/{config} (development model, seed 0)"
+    ident = mm.model_id(spec)
+    return mm.load_model(spec, device), ident, f"{Path(spec).name} sha256:{ident.hex()[:12]}"
+
+
+class Fvc(Codec):
+    """The fvc codec (face-vid2vid keypoints + H.264 keyframes); all bytes of the .fvc stream count."""
+
+    name = "fvc"
+    kind = "fv2v"
+
+    def __init__(self, weights: str | None = None, device: str = "cpu"):
+        self.model, self.model_id, self.weights = load_motion_model(self.kind, weights, device)
+        self.device = device
+
+    def operating_points(self) -> list[str]:
+        return [p.label for p in POINTS]
+
+    def settings(self) -> dict[str, str]:
+        return {"model": f"{self.kind} {self.model.config.name}", "analysis_size": str(self.model.analysis_size),
+                "output_size": f"{self.model.output_size} (resized to the clip size by the decoder)",
+                "max_gop": "250", "kp_threshold": "0"}
+
+    def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
+        from codec.decoder import Decoder
+        from codec.encoder import Encoder, EncoderConfig
+
+        chosen = next((p for p in POINTS if p.label == point), None)
+        if chosen is None:
+            raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {', '.join(self.operating_points())}")
+        n, height, width, _ = frames.shape
+        config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
+                               refresh_threshold=chosen.refresh_threshold, frame_count=n)
+        start = time.perf_counter()
+        encoder = Encoder(self.model, config, self.model_id)
+        sink = io.BytesIO()
+        writer = StreamWriter(sink, encoder.header)
+        for frame in frames:
+            for packet in encoder.push(frame):
+                writer.write(packet)
+        for packet in encoder.flush():
+            writer.write(packet)
+        writer.close()
+        stream = sink.getvalue()
+        encode_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        reader = StreamReader(stream)
+        decoder = Decoder(self.model, reader.header)
+        decoded = [f for packet in reader for f in decoder.push(packet)]
+        decode_seconds = time.perf_counter() - start
+        if len(decoded) != n:
+            raise BenchmarkError(f"{self.name} {point}: decoded {len(decoded)} frames of {n}")
+        return CodedClip(stream, np.stack(decoded), encode_seconds, decode_seconds)
+
+
+class Fomm(Fvc):
+    """The FOMM baseline: the same encoder and stream with the FOMM motion model."""
+
+    name = "fomm"
+    kind = "fomm"
