@@ -1,0 +1,119 @@
+"""Streaming decoder: packets in, RGB frames out; the encoder renders through the same functions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitstream import KeyframePacket, MotionDecoder, MotionKind, MotionPacket, StreamHeader, dequantize
+
+from .errors import InputError
+from .h264 import decode_intra
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    """Free-view overrides (fv2v only): degrees added to the head rotation, or rotation set to zero."""
+
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+    frontalize: bool = False
+
+    @property
+    def free_view(self) -> bool:
+        return self.frontalize or any((self.yaw, self.pitch, self.roll))
+
+
+def model_device(model) -> torch.device:
+    """The device a MotionModel's weights live on."""
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if params is not None else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def frame_to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def tensor_to_frame(image: torch.Tensor, width: int, height: int) -> np.ndarray:
+    """(1, 3, h, w) in [0, 1] → (height, width, 3) uint8, resized when the model's size differs."""
+    if image.shape[-2:] != (height, width):
+        shrinking = image.shape[-1] > width or image.shape[-2] > height
+        image = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False,
+                              antialias=shrinking)
+    pixels = image[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return pixels.permute(1, 2, 0).cpu().numpy()
+
+
+def motion_tensors(ints: Mapping[str, np.ndarray], header: StreamHeader,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """Quantised symbols → the float motion dict `render` takes, batch of one."""
+    return {name: torch.from_numpy(values)[None].to(device) for name, values in dequantize(ints, header).items()}
+
+
+def apply_free_view(motion: dict[str, torch.Tensor], options: DecoderOptions) -> dict[str, torch.Tensor]:
+    """A copy of fv2v `motion` whose rotation (yaw, pitch, roll in degrees) is offset or zeroed."""
+    rotation = torch.zeros_like(motion["rotation"]) if options.frontalize else motion["rotation"].clone()
+    rotation += torch.tensor([options.yaw, options.pitch, options.roll], dtype=rotation.dtype,
+                             device=rotation.device)
+    return {**motion, "rotation": rotation}
+
+
+class Decoder:
+    """Decodes one stream packet by packet with a MotionModel whose id matches the stream's."""
+
+    def __init__(self, model, header: StreamHeader, options: DecoderOptions = DecoderOptions()):
+        if options.free_view and header.kind != MotionKind.FV2V:
+            raise InputError(f"free view (--yaw/--pitch/--roll/--frontalize) needs an fv2v stream, "
+                             f"this one is {header.kind.name.lower()}")
+        if model.kind != header.kind:
+            raise InputError(f"the stream holds {header.kind.name.lower()} motion but the model is "
+                             f"{MotionKind(model.kind).name.lower()}")
+        self.model = model
+        self.header = header
+        self.options = options
+        self.device = model_device(model)
+        self.motion_decoder = MotionDecoder(header)
+        self.state = None
+        self._keyframe_motion: dict[str, torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def push(self, packet) -> list[np.ndarray]:
+        """Frames completed by `packet`: one per KEYFRAME or MOTION packet, none for END."""
+        if isinstance(packet, KeyframePacket):
+            return [self._keyframe(packet)]
+        if isinstance(packet, MotionPacket):
+            if self.state is None:
+                raise InputError(f"motion packet for frame {packet.frame_index} before any keyframe")
+            ints = self.motion_decoder.decode(packet.payload)
+            return [self.render(ints)]
+        return []  # END and unknown packet types carry no frame
+
+    def _keyframe(self, packet: KeyframePacket) -> np.ndarray:
+        picture = decode_intra(packet.annexb)
+        if picture.shape != (self.header.height, self.header.width, 3):
+            picture = tensor_to_frame(frame_to_tensor(picture, self.device), self.header.width, self.header.height)
+        image = frame_to_tensor(picture, self.device)
+        self.state = self.model.analyze_keyframe(image)
+        self.motion_decoder.reset()
+        if not self.options.free_view:
+            return picture
+        # The keyframe's own pose is not in the stream; the model estimates it from the picture,
+        # which only shapes pixels (docs/design.md, determinism rule).
+        motion = self.model.estimate_motion(image)
+        return self._render_motion(motion)
+
+    def render(self, ints: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The frame the motion symbols `ints` describe, from the current keyframe state."""
+        return self._render_motion(motion_tensors(ints, self.header, self.device))
+
+    def _render_motion(self, motion: dict[str, torch.Tensor]) -> np.ndarray:
+        if self.options.free_view:
+            motion = apply_free_view(motion, self.options)
+        image = self.model.render(self.state, motion)
+        return tensor_to_frame(image, self.header.width, self.header.height)

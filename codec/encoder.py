@@ -1,0 +1,306 @@
+"""Streaming encoder (closed loop, adaptive keyframe refresh and keypoint count) and clip rate control."""
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from fractions import Fraction
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitstream import (KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter, default_header,
+                       quantize)
+
+from .decoder import Decoder, frame_to_tensor, model_device
+from .errors import InputError, RateControlError
+from .h264 import QP_MAX, QP_MIN, encode_intra
+Packet = KeyframePacket | MotionPacket
+
+
+class KeyframeReason(str, Enum):
+    """Why a frame was coded as a keyframe."""
+
+    FIRST = "first"
+    QUALITY = "quality"  # the decoder's rendering fell below --refresh-threshold
+    MAX_GOP = "max_gop"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Stream geometry and coding decisions.
+
+    `refresh_threshold` is in dB of luma PSNR at the model's analysis size between the input
+    frame and the frame the decoder will show (0 turns quality refresh off). PSNR at 256² costs
+    well under a millisecond on the CPU, which a per-frame decision needs; LPIPS would cost ~100 ms.
+    """
+
+    width: int
+    height: int
+    fps: Fraction
+    keyframe_qp: int = 30
+    refresh_threshold: float = 22.0
+    max_gop: int = 250
+    kp_threshold: int = 0
+    frame_count: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "fps", Fraction(self.fps).limit_denominator(1001))
+        if self.width < 1 or self.height < 1:
+            raise InputError(f"frame size {self.width}x{self.height} is empty")
+        if self.fps <= 0:
+            raise InputError(f"fps {self.fps} must be positive")
+        if not QP_MIN <= self.keyframe_qp <= QP_MAX:
+            raise InputError(f"--keyframe-qp {self.keyframe_qp} outside {QP_MIN}..{QP_MAX}")
+        if not (math.isfinite(self.refresh_threshold) and self.refresh_threshold >= 0):
+            raise InputError(f"--refresh-threshold {self.refresh_threshold} must be >= 0 dB (0 = off)")
+        if self.max_gop < 1:
+            raise InputError(f"--max-gop {self.max_gop} must be >= 1")
+        if self.kp_threshold < -1:
+            raise InputError(f"--kp-threshold {self.kp_threshold} must be >= -1 (-1 sends every keypoint)")
+
+
+@dataclass
+class EncodeStats:
+    """What the encoder decided and spent, for the summary and for rate control."""
+
+    frames: int = 0
+    keyframe_reasons: Counter = field(default_factory=Counter)
+    keyframe_bytes: int = 0  # H.264 access units
+    motion_bytes: int = 0  # entropy-coded payloads as sent (adaptive keypoint count)
+    unmasked_motion_bytes: int = 0  # the same frames with every keypoint sent
+    frame_ms: list[float] = field(default_factory=list)
+    proxy_db: list[float] = field(default_factory=list)  # refresh proxy of every frame as decoded
+
+    @property
+    def keyframes(self) -> int:
+        return sum(self.keyframe_reasons.values())
+
+
+def luma_psnr(decoded: np.ndarray, original: np.ndarray, size: int) -> float:
+    """PSNR in dB of BT.601 luma, both frames area-resized to at most `size`² (the refresh proxy)."""
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    lumas = []
+    for frame in (decoded, original):
+        luma = (frame_to_tensor(frame, torch.device("cpu")) * weights).sum(1, keepdim=True)
+        if luma.shape[-1] > size or luma.shape[-2] > size:
+            luma = F.interpolate(luma, size=(min(size, luma.shape[-2]), min(size, luma.shape[-1])), mode="area")
+        lumas.append(luma)
+    mse = float(torch.mean((lumas[0] - lumas[1]) ** 2))
+    return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+
+
+class Encoder:
+    """Turns frames into packets; reconstructs every frame through a Decoder to decide keyframes."""
+
+    def __init__(self, model, config: EncoderConfig, model_id: bytes):
+        self.model = model
+        self.config = config
+        self.header = default_header(model.kind, config.width, config.height, config.fps, model_id,
+                                     num_keypoints=model.num_keypoints, frame_count=config.frame_count)
+        self.device = model_device(model)
+        self._decoder = Decoder(model, self.header)
+        self._motion = MotionEncoder(self.header)
+        # Runs beside the real coder with every keypoint sent, to measure what masking saves.
+        self._unmasked = MotionEncoder(self.header)
+        self._since_keyframe = 0
+        self.stats = EncodeStats()
+
+    @torch.inference_mode()
+    def push(self, frame: np.ndarray) -> list[Packet]:
+        """The packet(s) coding `frame`, an (height, width, 3) uint8 RGB array."""
+        start = time.perf_counter()
+        self._check(frame)
+        index = self.stats.frames
+        if index == 0:
+            packet = self._keyframe(frame, index, KeyframeReason.FIRST)
+        elif self._since_keyframe >= self.config.max_gop:
+            packet = self._keyframe(frame, index, KeyframeReason.MAX_GOP)
+        else:
+            packet = self._motion_or_refresh(frame, index)
+        self.stats.frames += 1
+        self.stats.frame_ms.append((time.perf_counter() - start) * 1000.0)
+        return [packet]
+
+    def flush(self) -> list[Packet]:
+        """Packets still held back at the end of the input: none, as no decision looks ahead."""
+        return []
+
+    def _check(self, frame: np.ndarray) -> None:
+        want = (self.config.height, self.config.width, 3)
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != want:
+            got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise InputError(f"frame {self.stats.frames} is {got}, expected uint8 {want}")
+
+    def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
+        packet = KeyframePacket(index, encode_intra(frame, self.config.keyframe_qp))
+        # Closed loop: later frames are predicted from the keyframe as decoded, not as input.
+        decoded = self._decoder.push(packet)[0]
+        self._motion.reset()
+        self._unmasked.reset()
+        self._since_keyframe = 1
+        self.stats.keyframe_reasons[reason] += 1
+        self.stats.keyframe_bytes += len(packet.annexb)
+        self.stats.proxy_db.append(luma_psnr(decoded, frame, self.model.analysis_size))
+        return packet
+
+    def _motion_or_refresh(self, frame: np.ndarray, index: int) -> Packet:
+        motion = self.model.estimate_motion(frame_to_tensor(frame, self.device))
+        ints = quantize({k: v.detach().cpu().numpy() for k, v in motion.items()}, self.header)
+        payload, _ = self._motion.encode(ints, self.config.kp_threshold)
+        unmasked_payload, _ = self._unmasked.encode(ints, -1)
+        packet = MotionPacket(index, payload)
+        decoded = self._decoder.push(packet)[0]
+        proxy = luma_psnr(decoded, frame, self.model.analysis_size)
+        if self.config.refresh_threshold and proxy < self.config.refresh_threshold:
+            return self._keyframe(frame, index, KeyframeReason.QUALITY)
+        self._since_keyframe += 1
+        self.stats.motion_bytes += len(payload)
+        self.stats.unmasked_motion_bytes += len(unmasked_payload)
+        self.stats.proxy_db.append(proxy)
+        return packet
+
+
+@dataclass
+class EncodedClip:
+    """A whole clip's packets with the header (frame count filled in) and the encoder's stats."""
+
+    header: StreamHeader
+    packets: list[Packet]
+    stats: EncodeStats
+    config: EncoderConfig
+    keyframe_inputs: dict[int, np.ndarray]  # input frames at keyframes, kept only for rate control
+
+    def to_bytes(self, packets: Iterable[Packet] | None = None) -> bytes:
+        """The serialised stream (with `packets` in place of the clip's own when given)."""
+        sink = io.BytesIO()
+        writer = StreamWriter(sink, self.header)
+        for packet in self.packets if packets is None else packets:
+            writer.write(packet)
+        writer.close()
+        return sink.getvalue()
+
+    def kbps(self, size: int | None = None) -> float:
+        """Bit rate of the stream (of `size` bytes when given) over the clip's duration."""
+        size = len(self.to_bytes()) if size is None else size
+        return size * 8 * float(self.config.fps) / max(1, self.stats.frames) / 1000.0
+
+
+def encode_clip(frames: Iterable[np.ndarray], model, config: EncoderConfig, model_id: bytes,
+                on_frame: Callable[[EncodeStats], None] | None = None,
+                keep_keyframe_inputs: bool = False) -> EncodedClip:
+    """Encode every frame of `frames`; raises InputError for an empty clip."""
+    encoder = Encoder(model, config, model_id)
+    packets: list[Packet] = []
+    kept: dict[int, np.ndarray] = {}
+    for frame in frames:
+        new = encoder.push(frame)
+        packets += new
+        if keep_keyframe_inputs and isinstance(new[0], KeyframePacket):
+            kept[new[0].frame_index] = frame
+        if on_frame is not None:
+            on_frame(encoder.stats)
+    packets += encoder.flush()
+    if not packets:
+        raise InputError("the input has no video frames")
+    header = replace(encoder.header, frame_count=encoder.stats.frames)
+    return EncodedClip(header, packets, encoder.stats, config, kept)
+
+
+@dataclass(frozen=True)
+class RateChoice:
+    """What --kbps rate control settled on and how many passes it took."""
+
+    target_kbps: float
+    keyframe_qp: int
+    kbps: float
+    full_passes: int
+    fast_passes: int
+
+
+class _QpRateModel:
+    """Clip rate as a function of keyframe QP with the clip's keyframe positions held fixed.
+
+    Motion payloads do not depend on the keyframe QP, so a fast pass re-encodes only the
+    keyframes with H.264 (milliseconds each) instead of running the networks again.
+    """
+
+    def __init__(self, clip: EncodedClip, cache: dict[tuple[int, int], bytes]):
+        self.clip = clip
+        self.cache = cache
+        self.passes = 0
+
+    def kbps(self, qp: int) -> float:
+        self.passes += 1
+        packets = []
+        for packet in self.clip.packets:
+            if isinstance(packet, KeyframePacket):
+                key = (packet.frame_index, qp)
+                if key not in self.cache:
+                    self.cache[key] = encode_intra(self.clip.keyframe_inputs[packet.frame_index], qp)
+                packet = KeyframePacket(packet.frame_index, self.cache[key])
+            packets.append(packet)
+        return self.clip.kbps(len(self.clip.to_bytes(packets)))
+
+    def best_qp(self, target: float) -> int:
+        """The QP whose rate is nearest `target` (in ratio), by bisection on a decreasing curve."""
+        if self.kbps(QP_MAX) >= target:
+            return QP_MAX
+        if self.kbps(QP_MIN) <= target:
+            return QP_MIN
+        lo, hi = QP_MIN, QP_MAX  # rate(lo) > target >= rate(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.kbps(mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return min((lo, hi), key=lambda qp: abs(math.log(self.kbps(qp) / target)))
+
+
+def encode_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], model, config: EncoderConfig,
+                   model_id: bytes, target_kbps: float, tolerance: float = 0.15,
+                   on_pass: Callable[[int, EncoderConfig], Callable[[EncodeStats], None] | None] | None = None,
+                   ) -> tuple[EncodedClip, RateChoice]:
+    """Encode the clip `frame_source()` yields at the keyframe QP that lands nearest `target_kbps`.
+
+    A full pass fixes the keyframe positions, fast passes bisect the QP, and a full pass at the
+    chosen QP confirms (quality refresh may move keyframes when their quality changes).
+    Raises RateControlError when the result is outside ±tolerance of the target.
+    """
+    if not (math.isfinite(target_kbps) and target_kbps > 0):
+        raise InputError(f"--kbps {target_kbps} must be a positive number")
+    cache: dict[tuple[int, int], bytes] = {}
+    full = fast = 0
+
+    def full_pass(cfg: EncoderConfig) -> EncodedClip:
+        nonlocal full
+        full += 1
+        callback = on_pass(full, cfg) if on_pass is not None else None
+        return encode_clip(frame_source(), model, cfg, model_id, callback, keep_keyframe_inputs=True)
+
+    clip = full_pass(config)
+    for _ in range(3):
+        rates = _QpRateModel(clip, cache)
+        qp = rates.best_qp(target_kbps)
+        fast += rates.passes
+        if qp == clip.config.keyframe_qp:
+            break
+        clip = full_pass(replace(config, keyframe_qp=qp))
+        if abs(clip.kbps() / target_kbps - 1.0) <= tolerance:
+            break
+    kbps = clip.kbps()
+    if abs(kbps / target_kbps - 1.0) > tolerance:
+        rates = _QpRateModel(clip, cache)
+        low, high = rates.kbps(QP_MAX), rates.kbps(QP_MIN)
+        reasons = ", ".join(f"{n} {r.value}" for r, n in clip.stats.keyframe_reasons.items())
+        raise RateControlError(
+            f"--kbps {target_kbps:g} is out of reach: with this clip's {clip.stats.keyframes} keyframes "
+            f"({reasons}) keyframe QP {QP_MAX}..{QP_MIN} gives {low:.1f}..{high:.1f} kbps; "
+            f"change --refresh-threshold or --max-gop to move the keyframe count")
+    return clip, RateChoice(target_kbps, clip.config.keyframe_qp, kbps, full, fast)
