@@ -57,9 +57,12 @@ def _group_models(header: StreamHeader) -> tuple[_GroupModel, ...]:
     models = []
     for g, p in zip(header.groups, header.params):
         table = residual_table(p.radius, p.decay, p.escape_freq)
-        mask = binary_table(p.mask_freq) if g.maskable else None
-        models.append(_GroupModel(g, p, exact_categorical(table), mask and exact_categorical(mask),
-                                  _information(table), mask and _information(mask)))
+        if g.maskable:
+            mask = binary_table(p.mask_freq)
+            mask_model, mask_bits = exact_categorical(mask), _information(mask)
+        else:
+            mask_model = mask_bits = None
+        models.append(_GroupModel(g, p, exact_categorical(table), mask_model, _information(table), mask_bits))
     return tuple(models)
 
 
@@ -180,7 +183,7 @@ class MotionEncoder:
         return all(np.array_equal(got[k], expected[k]) for k in expected)
 
     def _shortest(self, payload: bytes, expected: Mapping[str, np.ndarray]) -> bytes:
-        """The shortest byte string that still decodes to `expected` (spec §7.4).
+        """The shortest byte string that still decodes to `expected` (spec §7.7).
 
         The decoder reads zeros past the end, so a payload is a binary fraction and every
         fraction inside the final coding interval is valid; for each length the floor or the
