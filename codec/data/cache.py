@@ -1,0 +1,180 @@
+"""The training cache: one H.264 file and one pose-label file per clip, and `index.json` listing them.
+
+Layout of a cache folder:
+    index.json               CacheIndex: version, frame side, fps, crf and one ClipRecord per clip
+    clips/<id>.mp4           the clip's face crops at `size`² and `fps`, libx264 at `crf` (yuv420p)
+    clips/<id>.pose.npy      float32 (frames, 3): yaw, pitch, roll degrees (NaN where no face was found)
+    clips/<id>.json          the ClipRecord, written last: a clip is complete once this file exists
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from codec.errors import InputError
+
+CACHE_VERSION = 1
+# crf 18 keeps the cache at ~40 dB PSNR to the crops (above the sources' own coding noise) and all
+# train clips at 256² inside the 60 MB that one device call can carry (docs/training.md).
+DEFAULT_CRF = 18
+INDEX_NAME = "index.json"
+CLIPS_DIR = "clips"
+
+
+class CacheError(InputError):
+    """A cache folder that is missing, incomplete or of another version."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One cached clip: where it came from, how it was cropped, and which split it belongs to."""
+
+    id: str
+    source: str
+    identity: str
+    set: str
+    split: str
+    frames: int
+    fps: float
+    size: int
+    source_size: tuple[int, int]
+    box: tuple[int, int, int]
+    crop: str
+
+    @property
+    def video(self) -> str:
+        """The clip's video, relative to the cache folder."""
+        return f"{CLIPS_DIR}/{self.id}.mp4"
+
+    @property
+    def poses(self) -> str:
+        """The clip's pose labels, relative to the cache folder."""
+        return f"{CLIPS_DIR}/{self.id}.pose.npy"
+
+    @property
+    def record(self) -> str:
+        """The clip's completion record, relative to the cache folder."""
+        return f"{CLIPS_DIR}/{self.id}.json"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClipRecord:
+        """Inverse of `dataclasses.asdict` (JSON lists back to tuples)."""
+        values = dict(data)
+        values["source_size"] = tuple(values["source_size"])
+        values["box"] = tuple(values["box"])
+        return cls(**values)
+
+
+@dataclass
+class CacheIndex:
+    """Everything `index.json` holds."""
+
+    size: int
+    fps: float
+    crf: int
+    clips: list[ClipRecord] = field(default_factory=list)
+    version: int = CACHE_VERSION
+
+    def select(self, split: str) -> list[ClipRecord]:
+        """Clips of one split ('train' or 'val'), or all clips for 'all'."""
+        if split == "all":
+            return list(self.clips)
+        if split not in ("train", "val"):
+            raise CacheError(f"unknown split {split!r}: use train, val or all")
+        return [c for c in self.clips if c.split == split]
+
+    def save(self, cache_dir: Path) -> None:
+        """Write index.json atomically."""
+        data = {"version": self.version, "size": self.size, "fps": self.fps, "crf": self.crf,
+                "clips": [asdict(c) for c in self.clips]}
+        write_json_atomic(Path(cache_dir) / INDEX_NAME, data)
+
+    @classmethod
+    def load(cls, cache_dir: Path) -> CacheIndex:
+        """Read a cache's index.json, checking its version."""
+        path = Path(cache_dir) / INDEX_NAME
+        if not path.is_file():
+            raise CacheError(f"not a prepared cache (no {INDEX_NAME}): {cache_dir}")
+        try:
+            data = json.loads(path.read_text())
+            version = data["version"]
+            if version != CACHE_VERSION:
+                raise CacheError(f"cache version {version} is not {CACHE_VERSION}: re-run prepare: {cache_dir}")
+            return cls(size=data["size"], fps=data["fps"], crf=data["crf"],
+                       clips=[ClipRecord.from_dict(c) for c in data["clips"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CacheError):
+                raise
+            raise CacheError(f"damaged {INDEX_NAME} ({exc.__class__.__name__}: {exc}): {path}") from None
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON through a temporary file so a crash never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def write_poses(path: Path, poses: np.ndarray) -> None:
+    """Save (frames, 3) float32 pose labels atomically."""
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, np.asarray(poses, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def read_poses(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
+    """The clip's (frames, 3) pose labels, checked against its frame count."""
+    poses = np.load(Path(cache_dir) / clip.poses)
+    if poses.shape != (clip.frames, 3):
+        raise CacheError(f"{clip.poses} has shape {poses.shape}, expected ({clip.frames}, 3)")
+    return poses
+
+
+class ClipVideoWriter:
+    """Streams square RGB uint8 frames into a clip's H.264 file; the file appears only on `close`."""
+
+    def __init__(self, path: Path, size: int, fps: float, crf: int = DEFAULT_CRF):
+        self.path = Path(path)
+        self._tmp = self.path.with_name(self.path.name + ".tmp.mp4")
+        self._container = av.open(str(self._tmp), "w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=round(fps))
+        self._stream.width = self._stream.height = size
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": "slow"}
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one (size, size, 3) uint8 frame."""
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and move the finished file into place."""
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        self._container.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def read_clip_frames(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
+    """The clip's frames (frames, size, size, 3) uint8, checked against its record."""
+    path = Path(cache_dir) / clip.video
+    try:
+        with av.open(str(path)) as container:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    except (av.FFmpegError, ValueError) as exc:
+        raise CacheError(f"cannot decode cached clip {path}: {exc}") from None
+    if frames.shape != (clip.frames, clip.size, clip.size, 3):
+        raise CacheError(f"{clip.video} holds {frames.shape}, expected ({clip.frames}, {clip.size}, {clip.size}, 3)")
+    return frames

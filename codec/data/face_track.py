@@ -1,0 +1,135 @@
+"""Face boxes and head-pose labels from MediaPipe's face landmarker (optional dependency).
+
+Pose labels use the axes of `codec.models.keypoint_transform`: x right, y down the rows, z into the
+picture, R = R_x(pitch) · R_y(yaw) · R_z(roll). A positive yaw turns the face towards image left.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+# Side of the square crop over the largest side of the landmark box (mid-forehead to chin): 1.9 frames
+# the face like the face-centred 256² training clips and the bench512 clips (face ≈ 0.5-0.6 of the side).
+CROP_SCALE = 1.9
+
+# MediaPipe's camera space is OpenGL's (y up, z towards the viewer); ours has y down, z into the picture.
+_GL_TO_IMAGE = np.diag([1.0, -1.0, -1.0])
+
+
+class FaceTrackError(RuntimeError):
+    """The face landmarker could not be set up (missing model bundle or mediapipe)."""
+
+
+@dataclass(frozen=True)
+class SquareBox:
+    """A square crop in source pixels: top-left corner and side."""
+
+    x: int
+    y: int
+    side: int
+
+    def as_list(self) -> list[int]:
+        """[x, y, side], the form stored in the cache index."""
+        return [self.x, self.y, self.side]
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """One detected face: landmark bounding box (x0, y0, x1, y1) in pixels and pose in degrees."""
+
+    box: tuple[float, float, float, float]
+    pose: np.ndarray
+
+
+def mediapipe_available() -> bool:
+    """True when `mediapipe` can be imported."""
+    return importlib.util.find_spec("mediapipe") is not None
+
+
+def pose_from_rotation(rotation: np.ndarray) -> np.ndarray:
+    """(yaw, pitch, roll) degrees of a rotation in our image axes, the inverse of `rotation_matrix`."""
+    u, _, vt = np.linalg.svd(rotation)
+    r = u @ vt  # drop any scale MediaPipe leaves in the matrix
+    yaw = np.arcsin(np.clip(r[0, 2], -1.0, 1.0))
+    pitch = np.arctan2(-r[1, 2], r[2, 2])
+    roll = np.arctan2(-r[0, 1], r[0, 0])
+    return np.degrees([yaw, pitch, roll]).astype(np.float32)
+
+
+def pose_from_facial_transform(matrix: np.ndarray) -> np.ndarray:
+    """(yaw, pitch, roll) degrees from MediaPipe's 4x4 facial transformation matrix."""
+    return pose_from_rotation(_GL_TO_IMAGE @ np.asarray(matrix, dtype=np.float64)[:3, :3] @ _GL_TO_IMAGE)
+
+
+class FaceLandmarker:
+    """MediaPipe's face landmarker in image mode, one face; use as a context manager."""
+
+    def __init__(self, model_path: Path):
+        if not mediapipe_available():
+            raise FaceTrackError("mediapipe is not installed (pip install 'fvc[prepare]')")
+        if not Path(model_path).is_file():
+            raise FaceTrackError(f"face landmarker model not found: {model_path}")
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=1,
+            output_facial_transformation_matrixes=True,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+
+    def __enter__(self) -> FaceLandmarker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the landmarker (MediaPipe complains at interpreter exit otherwise)."""
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def detect(self, frame: np.ndarray) -> FaceObservation | None:
+        """The face in an RGB uint8 frame (H, W, 3), or None when there is none."""
+        import mediapipe as mp
+
+        h, w = frame.shape[:2]
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+        result = self._landmarker.detect(image)
+        if not result.face_landmarks or not result.facial_transformation_matrixes:
+            return None
+        pts = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]], dtype=np.float64)
+        box = (*pts.min(0), *pts.max(0))
+        return FaceObservation(tuple(float(v) for v in box),
+                               pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])))
+
+
+def stable_square_box(boxes: Iterable[tuple[float, float, float, float]], width: int, height: int,
+                      scale: float = CROP_SCALE) -> SquareBox | None:
+    """One square crop for a whole clip: median face centre, side from the 90th-percentile face size.
+
+    The side is capped at the frame's short side and the box shifted inside the frame, so face-centred
+    clips keep (nearly) their whole picture. None when no box was given.
+    """
+    arr = np.asarray(list(boxes), dtype=np.float64).reshape(-1, 4)
+    if len(arr) == 0:
+        return None
+    cx = np.median((arr[:, 0] + arr[:, 2]) / 2)
+    cy = np.median((arr[:, 1] + arr[:, 3]) / 2)
+    size = np.percentile(np.maximum(arr[:, 2] - arr[:, 0], arr[:, 3] - arr[:, 1]), 90)
+    side = int(round(min(size * scale, width, height)))
+    x = int(round(np.clip(cx - side / 2, 0, width - side)))
+    y = int(round(np.clip(cy - side / 2, 0, height - side)))
+    return SquareBox(x, y, side)
+
+
+def centre_box(width: int, height: int) -> SquareBox:
+    """The largest centred square of a frame (the fallback crop without a face landmarker)."""
+    side = min(width, height)
+    return SquareBox((width - side) // 2, (height - side) // 2, side)

@@ -1,0 +1,106 @@
+"""Training pairs from a prepared cache: frames decoded once into memory, pairs drawn within a clip."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from codec.data.augment import NO_AUGMENT, AugmentConfig, augment_pairs
+from codec.data.cache import CacheError, CacheIndex, ClipRecord, read_clip_frames, read_poses
+
+
+@dataclass
+class FrameStore:
+    """All frames of some clips as one uint8 tensor (N, 3, S, S), their pose labels and clip bounds."""
+
+    frames: torch.Tensor
+    poses: torch.Tensor
+    clip_start: torch.Tensor
+    clip_length: torch.Tensor
+    clips: list[ClipRecord]
+
+    @classmethod
+    def from_arrays(cls, clips: list[ClipRecord], frames: list[np.ndarray], poses: list[np.ndarray]) -> FrameStore:
+        """Stack per-clip (T, S, S, 3) uint8 frames and (T, 3) poses."""
+        if not clips:
+            raise CacheError("no clips to sample from")
+        lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
+        starts = torch.cumsum(lengths, 0) - lengths
+        stacked = torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2).contiguous()
+        labels = torch.from_numpy(np.concatenate(poses).astype(np.float32))
+        return cls(stacked, labels, starts, lengths, list(clips))
+
+    @classmethod
+    def from_cache(cls, cache_dir: Path, split: str = "train", max_clips: int | None = None) -> FrameStore:
+        """Decode every clip of a split once (≈ 196 KB per 256² frame in memory)."""
+        index = CacheIndex.load(cache_dir)
+        clips = index.select(split)[:max_clips]
+        if not clips:
+            raise CacheError(f"cache {cache_dir} has no clips in split {split!r}")
+        frames = [read_clip_frames(cache_dir, clip) for clip in clips]
+        poses = [read_poses(cache_dir, clip) for clip in clips]
+        return cls.from_arrays(clips, frames, poses)
+
+    def to(self, device: torch.device | str) -> FrameStore:
+        """The same store with frames and labels on `device` (a GPU keeps the whole cache resident)."""
+        return FrameStore(self.frames.to(device), self.poses.to(device), self.clip_start, self.clip_length,
+                          self.clips)
+
+    @property
+    def clip_of_frame(self) -> torch.Tensor:
+        """Clip index of every frame (N,)."""
+        return torch.repeat_interleave(torch.arange(len(self.clips)), self.clip_length)
+
+
+class PairDataset(Dataset):
+    """Item i: frame i as driving and a random other frame of the same clip as source, augmented.
+
+    Indexing suits a DataLoader; `batch` draws a whole batch at once on the store's device, which
+    keeps a GPU busy without loader workers.
+    """
+
+    def __init__(self, store: FrameStore, augment: AugmentConfig = NO_AUGMENT):
+        self.store = store
+        self.augment = augment
+        self._clip_of_frame = store.clip_of_frame
+
+    def __len__(self) -> int:
+        return len(self.store.frames)
+
+    def source_for(self, driving: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random frame index from the clip of each driving index, different from it when possible."""
+        clip = self._clip_of_frame[driving]
+        start, length = self.store.clip_start[clip], self.store.clip_length[clip]
+        # Draw among the other length-1 frames and skip over the driving frame itself.
+        offset = (torch.rand(len(driving), generator=generator) * (length - 1).clamp(min=1)).long()
+        offset = torch.minimum(offset, (length - 2).clamp(min=0))
+        source = start + offset
+        return torch.where((source >= driving) & (length > 1), source + 1, source)
+
+    def _pair(self, driving: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        source = self.source_for(driving, generator)
+        frames, poses = self.store.frames, self.store.poses
+        dev = frames.device
+        src_img, drv_img = (frames[i.to(dev)].float() / 255 for i in (source, driving))
+        src, drv, src_pose, drv_pose = augment_pairs(src_img, drv_img, poses[source.to(dev)], poses[driving.to(dev)],
+                                                     self.augment, generator)
+        return {"source": src, "driving": drv, "source_pose": src_pose, "driving_pose": drv_pose,
+                "source_index": source, "driving_index": driving}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        pair = self._pair(torch.tensor([index]), None)
+        return {k: v[0] for k, v in pair.items()}
+
+    def batch(self, size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A batch of `size` pairs built on the store's device.
+
+        Clips are drawn uniformly (as FOMM samples videos), so a minute-long clip does not drown
+        twenty three-second ones; the driving frame is uniform within its clip.
+        """
+        store = self.store
+        clip = torch.randint(len(store.clips), (size,), generator=generator)
+        within = (torch.rand(size, generator=generator) * store.clip_length[clip]).long()
+        return self._pair(store.clip_start[clip] + within, generator)
