@@ -8,10 +8,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import KeyframePacket, MotionDecoder, MotionKind, MotionPacket, StreamHeader, dequantize
+from bitstream import BitstreamError, KeyframePacket, MotionDecoder, MotionKind, MotionPacket, StreamHeader, dequantize
 
 from .errors import InputError
-from .h264 import decode_intra
+from .h264 import H264Error, decode_intra
 
 
 @dataclass(frozen=True)
@@ -80,22 +80,40 @@ class Decoder:
         self.device = model_device(model)
         self.motion_decoder = MotionDecoder(header)
         self.state = None
-        self._keyframe_motion: dict[str, torch.Tensor] | None = None
+        self._next_index = 0
+        self._last: np.ndarray | None = None
 
     @torch.inference_mode()
-    def push(self, packet) -> list[np.ndarray]:
-        """Frames completed by `packet`: one per KEYFRAME or MOTION packet, none for END."""
-        if isinstance(packet, KeyframePacket):
-            return [self._keyframe(packet)]
-        if isinstance(packet, MotionPacket):
-            if self.state is None:
-                raise InputError(f"motion packet for frame {packet.frame_index} before any keyframe")
-            ints = self.motion_decoder.decode(packet.payload)
-            return [self.render(ints)]
+    def push(self, packet, offset: int = 0) -> list[np.ndarray]:
+        """Frames completed by `packet`: its own, after copies of the previous frame for skipped indices.
+
+        Undecodable content raises BitstreamError at `offset` (where the packet starts in the stream).
+        """
+        if isinstance(packet, (KeyframePacket, MotionPacket)):
+            held = self._held_frames(packet.frame_index)
+            return held + [self._decode(packet, offset)]
         return []  # END and unknown packet types carry no frame
 
-    def _keyframe(self, packet: KeyframePacket) -> np.ndarray:
-        picture = decode_intra(packet.annexb)
+    def _held_frames(self, index: int) -> list[np.ndarray]:
+        """Copies of the last frame for indices the stream skipped, so output timing follows the indices."""
+        gap = index - self._next_index
+        self._next_index = index + 1
+        return [self._last] * gap if gap > 0 and self._last is not None else []
+
+    def _decode(self, packet, offset: int) -> np.ndarray:
+        if isinstance(packet, KeyframePacket):
+            try:
+                picture = decode_intra(packet.annexb)
+            except H264Error as exc:
+                raise BitstreamError(f"keyframe {packet.frame_index}: {exc}", offset) from None
+            self._last = self._keyframe(picture)
+        else:
+            if self.state is None:
+                raise BitstreamError(f"motion packet for frame {packet.frame_index} before any keyframe", offset)
+            self._last = self.render(self.motion_decoder.decode(packet.payload, offset))
+        return self._last
+
+    def _keyframe(self, picture: np.ndarray) -> np.ndarray:
         if picture.shape != (self.header.height, self.header.width, 3):
             picture = tensor_to_frame(frame_to_tensor(picture, self.device), self.header.width, self.header.height)
         image = frame_to_tensor(picture, self.device)
@@ -117,3 +135,37 @@ class Decoder:
             motion = apply_free_view(motion, self.options)
         image = self.model.render(self.state, motion)
         return tensor_to_frame(image, self.header.width, self.header.height)
+
+
+def relative_motion(kind: MotionKind, source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],
+                    first: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cross-identity motion: the source's own motion plus the driving video's change since its first frame."""
+    if kind == MotionKind.FOMM:
+        from .models.fomm.model import relative_motion as fomm_relative
+
+        return fomm_relative(source, driving, first)
+    # fv2v groups are pose angles, translation and expression deltas: their changes add.
+    return {name: source[name] + (driving[name] - first[name]) for name in source}
+
+
+class Animator:
+    """Animates one still portrait with the motion of driving frames pushed one by one."""
+
+    def __init__(self, model, source: np.ndarray, size: int):
+        self.model = model
+        self.size = size
+        self.device = model_device(model)
+        with torch.inference_mode():
+            image = frame_to_tensor(source, self.device)
+            self.state = model.analyze_keyframe(image)
+            self.source_motion = model.estimate_motion(image)
+        self.first: dict[str, torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def push(self, driving: np.ndarray) -> np.ndarray:
+        """The source portrait moved as `driving` moved since the first driving frame."""
+        motion = self.model.estimate_motion(frame_to_tensor(driving, self.device))
+        if self.first is None:
+            self.first = motion
+        moved = relative_motion(self.model.kind, self.source_motion, motion, self.first)
+        return tensor_to_frame(self.model.render(self.state, moved), self.size, self.size)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import (KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter, default_header,
+from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter, default_header,
                        quantize)
 
 from .decoder import Decoder, frame_to_tensor, model_device
@@ -184,6 +184,12 @@ class EncodedClip:
             writer.write(packet)
         writer.close()
         return sink.getvalue()
+
+    def write(self, path, force: bool = False) -> None:
+        """Write the stream to `path` through a temporary file renamed only when complete."""
+        with FileStreamWriter(path, self.header, force=force) as writer:
+            for packet in self.packets:
+                writer.write(packet)
 
     def kbps(self, size: int | None = None) -> float:
         """Bit rate of the stream (of `size` bytes when given) over the clip's duration."""

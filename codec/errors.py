@@ -1,7 +1,6 @@
 """Errors the codec raises for bad input or a refused operation; the CLI prints them as one line."""
 from __future__ import annotations
 
-import importlib
 import sys
 
 
@@ -64,12 +63,3 @@ def one_line(exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
 
-
-def load_optional(module_name: str, what: str):
-    """Import `module_name` or raise CodecError saying which part of fvc is not available yet."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise CodecError(f"{what} is not available in this build ({module_name} is missing)") from None
-        raise
