@@ -1,8 +1,7 @@
 """One RGB frame ⇄ one self-contained H.264 Annex-B access unit (a single IDR picture) via libx264.
 
-Colour: RGB is converted to yuv420p with BT.601 matrix and limited (16-235) range, chroma
-box-averaged over 2x2; decoding upsamples chroma bilinearly with full horizontal interpolation.
-swscale's default flags lose ~5 dB of chroma detail on the way back to RGB, hence the explicit flags.
+Colour: yuv420p, BT.601 matrix, limited (16-235) range, chroma box-averaged over 2x2 and
+upsampled bilinearly (the conversions of codec.video), signalled in the SPS's VUI.
 
 Every call opens a fresh single-threaded encoder: reusing one saves ~6 ms per frame but makes
 the bytes depend on call history (x264 alternates idr_pic_id), and one thread keeps the output
@@ -12,16 +11,13 @@ from __future__ import annotations
 
 import av
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace, Interpolation
+from av.video.reformatter import ColorRange, Colorspace
+
+from codec.video import frame_to_rgb, rgb_to_yuv420p
 
 QP_MIN, QP_MAX = 0, 51
 NAL_TYPE_SEI = 6
 _START_CODE = b"\x00\x00\x01"
-
-# AREA averages each 2x2 chroma block; FULL_CHR_H_* stop swscale from point-sampling chroma
-# horizontally, ACCURATE_RND from truncating.
-_TO_YUV = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
-_TO_RGB = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 class H264Error(Exception):
@@ -40,8 +36,7 @@ def encode_intra(rgb: np.ndarray, qp: int) -> bytes:
     encoder.thread_count = 1
     encoder.colorspace, encoder.color_range = int(Colorspace.ITU601), int(ColorRange.MPEG)  # signalled in the VUI
     encoder.options = {"qp": str(int(qp)), "preset": "medium", "x264-params": "keyint=1:scenecut=0"}
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
-        format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG", interpolation=_TO_YUV)
+    frame = rgb_to_yuv420p(rgb)
     packets = encoder.encode(frame) + encoder.encode(None)
     return strip_sei(b"".join(bytes(p) for p in packets))
 
@@ -64,8 +59,7 @@ def decode_intra(data: bytes) -> np.ndarray:
         raise H264Error(f"corrupt H.264 access unit ({len(data)} bytes): {exc.strerror}") from None
     if len(frames) != 1:
         raise H264Error(f"H.264 access unit of {len(data)} bytes holds {len(frames)} pictures, expected 1")
-    return frames[0].reformat(format="rgb24", src_colorspace="ITU601", src_color_range="MPEG",
-                              dst_color_range="JPEG", interpolation=_TO_RGB).to_ndarray()
+    return frame_to_rgb(frames[0], Colorspace.ITU601, ColorRange.MPEG)
 
 
 def strip_sei(annexb: bytes) -> bytes:
