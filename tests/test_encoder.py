@@ -1,0 +1,126 @@
+"""Streaming Encoder: closed loop, keyframe decisions, adaptive keypoints, rate control, refused input."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from bitstream import KeyframePacket, MotionKind, MotionPacket, StreamReader
+from codec.decoder import Decoder
+from codec.demo import DemoClipConfig, astronaut_frames
+from codec.encoder import (Encoder, EncoderConfig, KeyframeReason, encode_clip, encode_to_rate, luma_psnr)
+from codec.errors import InputError, RateControlError
+from codec.motion_model import build_untrained, untrained_model_id
+
+SIZE = 64
+MODEL_ID = untrained_model_id("fv2v", "test", 0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_untrained("fv2v", "test", 0)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return list(astronaut_frames(DemoClipConfig(seconds=0.32, size=SIZE)))  # 8 frames
+
+
+def config(**kw) -> EncoderConfig:
+    return EncoderConfig(**{"width": SIZE, "height": SIZE, "fps": Fraction(25), **kw})
+
+
+def decode_all(model, data: bytes) -> list[np.ndarray]:
+    reader = StreamReader(data)
+    decoder = Decoder(model, reader.header)
+    return [f for packet in reader for f in decoder.push(packet)]
+
+
+def test_first_frame_is_a_keyframe_and_max_gop_forces_the_next(model, frames):
+    clip = encode_clip(frames, model, config(refresh_threshold=0, max_gop=3), MODEL_ID)
+    kinds = [type(p) for p in clip.packets]
+    assert kinds == [KeyframePacket, MotionPacket, MotionPacket] * 2 + [KeyframePacket, MotionPacket]
+    assert clip.stats.keyframe_reasons == {KeyframeReason.FIRST: 1, KeyframeReason.MAX_GOP: 2}
+    assert clip.header.frame_count == len(frames) == clip.stats.frames
+    assert clip.header.kind == MotionKind.FV2V and clip.header.model_id == MODEL_ID
+    assert clip.header.num_keypoints == model.num_keypoints
+
+
+def test_encoder_sees_exactly_what_the_decoder_shows(model, frames):
+    clip = encode_clip(frames, model, config(refresh_threshold=0, max_gop=4), MODEL_ID)
+    decoded = decode_all(model, clip.to_bytes())
+    assert len(decoded) == len(frames)
+    assert all(d.shape == (SIZE, SIZE, 3) and d.dtype == np.uint8 for d in decoded)
+    # The proxy the encoder measured on its own reconstruction equals the one on the decoder's frames.
+    assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, frames)]
+
+
+def test_low_threshold_never_refreshes_and_high_threshold_always_does(model, frames):
+    never = encode_clip(frames, model, config(refresh_threshold=1.0), MODEL_ID)
+    always = encode_clip(frames, model, config(refresh_threshold=99.0), MODEL_ID)
+    assert never.stats.keyframe_reasons == {KeyframeReason.FIRST: 1}
+    assert always.stats.keyframe_reasons == {KeyframeReason.FIRST: 1, KeyframeReason.QUALITY: len(frames) - 1}
+    assert all(isinstance(p, KeyframePacket) for p in always.packets)
+
+
+def test_refresh_between_the_extremes_follows_the_proxy(model, frames):
+    probe = encode_clip(frames, model, config(refresh_threshold=0, max_gop=1000), MODEL_ID)
+    motion_psnr = probe.stats.proxy_db[1:]
+    threshold = (min(motion_psnr) + max(motion_psnr)) / 2
+    clip = encode_clip(frames, model, config(refresh_threshold=threshold), MODEL_ID)
+    assert clip.stats.keyframe_reasons[KeyframeReason.QUALITY] >= 1
+    assert all(p >= threshold for p, packet in zip(clip.stats.proxy_db, clip.packets)
+               if isinstance(packet, MotionPacket))
+
+
+def test_keypoint_masking_saves_bits_and_minus_one_sends_all(model, frames):
+    masked = encode_clip(frames, model, config(refresh_threshold=0, kp_threshold=10_000), MODEL_ID)
+    full = encode_clip(frames, model, config(refresh_threshold=0, kp_threshold=-1), MODEL_ID)
+    assert masked.stats.motion_bytes < masked.stats.unmasked_motion_bytes
+    assert full.stats.motion_bytes == full.stats.unmasked_motion_bytes == masked.stats.unmasked_motion_bytes
+    assert len(decode_all(model, masked.to_bytes())) == len(frames)
+
+
+def test_push_returns_one_packet_per_frame_and_flush_nothing(model, frames):
+    encoder = Encoder(model, config(refresh_threshold=0), MODEL_ID)
+    out = [encoder.push(f) for f in frames[:3]]
+    assert [len(o) for o in out] == [1, 1, 1]
+    assert [o[0].frame_index for o in out] == [0, 1, 2]
+    assert encoder.flush() == []
+    assert len(encoder.stats.frame_ms) == 3 and all(ms > 0 for ms in encoder.stats.frame_ms)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((SIZE, SIZE, 3), np.float32), np.zeros((SIZE, SIZE + 2, 3), np.uint8),
+                                 np.zeros((SIZE, SIZE), np.uint8), [[0]]])
+def test_push_refuses_a_frame_of_the_wrong_type_or_size(model, bad):
+    encoder = Encoder(model, config(), MODEL_ID)
+    with pytest.raises(InputError, match="frame 0"):
+        encoder.push(bad)
+
+
+@pytest.mark.parametrize("field,value,match", [("keyframe_qp", 52, "keyframe-qp"), ("max_gop", 0, "max-gop"),
+                                               ("kp_threshold", -2, "kp-threshold"),
+                                               ("refresh_threshold", -1.0, "refresh-threshold"),
+                                               ("fps", 0, "fps")])
+def test_config_refuses_out_of_range_settings(field, value, match):
+    with pytest.raises(InputError, match=match):
+        config(**{field: value})
+
+
+def test_empty_clip_is_refused(model):
+    with pytest.raises(InputError, match="no video frames"):
+        encode_clip([], model, config(), MODEL_ID)
+
+
+def test_rate_control_lands_within_15_percent(model, frames):
+    source = lambda: iter(frames)  # noqa: E731
+    base = encode_clip(frames, model, config(refresh_threshold=0, max_gop=4, keyframe_qp=30), MODEL_ID)
+    target = base.kbps() * 0.6  # needs a coarser keyframe QP than 30
+    clip, choice = encode_to_rate(source, model, config(refresh_threshold=0, max_gop=4), MODEL_ID, target)
+    assert abs(clip.kbps() / target - 1) <= 0.15
+    assert choice.keyframe_qp > 30 and choice.kbps == pytest.approx(clip.kbps())
+    assert choice.full_passes >= 2 and choice.fast_passes >= 1
+
+
+def test_rate_control_names_the_reachable_range_when_the_target_is_not(model, frames):
+    with pytest.raises(RateControlError, match=r"out of reach.*kbps"):
+        encode_to_rate(lambda: iter(frames), model, config(refresh_threshold=0, max_gop=4), MODEL_ID, 0.01)
