@@ -189,14 +189,15 @@ _TEST = FV2VConfig(
 # Trainable and decodable on the 2-core CPU (benchmarks/model_speed.py measures it).
 _SMALL = FV2VConfig(
     name="small",
-    appearance=AppearanceConfig(block_expansion=32, down_blocks=2, max_features=128, volume_channels=16,
-                                volume_depth=16, res_blocks=2),
+    # Depth 8 (paper: 16) halves M's 3D convs; C·D = 256 keeps G's 2D input as wide as the paper's half.
+    appearance=AppearanceConfig(block_expansion=32, down_blocks=2, max_features=128, volume_channels=32,
+                                volume_depth=8, res_blocks=2),
     keypoints=KeypointConfig(input_size=64, block_expansion=16, num_blocks=4, max_features=256,
                              reshape_channels=256, depth=8, head_kernel=3),
     pose=PoseConfig(input_size=128, stem_channels=32, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2)),
     motion=MotionConfig(compress=4, block_expansion=16, num_blocks=3, max_features=128, mask_kernel=3,
                         occlusion_kernel=3, downsample=2),
-    generator=GeneratorConfig(channels=128, res_blocks=2, min_channels=32),
+    generator=GeneratorConfig(channels=96, res_blocks=2, min_channels=32),
     discriminator=DiscriminatorConfig(scales=(1.0, 0.5), block_expansion=32, num_blocks=4, max_features=256),
 )
 
