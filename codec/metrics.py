@@ -10,7 +10,6 @@ torch tensors (3, H, W) / (N, 3, H, W) in [0, 1]. Every metric returns one value
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import importlib.util
 import os
 import pickle

@@ -40,6 +40,14 @@ def test_mp4_round_trip_probe_and_centre_crop(tmp_path):
         assert np.abs(source[:, 8:40].astype(int) - frame).mean() < 2.5
 
 
+def test_crf_controls_mp4_size(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [np.clip(f + rng.normal(0, 20, f.shape), 0, 255).astype(np.uint8) for f in clip(4)]
+    fine = write_clip(tmp_path / "fine.mp4", frames, 25, crf=10)
+    coarse = write_clip(tmp_path / "coarse.mp4", frames, 25, crf=40)
+    assert fine.stat().st_size > 2 * coarse.stat().st_size
+
+
 def test_fifty_to_twenty_five_takes_every_other_frame(tmp_path):
     path = write_clip(tmp_path / "fifty.mp4", clip(16), 50)
     assert [index_of(f) for f in read_frames(path, size=16, fps=25)] == list(range(0, 16, 2))
