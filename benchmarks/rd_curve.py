@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import os
 import platform
@@ -54,8 +55,9 @@ class BenchConfig:
     metric_stride: int = 1
     points_per_method: int | None = None  # None = all operating points
     device: str = "cpu"
-    model: str | None = None  # fvc weights; None = untrained development model
+    model: str | None = None  # fvc weights (codec.cli --model syntax); None = the shipped weights
     fomm_model: str | None = None
+    untrained_fallback: bool = False  # without shipped weights, use the development model (--quick)
     force: bool = False
 
 
@@ -131,8 +133,7 @@ def load_clip(path: Path, config: BenchConfig) -> np.ndarray:
     """The clip's frames at the benchmark size and rate, (N, S, S, 3) uint8, cut to --frames."""
     from codec.video import read_frames
 
-    frames = read_frames(path, size=config.size, fps=config.fps)
-    frames = np.stack(list(frames[: config.frames] if config.frames else frames))
+    frames = np.stack(list(itertools.islice(read_frames(path, size=config.size, fps=config.fps), config.frames)))
     if len(frames) < 2:
         raise BenchmarkError(f"{path.name}: only {len(frames)} frame(s) at {config.fps:g} fps")
     return frames
@@ -146,9 +147,14 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         return X264(X264Settings(tune="zerolatency"))
     from rdcodecs.fvc import Fomm, Fvc
 
-    if name == "fvc":
-        return Fvc(config.model, config.device)
-    return Fomm(config.fomm_model, config.device)
+    cls, given = (Fvc, config.model) if name == "fvc" else (Fomm, config.fomm_model)
+    if given is None and config.untrained_fallback:
+        from codec import motion_model as mm
+        from codec.cli import UNTRAINED_PREFIX
+
+        if mm.default_weights(cls.kind) is None:
+            given = UNTRAINED_PREFIX + mm.REGISTRY[cls.kind].default_config
+    return cls(given, config.device)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -214,7 +220,7 @@ def append_row(path: Path, row: dict) -> None:
 
 def warn_untrained(codecs: list[Codec]) -> None:
     for c in codecs:
-        if "untrained" in c.weights.lower():
+        if c.untrained:
             print(f"!!! {c.name} runs with {c.weights}: its numbers say nothing about the codec's quality !!!",
                   file=sys.stderr)
 
@@ -367,13 +373,14 @@ def write_reports(out: Path) -> None:
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     bd.to_csv(out / "bd_rate.csv", index=False, float_format="%.4g")
     quality.to_csv(out / "quality.csv", index=False, float_format="%.6g")
-    title = (f"{out.name}: {rd.clip.nunique()} clips, {rd.frames.min()}-{rd.frames.max()} frames, "
+    frames = f"{rd.frames.min()}" if rd.frames.min() == rd.frames.max() else f"{rd.frames.min()}-{rd.frames.max()}"
+    title = (f"{out.name}: {rd['clip'].nunique()} clips, {frames} frames, "
              f"{rd.width.iloc[0]}x{rd.height.iloc[0]} @ {rd.fps.iloc[0]:g} fps")
     for metric in ("lpips", "psnr"):
         plot(summary, metric, out / f"rd_{metric}.png", title)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", 200):
         print(summary.drop(columns="weights").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        means = bd[bd.clip == "mean"]
+        means = bd[bd["clip"] == "mean"]
         print("\nBD-rate (PCHIP, mean over clips; negative = test needs fewer bits for the same quality):")
         print(means.to_string(index=False, float_format=lambda v: f"{v:.1f}") if len(means) else "  (no pair present)")
         print("\nreached quality (curves averaged over clips):")
@@ -395,9 +402,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                    help="metrics on frames 0, n, 2n, ... of every method (all frames are coded)")
     p.add_argument("--points", type=int, default=None, help="use only N operating points per method, spread evenly")
     p.add_argument("--device", default="cpu", help="torch device for the metrics and the neural codecs")
-    p.add_argument("--model", default=None, help="fvc weights (default: the untrained development model)")
-    p.add_argument("--fomm-model", default=None, help="FOMM weights (default: the untrained development model)")
-    p.add_argument("--quick", action="store_true", help="2 clips, 24 frames, 3 points per method, metric stride 2")
+    p.add_argument("--model", default=None,
+                   help="fvc weights: PATH or untrained-CONFIG (the development model); default the shipped ones")
+    p.add_argument("--fomm-model", default=None, help="FOMM weights, same syntax as --model")
+    p.add_argument("--quick", action="store_true",
+                   help="1 clip, 16 frames, 3 points per method, metric stride 2; the untrained development "
+                        "models when no weights ship")
     p.add_argument("--force", action="store_true", help="discard the rows of an earlier run in the same folder")
     a = p.parse_args(argv)
     if a.data is None:
@@ -413,14 +423,14 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     if a.size % 2:
         p.error(f"--size must be even (x264 codes 4:2:0), got {a.size}")
     if a.quick:
-        a.clips = a.clips or ["2"]
-        a.frames = a.frames or 24
+        a.clips = a.clips or ["1"]
+        a.frames = a.frames or 16
         a.points = a.points or 3
         a.metric_stride = a.metric_stride if a.metric_stride > 1 else 2
     out = a.out or RESULTS / (a.run_name or ("quick" if a.quick else "dev"))
     return BenchConfig(data=a.data, out=out, methods=methods, clips=a.clips, frames=a.frames, size=a.size,
                        fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points, device=a.device,
-                       model=a.model, fomm_model=a.fomm_model, force=a.force)
+                       model=a.model, fomm_model=a.fomm_model, untrained_fallback=a.quick, force=a.force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ class Codec(ABC):
 
     name: str
     weights: str = "-"  # which model weights produced the numbers ("-" for classical codecs)
+    untrained: bool = False  # True for the randomly initialised development models
 
     @abstractmethod
     def operating_points(self) -> list[str]:

@@ -4,15 +4,12 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bitstream import StreamReader, StreamWriter
 
 from .base import BenchmarkError, Codec, CodedClip
-
-UNTRAINED = "untrained:"
 
 
 @dataclass(frozen=True)
@@ -31,21 +28,6 @@ class FvcPoint:
 POINTS = tuple(FvcPoint(qp, refresh) for qp in (24, 32, 40) for refresh in (0.0, 20.0, 24.0))
 
 
-def load_motion_model(kind: str, spec: str | None, device: str):
-    """(model, model id, weights label) from a checkpoint path or "untrained:<config>"; None = shipped or untrained."""
-    from codec import motion_model as mm
-
-    if spec is None:
-        shipped = mm.default_weights(kind)
-        spec = str(shipped) if shipped else UNTRAINED + mm.REGISTRY[mm.kind_name(kind)].default_config
-    if spec.startswith(UNTRAINED):
-        config = spec[len(UNTRAINED):]
-        model = mm.build_untrained(kind, config).to(device)
-        return model, mm.untrained_model_id(kind, config), f"UNTRAINED {kind}/{config} (development model, seed 0)"
-    ident = mm.model_id(spec)
-    return mm.load_model(spec, device), ident, f"{Path(spec).name} sha256:{ident.hex()[:12]}"
-
-
 class Fvc(Codec):
     """The fvc codec (face-vid2vid keypoints + H.264 keyframes); all bytes of the .fvc stream count."""
 
@@ -53,8 +35,12 @@ class Fvc(Codec):
     kind = "fv2v"
 
     def __init__(self, weights: str | None = None, device: str = "cpu"):
-        self.model, self.model_id, self.weights = load_motion_model(self.kind, weights, device)
-        self.device = device
+        """`weights`: a checkpoint path or "untrained-<config>" (codec.cli syntax); None = the shipped weights."""
+        from codec.cli import load_model_spec
+
+        loaded = load_model_spec(weights, device, self.kind)
+        self.model, self.model_id = loaded.model, loaded.model_id
+        self.weights, self.untrained = loaded.label, loaded.untrained
 
     def operating_points(self) -> list[str]:
         return [p.label for p in POINTS]

@@ -9,8 +9,9 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-# The same RGB <-> yuv420p conversion as fvc's keyframes, so colour handling does not tilt the comparison.
-from codec.h264 import _TO_RGB, _TO_YUV, strip_sei
+from codec.h264 import strip_sei
+# The RGB <-> yuv420p conversion every fvc path uses, so colour handling does not tilt the comparison.
+from codec.video import frame_to_rgb, rgb_to_yuv420p
 
 from .base import BenchmarkError, Codec, CodedClip
 
@@ -25,8 +26,7 @@ def decode_annexb(stream: bytes) -> list[np.ndarray]:
     for packet in decoder.parse(stream) + decoder.parse(None):
         frames += decoder.decode(packet)
     frames += decoder.decode(None)
-    return [f.reformat(format="rgb24", src_colorspace="ITU601", src_color_range="MPEG", dst_color_range="JPEG",
-                       interpolation=_TO_RGB).to_ndarray() for f in frames]
+    return [frame_to_rgb(f, Colorspace.ITU601, ColorRange.MPEG) for f in frames]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class X264(Codec):
         c = self.config
         return {"encoder": f"libx264 (FFmpeg {av.ffmpeg_version_info}, PyAV {av.__version__})",
                 "preset": c.preset, "tune": c.tune or "none", "x264-params": self._params(),
-                "pix_fmt": "yuv420p (BT.601 limited, codec.h264 conversion)", "sei": "stripped", "container": "none (raw Annex-B)"}
+                "pix_fmt": "yuv420p (BT.601 limited, codec.video conversion)", "sei": "stripped", "container": "none (raw Annex-B)"}
 
     def _params(self) -> str:
         c = self.config
@@ -78,8 +78,7 @@ class X264(Codec):
         start = time.perf_counter()
         chunks = []
         for i, rgb in enumerate(frames):
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
-                format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG", interpolation=_TO_YUV)
+            picture = rgb_to_yuv420p(rgb)
             picture.pts = i
             chunks += [bytes(p) for p in encoder.encode(picture)]
         chunks += [bytes(p) for p in encoder.encode(None)]

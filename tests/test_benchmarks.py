@@ -1,0 +1,197 @@
+"""The rate-distortion benchmark: BD-rate maths, x264 byte accounting, rd.csv schema and a tiny run."""
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from bitstream.constants import FVC_MAGIC
+from codec.video import read_frames
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from bd_rate import CurveError, bd_metric, bd_rate, pareto_front, rate_for_quality  # noqa: E402
+from rdcodecs import X264, X264Settings  # noqa: E402
+from rdcodecs.fvc import Fvc  # noqa: E402
+from rdcodecs.x264 import decode_annexb  # noqa: E402
+
+import rd_curve  # noqa: E402
+
+RATES = np.array([0.01, 0.02, 0.05, 0.1, 0.2])
+LPIPS = np.array([0.40, 0.31, 0.22, 0.16, 0.11])
+
+
+def test_half_the_rate_is_minus_50_percent():
+    assert bd_rate(RATES, LPIPS, RATES / 2, LPIPS, higher_is_better=False) == pytest.approx(-50.0, abs=1e-9)
+    assert bd_rate(RATES, LPIPS, RATES * 2, LPIPS, higher_is_better=False) == pytest.approx(100.0, abs=1e-9)
+
+
+def test_direction_of_lpips_and_psnr():
+    # Same rates, lower LPIPS (better) -> fewer bits for the same quality -> negative BD-rate.
+    assert bd_rate(RATES, LPIPS, RATES, LPIPS - 0.02, higher_is_better=False) < 0
+    psnr = np.array([28.0, 30.0, 33.0, 35.0, 37.0])
+    assert bd_rate(RATES, psnr, RATES, psnr + 1.0, higher_is_better=True) < 0
+    # Treating LPIPS as higher-is-better would flip which points form the front; the test must notice.
+    assert bd_metric(RATES, LPIPS, RATES, LPIPS - 0.02, higher_is_better=False) == pytest.approx(-0.02, abs=1e-9)
+
+
+def test_pareto_front_drops_dominated_points():
+    rates, metric = pareto_front([0.1, 0.05, 0.2, 0.3], [0.2, 0.25, 0.21, 0.1], higher_is_better=False)
+    assert rates.tolist() == [0.05, 0.1, 0.3]
+    assert metric.tolist() == [0.25, 0.2, 0.1]
+
+
+def test_disjoint_curves_and_bad_input():
+    assert math.isnan(bd_rate(RATES, LPIPS, RATES, LPIPS - 1.0, higher_is_better=False))
+    with pytest.raises(CurveError, match="at least 2"):
+        bd_rate([0.1, 0.2], [0.3, 0.3], RATES, LPIPS, higher_is_better=False)
+    with pytest.raises(CurveError, match="positive"):
+        bd_rate([0.0, 0.2], [0.3, 0.2], RATES, LPIPS, higher_is_better=False)
+
+
+def test_rate_for_quality():
+    bpp, how = rate_for_quality(RATES, LPIPS, 0.22, higher_is_better=False)
+    assert (bpp, how) == (pytest.approx(0.05), "interpolated")
+    assert rate_for_quality(RATES, LPIPS, 0.05, higher_is_better=False)[1] == "not-reached"
+    assert rate_for_quality(RATES, LPIPS, 0.50, higher_is_better=False) == (0.01, "below-range")
+    bpp, _ = rate_for_quality(RATES, LPIPS, 0.18, higher_is_better=False)
+    assert 0.05 < bpp < 0.1
+
+
+def moving_clip(n: int = 8, size: int = 64) -> np.ndarray:
+    """A smooth colour pattern drifting right: compressible, so CRF changes the size."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.stack([np.stack([128 + 100 * np.sin((x + 2 * i) / 7), 128 + 90 * np.cos(y / 9),
+                               128 + 60 * np.sin((x + y + i) / 11)], -1) for i in range(n)]).astype(np.uint8)
+
+
+def nal_types(stream: bytes) -> list[int]:
+    types, pos = [], 0
+    while (pos := stream.find(b"\0\0\1", pos)) >= 0:
+        types.append(stream[pos + 3] & 0x1F)
+        pos += 3
+    return types
+
+
+def test_x264_stream_is_complete_and_decodes_to_what_is_measured():
+    frames = moving_clip()
+    for codec in (X264(), X264(X264Settings(tune="zerolatency"))):
+        coded = codec.code(frames, 25, "crf28")
+        types = nal_types(coded.stream)
+        assert types[:2] == [7, 8] and 5 in types and 6 not in types  # SPS, PPS, IDR; no SEI
+        assert types.count(5) + types.count(1) == len(frames)
+        assert coded.frames.shape == frames.shape and coded.frames.dtype == np.uint8
+        assert np.array_equal(np.stack(decode_annexb(coded.stream)), coded.frames)
+        assert np.abs(coded.frames.astype(int) - frames).mean() < 8
+    low = X264().code(frames, 25, "crf51").stream
+    assert len(low) < len(X264().code(frames, 25, "crf20").stream)
+
+
+def test_x264_refuses_a_bad_point():
+    with pytest.raises(rd_curve.BenchmarkError, match="crf0..crf51"):
+        X264().code(moving_clip(2), 25, "qp30")
+
+
+def write_clip(path: Path, frames: np.ndarray, fps: int = 25) -> None:
+    """A near-lossless mp4 (libx264 qp 0) as the benchmark's source clip."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """rd_curve on two generated 8-frame 64x64 clips, x264 at 2 points; returns (run folder, source frames)."""
+    data = tmp_path_factory.mktemp("clips")
+    frames = moving_clip()
+    write_clip(data / "a.mp4", frames)
+    write_clip(data / "b.mp4", frames[:, ::-1].copy())
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    argv = ["--data", str(data), "--out", str(out), "--methods", "x264,x264-zerolatency", "--size", "64",
+            "--points", "2", "--metric-stride", "2"]
+    assert rd_curve.main(argv) == 0
+    return out, argv, data
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_rd_csv_schema_and_bpp_accounting(tiny_run):
+    out, _, data = tiny_run
+    rows = read_csv(out / "rd.csv")
+    assert list(rows[0]) == rd_curve.RD_COLUMNS
+    assert {(r["clip"], r["method"], r["point"]) for r in rows} == {
+        (c, m, p) for c in "ab" for m in ("x264", "x264-zerolatency") for p in ("crf20", "crf51")}
+    source = np.stack(list(read_frames(data / "a.mp4", size=64, fps=25)))
+    expected = len(X264().code(source, 25.0, "crf20").stream)
+    row = next(r for r in rows if (r["clip"], r["method"], r["point"]) == ("a", "x264", "crf20"))
+    assert (int(row["frames"]), int(row["width"]), int(row["height"])) == (8, 64, 64)
+    assert int(row["bytes"]) == expected
+    assert float(row["bpp"]) == pytest.approx(expected * 8 / (64 * 64 * 8), rel=1e-5)
+    assert float(row["kbps"]) == pytest.approx(expected * 8 / (8 / 25) / 1000, rel=1e-5)
+    for r in rows:
+        assert 0 <= float(r["lpips"]) < 1 and 10 < float(r["psnr"]) < 99 and 0 < float(r["ssim"]) <= 1
+        assert r["weights"] == "-" and r["device"]
+
+
+def test_reports(tiny_run):
+    out, _, _ = tiny_run
+    summary = read_csv(out / "summary.csv")
+    assert {(r["method"], r["point"]) for r in summary} == {
+        (m, p) for m in ("x264", "x264-zerolatency") for p in ("crf20", "crf51")}
+    assert all(r["clips"] == "2" for r in summary)
+    low, high = (next(r for r in summary if r["method"] == "x264" and r["point"] == p) for p in ("crf51", "crf20"))
+    assert float(low["bpp"]) < float(high["bpp"]) and float(low["lpips"]) > float(high["lpips"])
+    quality = read_csv(out / "quality.csv")
+    assert [r["method"] for r in quality] == ["x264", "x264-zerolatency"]
+    for name in ("rd_lpips.png", "rd_psnr.png", "bd_rate.csv", "run.json"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_resume_skips_done_rows_and_refuses_other_settings(tiny_run, capsys):
+    out, argv, _ = tiny_run
+    before = (out / "rd.csv").read_text()
+    assert rd_curve.main(argv) == 0
+    assert "8 rows already" in capsys.readouterr().err
+    assert (out / "rd.csv").read_text() == before
+    assert rd_curve.main([*argv, "--frames", "4"]) == 2
+    assert "other frames" in capsys.readouterr().err
+    assert (out / "rd.csv").read_text() == before
+
+
+def test_fvc_with_the_untrained_test_model(tmp_path, capsys):
+    """The neural path end to end: .fvc bytes counted in full, weights named loudly in output and CSV."""
+    write_clip(tmp_path / "a.mp4", moving_clip())
+    out = tmp_path / "run"
+    argv = ["--data", str(tmp_path), "--out", str(out), "--methods", "x264,fvc", "--size", "64", "--points", "2",
+            "--frames", "4", "--model", "untrained-test"]
+    assert rd_curve.main(argv) == 0
+    assert "!!! fvc runs with UNTRAINED" in capsys.readouterr().err
+    rows = [r for r in read_csv(out / "rd.csv") if r["method"] == "fvc"]
+    assert [r["point"] for r in rows] == ["qp24-refresh0", "qp40-refresh24"]
+    assert all("UNTRAINED" in r["weights"] for r in rows)
+    source = np.stack(list(read_frames(tmp_path / "a.mp4", size=64, fps=25)))[:4]
+    stream = Fvc("untrained-test").code(source, 25.0, rows[0]["point"]).stream
+    assert stream.startswith(FVC_MAGIC)
+    assert int(rows[0]["bytes"]) == len(stream)
+    assert float(rows[0]["bpp"]) == pytest.approx(len(stream) * 8 / (64 * 64 * 4), rel=1e-5)
+    bd = read_csv(out / "bd_rate.csv")
+    assert {(r["test"], r["anchor"], r["metric"]) for r in bd} == {("fvc", "x264", "lpips"), ("fvc", "x264", "psnr")}
+
+
+def test_missing_data_folder_is_one_line_error(tmp_path, capsys):
+    assert rd_curve.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--methods", "x264"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rd_curve: error:") and "--data" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
