@@ -10,6 +10,11 @@ from __future__ import annotations
 import torch
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32, or float64 if it already is."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
     """Rotation matrices (..., 3, 3) from angles (..., 3) = (yaw, pitch, roll) in degrees."""
     yaw, pitch, roll = torch.deg2rad(angles).unbind(-1)
@@ -29,5 +34,9 @@ def transform_keypoints(
     canonical: torch.Tensor, angles: torch.Tensor, translation: torch.Tensor, expression: torch.Tensor
 ) -> torch.Tensor:
     """x = R(angles)·x_c + t + δ for canonical (B,K,3), angles (B,3) deg, translation (B,3), expression (B,K,3)."""
-    rot = rotation_matrix(angles)
-    return canonical @ rot.transpose(-1, -2) + translation.unsqueeze(-2) + expression
+    # Keypoints are motion symbols: keep them float32 even under bf16 autocast in training.
+    with torch.autocast(canonical.device.type, enabled=False):
+        canonical, angles, translation, expression = map(
+            at_least_float32, (canonical, angles, translation, expression))
+        rot = rotation_matrix(angles)
+        return canonical @ rot.transpose(-1, -2) + translation.unsqueeze(-2) + expression

@@ -7,6 +7,7 @@ from torch import nn
 
 from .blocks import Hourglass3d, SameBlock, conv, keypoints_to_gaussian, make_coordinate_grid
 from .config import FV2VConfig
+from .keypoint_transform import at_least_float32
 
 
 def sparse_motions(
@@ -15,8 +16,15 @@ def sparse_motions(
 ) -> torch.Tensor:
     """K+1 driving→source coordinate maps (B, K+1, D, H, W, 3); index 0 is the identity background.
 
-    Around keypoint k, first order: T_k(z) = x_s,k + R_s R_d⁻¹ (z − x_d,k).
+    Around keypoint k, first order: T_k(z) = x_s,k + R_s R_d⁻¹ (z − x_d,k). Computed in float32
+    (autocast off): bf16 coordinates would be off by a sizeable fraction of a voxel.
     """
+    with torch.autocast(kp_source.device.type, enabled=False):
+        return _sparse_motions(*map(at_least_float32, (kp_source, kp_driving, rot_source, rot_driving)),
+                               spatial_size)
+
+
+def _sparse_motions(kp_source, kp_driving, rot_source, rot_driving, spatial_size):
     grid = make_coordinate_grid(spatial_size, kp_source.dtype, kp_source.device)
     jacobian = rot_source @ rot_driving.transpose(-1, -2)
     b, k, _ = kp_source.shape
