@@ -8,6 +8,7 @@ from torch import nn
 from bitstream.constants import POSE_BIN_DEGREES, POSE_BINS, POSE_RANGE_DEGREES
 
 from .config import FV2VConfig
+from .keypoint_transform import at_least_float32
 
 
 def bin_centres(dtype=torch.float32, device=None) -> torch.Tensor:
@@ -18,7 +19,9 @@ def bin_centres(dtype=torch.float32, device=None) -> torch.Tensor:
 
 def angles_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Softmax expectation over bin centres: (..., POSE_BINS) logits → (...) degrees (Hopenet style)."""
-    return F.softmax(logits, dim=-1) @ bin_centres(logits.dtype, logits.device)
+    with torch.autocast(logits.device.type, enabled=False):  # bf16 would round angles by up to 0.4°
+        logits = at_least_float32(logits)
+        return F.softmax(logits, dim=-1) @ bin_centres(logits.dtype, logits.device)
 
 
 def angle_bins(degrees: torch.Tensor) -> torch.Tensor:
