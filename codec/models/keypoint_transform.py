@@ -1,8 +1,9 @@
 """Head rotation from yaw/pitch/roll degrees and the keypoint transform x = R·x_c + t + δ.
 
 Axes are those of the feature volume and of `grid_sample`: x to the image right, y down the image
-rows, z along the volume depth. yaw turns about y, pitch about x, roll about z, each by the
-right-hand rule in these axes, and R = R_x(pitch) · R_y(yaw) · R_z(roll) (roll applied first).
+rows, z along the volume depth (into the picture). yaw turns about y, pitch about x, roll about z,
+each by the right-hand rule in these axes, and R = R_x(pitch) · R_y(yaw) · R_z(roll) (roll applied
+first); a positive yaw turns a nose pointing at the viewer (−z) towards image left (−x).
 Training, the encoder and the decoder all go through `transform_keypoints`.
 """
 from __future__ import annotations
