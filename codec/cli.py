@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "those frames are written and the exit code is 1.")
     p.add_argument("input", help="input .fvc stream")
     p.add_argument("output", help="output video (.mp4), a folder for --format png, or - for raw rgb24 on stdout")
-    p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="output format (default mp4)")
+    p.add_argument("--format", choices=("mp4", "png"), default="mp4",
+                   help="mp4 video or a folder of PNG frames (default mp4; output - is always raw rgb24)")
     p.add_argument("--crf", type=int, default=18, help="x264 CRF of the mp4 output (default 18)")
     for axis in ("yaw", "pitch", "roll"):
         p.add_argument(f"--{axis}", type=float, default=0.0, metavar="DEG",
@@ -191,11 +192,14 @@ def model_for_stream(header, spec: str | None, device: str) -> LoadedModel:
     from . import motion_model as mm
 
     kind = mm.kind_name(header.kind)
-    if spec is None:
+    if spec is None and mm.default_weights(kind) is None:
         config = mm.REGISTRY[kind].default_config
         # Streams from `--model untrained-small` decode without repeating the flag.
-        if mm.default_weights(kind) is None and header.model_id == mm.untrained_model_id(kind, config, 0):
-            spec = f"{kind}:{UNTRAINED_PREFIX}{config}"
+        if header.model_id != mm.untrained_model_id(kind, config, 0):
+            raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()}, and no trained "
+                                     f"{kind} weights ship with this build; pass --model PATH (or the "
+                                     f"--model untrained-CONFIG it was coded with)")
+        spec = f"{kind}:{UNTRAINED_PREFIX}{config}"
     loaded = load_model_spec(spec, device, kind)
     if loaded.model_id != header.model_id:
         raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()} but the available "
@@ -261,8 +265,8 @@ def encode_frames(frame_source, total: int | None, args, loaded: LoadedModel, co
 
     def bar_callback(bar):
         def update(stats):
+            bar.set_postfix(keyframes=stats.keyframes, refresh=False)
             bar.update(1)
-            bar.set_postfix(keyframes=stats.keyframes)
         return update
 
     bars = []
@@ -350,22 +354,6 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
     return "\n".join(lines)
 
 
-class _RawSink:
-    """Raw rgb24 frames on stdout (`fvc decode x.fvc -`)."""
-
-    def __init__(self):
-        self._out = sys.stdout.buffer
-
-    def write(self, frame) -> None:
-        self._out.write(frame.tobytes())
-
-    def close(self) -> None:
-        self._out.flush()
-
-    def abort(self) -> None:
-        self._out.flush()
-
-
 def _cmd_decode(args) -> int:
     import time
 
@@ -379,13 +367,17 @@ def _cmd_decode(args) -> int:
     out = None if to_stdout else check_output(args.output, args.force)
     report = sys.stderr if to_stdout else sys.stdout
     options = DecoderOptions(args.yaw, args.pitch, args.roll, args.frontalize)
-    with StreamReader(src) as reader:
+    try:
+        reader = StreamReader(src)
+    except BitstreamError as exc:
+        raise InputError(f"{src}: {exc}") from None
+    with reader:
         header = reader.header
         loaded = model_for_stream(header, args.model, args.device)
         _warn_untrained(loaded)
         decoder = Decoder(loaded.model, header, options)
-        sink = _RawSink() if to_stdout else video.VideoWriter(out, fps=header.fps, crf=args.crf,
-                                                              format=args.format, force=args.force)
+        sink = video.VideoWriter(video.STDOUT if to_stdout else out, fps=header.fps, crf=args.crf,
+                                 format="raw" if to_stdout else args.format, force=args.force)
         written, damage, latency = 0, None, []
         start = time.perf_counter()
         try:
@@ -412,8 +404,8 @@ def _cmd_decode(args) -> int:
     seconds = time.perf_counter() - start
     where = "stdout" if to_stdout else str(out)
     if damage is not None:
-        raise TruncatedDecode(f"{src}: stream damaged ({damage}); decoded and wrote the {written} frames "
-                              f"before it to {where}", written)
+        raise TruncatedDecode(f"{src}: decoding stopped at byte {damage.offset} ({damage.message}); "
+                              f"wrote the {written} frames before it to {where}", written)
     if not args.quiet:
         latency.sort()
         print(f"wrote {written} frames {header.width}x{header.height} at {header.fps_num}/{header.fps_den} fps "
@@ -426,7 +418,12 @@ def _cmd_decode(args) -> int:
 def _cmd_info(args) -> int:
     from bitstream import summarize
 
-    summary = summarize(check_input(args.input))
+    from bitstream import BitstreamError
+
+    try:
+        summary = summarize(check_input(args.input))
+    except BitstreamError as exc:
+        raise InputError(f"{args.input}: {exc}") from None
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK

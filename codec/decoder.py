@@ -37,7 +37,7 @@ def model_device(model) -> torch.device:
 
 def frame_to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+    return torch.tensor(frame, device=device).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def tensor_to_frame(image: torch.Tensor, width: int, height: int) -> np.ndarray:

@@ -128,6 +128,8 @@ def run_demo(args, model_spec: str, untrained: bool) -> list[Scored]:
     """Build the clip, run `fvc encode` and `fvc decode` on it, score both against x264; print a table."""
     from .cli import main as fvc
     from .errors import CodecError
+    from PIL import Image
+
     from .video import VideoWriter, read_frames
 
     out_dir = Path(args.out_dir)
@@ -158,7 +160,7 @@ def run_demo(args, model_spec: str, untrained: bool) -> list[Scored]:
             raise CodecError(f"demo stopped: fvc {step[0]} failed (its message is above)")
 
     reference = np.stack(list(read_frames(clip)))
-    decoded = np.stack(list(read_frames(decoded_dir)))
+    decoded = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(decoded_dir.glob("*.png"))])
     crf, x264_path = _x264_near(clip, stream.stat().st_size, out_dir, config.fps)
     x264 = np.stack(list(read_frames(x264_path)))
     rows = [_score("fvc" + (" (UNTRAINED model)" if untrained else ""), stream.stat().st_size, reference,
