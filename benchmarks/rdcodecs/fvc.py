@@ -56,7 +56,8 @@ class Fvc(Codec):
 
         chosen = next((p for p in POINTS if p.label == point), None)
         if chosen is None:
-            raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {', '.join(self.operating_points())}")
+            known = ", ".join(self.operating_points())
+            raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {known}")
         n, height, width, _ = frames.shape
         config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
                                refresh_threshold=chosen.refresh_threshold, frame_count=n)

@@ -53,7 +53,8 @@ class X264(Codec):
         c = self.config
         return {"encoder": f"libx264 (FFmpeg {av.ffmpeg_version_info}, PyAV {av.__version__})",
                 "preset": c.preset, "tune": c.tune or "none", "x264-params": self._params(),
-                "pix_fmt": "yuv420p (BT.601 limited, codec.video conversion)", "sei": "stripped", "container": "none (raw Annex-B)"}
+                "pix_fmt": "yuv420p (BT.601 limited, codec.video conversion)", "sei": "stripped",
+                "container": "none (raw Annex-B)"}
 
     def _params(self) -> str:
         c = self.config
