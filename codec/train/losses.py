@@ -43,10 +43,15 @@ class KeypointPriorConfig:
 # pyramid already stresses fine detail at full resolution and shape at the coarse levels.
 PERCEPTUAL_LAYER_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0)
 PERCEPTUAL_SCALES = (1.0, 0.5, 0.25, 0.125)
+# VGG16 pools four times before relu5_3: a smaller pyramid level has no relu5_3 map, so it is skipped.
+PERCEPTUAL_MIN_SIDE = 16
 
 
 class PerceptualLoss(nn.Module):
-    """Σ over pyramid scales and VGG16 stages (relu1_2 … relu5_3) of the mean L1 feature distance."""
+    """Σ over pyramid scales and VGG16 stages (relu1_2 … relu5_3) of the mean L1 feature distance.
+
+    Pyramid levels smaller than PERCEPTUAL_MIN_SIDE pixels are skipped.
+    """
 
     def __init__(self, features: nn.Module, scales: Sequence[float] = PERCEPTUAL_SCALES,
                  layer_weights: Sequence[float] = PERCEPTUAL_LAYER_WEIGHTS):
@@ -57,8 +62,12 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """output, target: (B, 3, H, W) in [0, 1]; gradients flow into `output` only."""
+        if min(output.shape[-2:]) < PERCEPTUAL_MIN_SIDE:
+            raise ValueError(f"perceptual loss needs images of at least {PERCEPTUAL_MIN_SIDE} px, got {tuple(output.shape)}")
         total = output.new_zeros(())
         for scale in self.scales:
+            if min(output.shape[-2:]) * scale < PERCEPTUAL_MIN_SIDE:
+                continue
             out_s, tgt_s = _resize(output, scale), _resize(target, scale)
             out_f = self.features(out_s)
             with torch.no_grad():

@@ -1,0 +1,455 @@
+"""`fvc train`: train fv2v or FOMM on a prepared cache, checkpoint, resume, export EMA weights + card.
+
+    python -m codec.train.trainer --model fv2v --config small --cache /work/cache256 --out runs/a \
+        --device cuda --minutes 8 [--resume] [--split-mib 15]
+
+The run folder holds checkpoint.pt (model, EMA, discriminator, optimisers, RNG), losses.csv,
+val.csv, samples/step_*.png and the exported `<kind>-<config>.pt` with its JSON card.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from codec.data.augment import AugmentConfig
+from codec.data.sampler import FrameStore, PairDataset
+from codec.errors import CodecError, InputError, OutputError, is_user_error, one_line
+from codec.metrics import vgg16_features
+from codec.models.discriminator import MultiScaleDiscriminator
+from codec.models.keypoint_transform import transform_keypoints
+from codec.motion_model import build_untrained, kind_name, save_weights
+from codec.train import losses
+from codec.train.checkpoint import load_checkpoint, manifest_path, save_checkpoint, split_file
+from codec.train.ema import EMA
+from codec.train.warp import RandomWarp, WarpConfig
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class TrainError(CodecError):
+    """A training run that cannot start or continue (bad cache, clashing resume, missing device)."""
+
+
+# FOMM as published trains without a GAN (vox-256 sets generator_gan to 0) and has no 3D prior.
+_FOMM_WEIGHTS = losses.LossWeights(gan=0.0, feature_matching=0.0, keypoint_prior=0.0, head_pose=0.0,
+                                   deformation=0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; stored in checkpoints and in the exported card."""
+
+    model: str = "fv2v"
+    config: str = "small"
+    batch_size: int = 4
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float = 0.999
+    seed: int = 0
+    weights: losses.LossWeights = field(default_factory=losses.LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    warp: WarpConfig = field(default_factory=WarpConfig)
+
+    @classmethod
+    def for_model(cls, model: str, **kwargs) -> TrainConfig:
+        """Defaults of a model kind (FOMM drops the losses it was not trained with)."""
+        if kind_name(model) == "fomm":
+            kwargs.setdefault("weights", _FOMM_WEIGHTS)
+        return cls(model=kind_name(model), **kwargs)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How long and how often: not part of what the weights depend on."""
+
+    steps: int | None = None
+    minutes: float | None = None
+    device: str = "cpu"
+    checkpoint_every: int = 500
+    log_every: int = 10
+    image_every: int = 250
+    val_every: int = 500
+    split_mib: float = 0.0
+    data_on_device: bool = True
+
+
+class Trainer:
+    """Generator-side model + discriminator + EMA, trained on pairs from a FrameStore."""
+
+    def __init__(self, config: TrainConfig, store: FrameStore, out_dir: Path, options: RunOptions = RunOptions(),
+                 val_store: FrameStore | None = None, data_info: dict | None = None,
+                 perceptual_features: torch.nn.Module | None = None):
+        """`perceptual_features` replaces VGG16 (relu1_2 … relu5_3) in the perceptual loss; tests pass a tiny net."""
+        self.config, self.options, self.out = config, options, Path(out_dir)
+        self.device = torch.device(options.device)
+        if self.device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise TrainError("--device cuda asked for, but torch sees no CUDA device")
+            torch.backends.cudnn.benchmark = True
+        self.model = build_untrained(config.model, config.config, config.seed).to(self.device).train()
+        self.kind = kind_name(config.model)
+        size = store.frames.shape[-1]
+        if size < self.model.output_size:
+            raise TrainError(f"cache frames are {size}², smaller than the model's {self.model.output_size}² output: "
+                             f"prepare a cache with --size {self.model.output_size}")
+        data_device = self.device if options.data_on_device else torch.device("cpu")
+        self.data = PairDataset(store.to(data_device), config.augment)
+        self.val_data = PairDataset(val_store.to(data_device)) if val_store is not None else None
+        self.data_info = data_info or {}
+        self.generator = torch.Generator().manual_seed(config.seed)
+        features = perceptual_features if perceptual_features is not None else vgg16_features(str(self.device))
+        self.perceptual = losses.PerceptualLoss(features.to(self.device))
+        w = config.weights
+        self.discriminator = None
+        if w.gan > 0 or w.feature_matching > 0:
+            self.discriminator = MultiScaleDiscriminator(self.model.config).to(self.device).train()
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas)
+        self.opt_d = (torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=config.betas)
+                      if self.discriminator is not None else None)
+        self.ema = EMA(self.model, config.ema_decay)
+        self.step = 0
+        self.samples_seen = 0
+        self.wall_time = 0.0
+        self._stop_requested = False
+        self.last_losses: dict[str, float] = {}
+
+    # --- one iteration -------------------------------------------------------------------------
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _batch(self) -> dict[str, torch.Tensor]:
+        batch = self.data.batch(self.config.batch_size, self.generator)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def generator_losses(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+        """Unweighted loss terms of the generator side and the model outputs."""
+        source, driving = batch["source"], batch["driving"]
+        out = self.model.training_forward(source, driving)
+        prediction = out["prediction"]
+        target = _resize_to(driving, prediction.shape[-1])
+        terms = {"perceptual": self.perceptual(prediction, target)}
+        w = self.config.weights
+        if self.discriminator is not None:
+            fake, real = self.discriminator(prediction), self.discriminator(target)
+            terms["gan"] = losses.hinge_generator_loss([o.logits for o in fake])
+            terms["feature_matching"] = losses.feature_matching_loss([o.features for o in real],
+                                                                     [o.features for o in fake])
+        if w.equivariance > 0 or w.jacobian_equivariance > 0:
+            terms.update(self._equivariance(out, driving))
+        if self.kind == "fv2v":
+            drv = out["driving"]
+            if w.keypoint_prior > 0:
+                terms["keypoint_prior"] = losses.keypoint_prior_loss(drv["keypoints"])
+            if w.head_pose > 0:
+                terms["head_pose"] = 0.5 * (
+                    losses.head_pose_loss(out["source"]["pose_logits"], out["source"]["rotation"], batch["source_pose"])
+                    + losses.head_pose_loss(drv["pose_logits"], drv["rotation"], batch["driving_pose"]))
+            if w.deformation > 0:
+                terms["deformation"] = losses.deformation_prior_loss(drv["expression"])
+        return terms, out
+
+    def _equivariance(self, out: dict, driving: torch.Tensor) -> dict[str, torch.Tensor]:
+        warp = RandomWarp(driving.shape[0], self.config.warp, generator=self.generator, device=self.device)
+        warped = warp.warp_image(driving)
+        if self.kind == "fv2v":
+            # The warped frame keeps the source's canonical keypoints (as the driving frame does), so
+            # only H+Δ must follow the warp; L stays free to be pose-invariant.
+            pose = self.model.head_pose(warped)
+            warped_kp = transform_keypoints(out["source"]["canonical"], pose["rotation"], pose["translation"],
+                                            pose["expression"])
+            return {"equivariance": losses.equivariance_loss(out["driving"]["keypoints"], warped_kp, warp)}
+        kp = self.model.keypoints(warped)
+        drv = out["driving"]
+        terms = {"equivariance": losses.equivariance_loss(drv["keypoints"], kp["keypoints"], warp)}
+        if self.config.weights.jacobian_equivariance > 0:
+            terms["jacobian_equivariance"] = losses.jacobian_equivariance_loss(
+                drv["jacobians"], kp["keypoints"], kp["jacobians"], warp)
+        return terms
+
+    def train_step(self) -> dict[str, float]:
+        """One generator update and (with a GAN) one discriminator update; returns the loss terms."""
+        batch = self._batch()
+        w = asdict(self.config.weights)
+        with self._autocast():
+            terms, out = self.generator_losses(batch)
+        total = sum(w[name] * value.float() for name, value in terms.items())
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        logged = {name: float(value.detach()) for name, value in terms.items()}
+        logged["generator_total"] = float(total.detach())
+        if self.discriminator is not None:
+            target = _resize_to(batch["driving"], out["prediction"].shape[-1])
+            with self._autocast():
+                real = self.discriminator(target)
+                fake = self.discriminator(out["prediction"].detach())
+                d_loss = losses.hinge_discriminator_loss([o.logits.float() for o in real],
+                                                         [o.logits.float() for o in fake])
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            logged["discriminator"] = float(d_loss.detach())
+        self.ema.update(self.model)
+        self.step += 1
+        self.samples_seen += self.config.batch_size
+        if not all(math.isfinite(v) for v in logged.values()):
+            raise TrainError(f"non-finite loss at step {self.step}: {logged}")
+        self.last_losses = logged
+        self._last_batch, self._last_prediction = batch, out["prediction"].detach()
+        return logged
+
+    # --- evaluation and outputs ----------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, pairs: int = 8) -> dict[str, float]:
+        """EMA model on a fixed set of validation pairs: mean L1 and perceptual loss."""
+        if self.val_data is None:
+            return {}
+        batch = self.val_data.batch(pairs, torch.Generator().manual_seed(1234))
+        model = self.ema.model
+        with self._autocast():
+            prediction = model.training_forward(batch["source"].to(self.device),
+                                                batch["driving"].to(self.device))["prediction"].float()
+            target = _resize_to(batch["driving"].to(self.device), prediction.shape[-1])
+            perceptual = self.perceptual(prediction, target)
+        return {"val_l1": float((prediction - target).abs().mean()), "val_perceptual": float(perceptual)}
+
+    def save_sample_grid(self) -> Path:
+        """PNG with rows source / driving / output for up to 4 pairs of the last batch."""
+        from torchvision.utils import save_image
+
+        batch, prediction = self._last_batch, self._last_prediction.float().clamp(0, 1)
+        n, size = min(4, prediction.shape[0]), prediction.shape[-1]
+        rows = [_resize_to(batch["source"][:n], size), _resize_to(batch["driving"][:n], size), prediction[:n]]
+        path = self.out / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(torch.cat(rows).float().cpu(), path, nrow=n)
+        return path
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-for-bit (up to non-deterministic GPU kernels)."""
+        return {
+            "train_config": _plain(asdict(self.config)),
+            "step": self.step,
+            "samples_seen": self.samples_seen,
+            "wall_time": self.wall_time,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "discriminator": self.discriminator.state_dict() if self.discriminator is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "sampler_rng": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` output of a run with the same model, config and losses."""
+        saved = state["train_config"]
+        mine = _plain(asdict(self.config))
+        for key in ("model", "config", "seed", "weights"):
+            if saved[key] != mine[key]:
+                raise TrainError(f"checkpoint was trained with {key}={saved[key]!r}, this run has {mine[key]!r}")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.generator.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
+        self.wall_time = float(state["wall_time"])
+
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint.pt (and its parts when `split_mib` is set)."""
+        path = self.out / CHECKPOINT_NAME
+        save_checkpoint(self.state_dict(), path)
+        if self.options.split_mib > 0:
+            split_file(path, int(self.options.split_mib * 2**20))
+        return path
+
+    def export(self) -> Path:
+        """EMA weights through `save_weights`, with a card saying how they were made."""
+        path = self.out / f"{self.kind}-{self.config.config}.pt"
+        card = {
+            "training": _plain(asdict(self.config)),
+            "data": self.data_info,
+            "steps": self.step,
+            "samples_seen": self.samples_seen,
+            "wall_time_s": round(self.wall_time, 1),
+            "device": device_name(self.device),
+            "last_losses": self.last_losses,
+        }
+        save_weights(self.ema.model, path, card, force=True)
+        return path
+
+    def request_stop(self) -> None:
+        """Finish the current step, then checkpoint and export (the SIGTERM handler calls this)."""
+        self._stop_requested = True
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train until `steps` or the `minutes` budget or a stop request; checkpoint and export."""
+        opts = self.options
+        started, step_time = time.monotonic(), 0.0
+        log_path = self.out / "losses.csv"
+        window_start, window_samples = time.monotonic(), 0
+        while not self._stop_requested:
+            if opts.steps is not None and self.step >= opts.steps:
+                break
+            elapsed = time.monotonic() - started
+            if opts.minutes is not None and elapsed + 2 * step_time > opts.minutes * 60:
+                break
+            t0 = time.monotonic()
+            logged = self.train_step()
+            step_time = time.monotonic() - t0
+            self.wall_time += step_time
+            window_samples += self.config.batch_size
+            if self.step % opts.log_every == 0 or self.step == 1:
+                rate = window_samples / max(time.monotonic() - window_start, 1e-9)
+                _append_csv(log_path, {"step": self.step, "samples_seen": self.samples_seen,
+                                       "wall_time_s": round(self.wall_time, 2), "samples_per_s": round(rate, 3),
+                                       **{k: round(v, 6) for k, v in logged.items()}})
+                print(f"step {self.step} G {logged['generator_total']:.4f} "
+                      f"perceptual {logged['perceptual']:.4f} {rate:.2f} samples/s{_memory(self.device)}", flush=True)
+                window_start, window_samples = time.monotonic(), 0
+            if self.step % opts.image_every == 0:
+                self.save_sample_grid()
+            if self.val_data is not None and self.step % opts.val_every == 0:
+                _append_csv(self.out / "val.csv", {"step": self.step, **self.validate()})
+            if self.step % opts.checkpoint_every == 0:
+                self.save_checkpoint()
+        self.save_checkpoint()
+        return self.export()
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _memory(device: torch.device) -> str:
+    if device.type != "cuda":
+        return ""
+    return f" GPU {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB peak"
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable device for cards and logs."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _plain(value):
+    """Tuples to lists so saved configs compare equal to freshly built ones."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def data_summary(cache: Path, store: FrameStore, split: str) -> dict:
+    """What the card says about the training data."""
+    return {"cache": str(cache), "split": split, "clips": len(store.clips),
+            "identities": len({c.identity for c in store.clips}), "frames": int(store.frames.shape[0]),
+            "size": int(store.frames.shape[-1])}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of `fvc train`."""
+    p = argparse.ArgumentParser(prog="fvc train", description="Train a motion model on a prepared cache.")
+    p.add_argument("--model", default="fv2v", choices=("fv2v", "fomm"))
+    p.add_argument("--config", default="small", help="model preset (test, small, ...)")
+    p.add_argument("--cache", type=Path, required=True, help="folder written by `fvc prepare`")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, logs, exported weights)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="stop at this total step count")
+    p.add_argument("--minutes", type=float, help="stop after this much training time in this call")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--image-every", type=int, default=250)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--max-clips", type=int, help="use only the first N clips (smoke tests)")
+    p.add_argument("--split-mib", type=float, default=0.0,
+                   help="also write checkpoint.pt as parts of at most this many MiB (15 for the device machine)")
+    p.add_argument("--data-on-cpu", action="store_true", help="keep decoded frames in host memory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (or its parts)")
+    p.add_argument("--force", action="store_true", help="start afresh even though OUT holds a checkpoint")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `fvc train` / `python -m codec.train.trainer`."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as exc:
+        if isinstance(exc, TrainError) or is_user_error(exc):
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _run(args) -> int:
+    if args.steps is None and args.minutes is None:
+        raise InputError("give --steps or --minutes (or both)")
+    checkpoint = args.out / CHECKPOINT_NAME
+    has_checkpoint = checkpoint.is_file() or manifest_path(checkpoint).is_file()
+    if has_checkpoint and not (args.resume or args.force):
+        raise OutputError(f"{args.out} already holds a checkpoint: pass --resume to continue or --force to restart")
+    if args.resume and not has_checkpoint:
+        raise InputError(f"--resume: no checkpoint in {args.out}")
+    config = TrainConfig.for_model(args.model, config=args.config, batch_size=args.batch_size, lr=args.lr,
+                                   seed=args.seed)
+    options = RunOptions(steps=args.steps, minutes=args.minutes, device=args.device,
+                         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                         image_every=args.image_every, val_every=args.val_every, split_mib=args.split_mib,
+                         data_on_device=not args.data_on_cpu)
+    t0 = time.monotonic()
+    store = FrameStore.from_cache(args.cache, "train", args.max_clips)
+    try:
+        val_store = FrameStore.from_cache(args.cache, "val", args.max_clips)
+    except InputError:
+        val_store = None
+    print(f"decoded {store.frames.shape[0]} train frames from {len(store.clips)} clips "
+          f"in {time.monotonic() - t0:.1f} s", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, store, args.out, options, val_store, data_summary(args.cache, store, "train"))
+    if args.resume:
+        trainer.load_state_dict(load_checkpoint(checkpoint))
+        print(f"resumed at step {trainer.step}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: trainer.request_stop())
+    exported = trainer.run()
+    print(f"step {trainer.step}, {trainer.samples_seen} samples, {trainer.wall_time:.0f} s on "
+          f"{device_name(trainer.device)}; exported {exported}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

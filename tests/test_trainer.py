@@ -1,0 +1,150 @@
+"""Trainer on tiny data with the `test` fv2v config: loss goes down, checkpoints resume exactly, splits join."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from codec.data.cache import ClipRecord
+from codec.data.sampler import FrameStore
+from codec.errors import OutputError
+from codec.motion_model import load_model
+from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
+from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, main
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on the shared 2-core machine two OpenMP threads spin against other jobs
+    and a tiny step takes 10-20 s instead of 0.15 s."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class TinyFeatures(nn.Module):
+    """Five small conv stages (two pooled) in place of VGG16, so a step takes well under a second."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stages = nn.ModuleList(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(5))
+
+    def forward(self, x):
+        maps = []
+        for i, stage in enumerate(self.stages):
+            x = torch.relu(stage(x if i % 2 == 0 or i == 0 else nn.functional.avg_pool2d(x, 2)))
+            maps.append(x)
+        return maps
+
+
+def _store(clips: int = 2, frames: int = 4) -> FrameStore:
+    """Clips of a soft blob moving over a coloured background."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    arrays, records = [], []
+    for c in range(clips):
+        seq = []
+        for t in range(frames):
+            cx, cy = 32 + 8 * np.sin(t + c), 30 + 6 * np.cos(t)
+            blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (10 + 3 * c) ** 2))
+            seq.append(np.stack([blob * 255, np.full((SIZE, SIZE), 80 + 60 * c), (xx * 4) % 256], -1))
+        arrays.append(np.stack(seq).astype(np.uint8))
+        records.append(ClipRecord(f"c{c}", f"c{c}.mp4", f"p{c}", "train", "train", frames, 25.0, SIZE, (SIZE, SIZE),
+                                  (0, 0, SIZE), "centre"))
+    poses = [np.tile(np.float32([[5.0, -3.0, 1.0]]), (frames, 1)) for _ in range(clips)]
+    return FrameStore.from_arrays(records, arrays, poses)
+
+
+def _trainer(tmp_path, steps=None, **config) -> Trainer:
+    config = TrainConfig(config="test", batch_size=2, **{"lr": 1e-3, **config})
+    options = RunOptions(steps=steps, log_every=1, image_every=2, checkpoint_every=100)
+    return Trainer(config, _store(), tmp_path, options, val_store=_store(1, 2), perceptual_features=TinyFeatures())
+
+
+def test_run_lowers_the_loss_checkpoints_and_exports(tmp_path):
+    trainer = _trainer(tmp_path, steps=30)
+    exported = trainer.run()
+    rows = (tmp_path / "losses.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    table = np.array([[float(v) for v in r.split(",")] for r in rows[1:]])
+    assert len(table) == 30
+    for name, ratio in (("generator_total", 0.9), ("perceptual", 0.8)):
+        column = table[:, header.index(name)]
+        assert column[-5:].mean() < ratio * column[:5].mean(), name
+    assert {"perceptual", "gan", "feature_matching", "equivariance", "keypoint_prior", "head_pose",
+            "deformation", "discriminator"} <= set(header)
+    assert (tmp_path / CHECKPOINT_NAME).is_file() and (tmp_path / "samples" / "step_0000030.png").is_file()
+    card = json.loads(exported.with_suffix(".json").read_text())
+    assert card["steps"] == 30 and card["samples_seen"] == 60 and card["device"].startswith("cpu")
+    model = load_model(exported)
+    ema = trainer.ema.model.state_dict()
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert set(trainer.validate()) == {"val_l1", "val_perceptual"}
+
+
+def test_resume_continues_step_count_and_reproduces_state(tmp_path):
+    first = _trainer(tmp_path, steps=2)
+    first.run()
+    for _ in range(2):
+        first.train_step()
+    resumed = _trainer(tmp_path)
+    resumed.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME))
+    assert resumed.step == 2 and resumed.samples_seen == 4
+    for _ in range(2):
+        resumed.train_step()
+    assert resumed.step == first.step == 4
+    for name, module in (("model", "model"), ("discriminator", "discriminator")):
+        a, b = getattr(first, module).state_dict(), getattr(resumed, module).state_dict()
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a), name
+    ema_a, ema_b = first.ema.model.state_dict(), resumed.ema.model.state_dict()
+    assert all(torch.allclose(ema_a[k].float(), ema_b[k].float(), atol=1e-6) for k in ema_a)
+
+
+def test_resume_refuses_a_different_recipe(tmp_path):
+    first = _trainer(tmp_path, steps=1)
+    first.run()
+    other = _trainer(tmp_path, seed=7)
+    with pytest.raises(TrainError, match="seed"):
+        other.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME))
+
+
+def test_split_and_join_round_trip(tmp_path):
+    path = tmp_path / "blob.pt"
+    data = np.random.default_rng(0).bytes(1000)
+    path.write_bytes(data)
+    parts = split_file(path, part_bytes=300)
+    assert [p.stat().st_size for p in parts] == [300, 300, 300, 100]
+    with pytest.raises(OutputError):
+        join_parts(path)
+    path.unlink()
+    assert join_parts(path).read_bytes() == data
+    path.unlink()
+    parts[1].write_bytes(b"x" * 300)
+    with pytest.raises(CheckpointError, match="damaged"):
+        join_parts(path)
+    assert not path.exists()
+
+
+def test_load_checkpoint_joins_parts_when_only_parts_travelled(tmp_path):
+    path = tmp_path / "state.pt"
+    torch.save({"step": 3, "w": torch.arange(5.0)}, path)
+    split_file(path, part_bytes=200)
+    path.unlink()
+    state = load_checkpoint(path)
+    assert state["step"] == 3 and torch.equal(state["w"], torch.arange(5.0))
+    assert manifest_path(path).is_file()
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["--cache", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--steps", "1"]) == 1
+    assert "not a prepared cache" in capsys.readouterr().err
+    assert main(["--cache", str(tmp_path), "--out", str(tmp_path / "run")]) == 1
+    assert "--steps or --minutes" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CHECKPOINT_NAME).write_bytes(b"x")
+    assert main(["--cache", str(tmp_path), "--out", str(tmp_path / "run"), "--steps", "1"]) == 1
+    assert "--resume" in capsys.readouterr().err
