@@ -92,7 +92,7 @@ def _score(name: str, size: int, reference: np.ndarray, decoded: np.ndarray, fps
                   float(np.mean(psnr(reference, decoded))), float(np.mean(lpips_distance(reference, decoded))))
 
 
-def _x264_near(frames_path: Path, target_bytes: int, out_dir: Path, fps: int) -> tuple[int, Path]:
+def _x264_near(frames_path: Path, size: int, target_bytes: int, out_dir: Path, fps: int) -> tuple[int, Path]:
     """(crf, mp4) of the x264 encode of the clip whose file size is nearest `target_bytes` (CRF bisection)."""
     from .video import VideoWriter, read_frames
 
@@ -102,7 +102,7 @@ def _x264_near(frames_path: Path, target_bytes: int, out_dir: Path, fps: int) ->
         if crf not in sizes:
             path = out_dir / f"x264_crf{crf}.mp4"
             writer = VideoWriter(path, fps=fps, crf=crf, format="mp4", force=True)
-            for frame in read_frames(frames_path):
+            for frame in read_frames(frames_path, size=size):
                 writer.write(frame)
             writer.close()
             sizes[crf] = path.stat().st_size
@@ -159,10 +159,10 @@ def run_demo(args, model_spec: str, untrained: bool) -> list[Scored]:
         if fvc(step) != 0:
             raise CodecError(f"demo stopped: fvc {step[0]} failed (its message is above)")
 
-    reference = np.stack(list(read_frames(clip)))
+    reference = np.stack(list(read_frames(clip, size=config.size)))
     decoded = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(decoded_dir.glob("*.png"))])
-    crf, x264_path = _x264_near(clip, stream.stat().st_size, out_dir, config.fps)
-    x264 = np.stack(list(read_frames(x264_path)))
+    crf, x264_path = _x264_near(clip, config.size, stream.stat().st_size, out_dir, config.fps)
+    x264 = np.stack(list(read_frames(x264_path, size=config.size)))
     rows = [_score("fvc" + (" (UNTRAINED model)" if untrained else ""), stream.stat().st_size, reference,
                    decoded, config.fps),
             _score(f"x264 crf {crf} (mp4)", x264_path.stat().st_size, reference, x264, config.fps)]
