@@ -2,7 +2,7 @@
 
 Layout of a cache folder:
     index.json               CacheIndex: version, frame side, fps, crf and one ClipRecord per clip
-    clips/<id>.mp4           the clip's face crops at `size`² and `fps`, libx264 at `crf` (yuv420p)
+    clips/<id>.mp4           the clip's face crops at `size`² and `fps` (codec.video.VideoWriter at `crf`)
     clips/<id>.pose.npy      float32 (frames, 3): yaw, pitch, roll degrees (NaN where no face was found)
     clips/<id>.json          the ClipRecord, written last: a clip is complete once this file exists
 """
@@ -13,10 +13,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 
 from codec.errors import InputError
+from codec.video import VideoError, read_frames
 
 CACHE_VERSION = 1
 # crf 18 keeps the cache at ~40 dB PSNR to the crops (above the sources' own coding noise) and all
@@ -135,46 +135,13 @@ def read_poses(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
     return poses
 
 
-class ClipVideoWriter:
-    """Streams square RGB uint8 frames into a clip's H.264 file; the file appears only on `close`."""
-
-    def __init__(self, path: Path, size: int, fps: float, crf: int = DEFAULT_CRF):
-        self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".tmp.mp4")
-        self._container = av.open(str(self._tmp), "w", format="mp4")
-        self._stream = self._container.add_stream("libx264", rate=round(fps))
-        self._stream.width = self._stream.height = size
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": "slow"}
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        """Append one (size, size, 3) uint8 frame."""
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-            self._container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> None:
-        """Flush the encoder and move the finished file into place."""
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        """Drop the unfinished file."""
-        self._container.close()
-        self._tmp.unlink(missing_ok=True)
-
-
 def read_clip_frames(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
     """The clip's frames (frames, size, size, 3) uint8, checked against its record."""
     path = Path(cache_dir) / clip.video
     try:
-        with av.open(str(path)) as container:
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-    except (av.FFmpegError, ValueError) as exc:
-        raise CacheError(f"cannot decode cached clip {path}: {exc}") from None
+        frames = np.stack(list(read_frames(path, size=clip.size)))
+    except VideoError as exc:
+        raise CacheError(f"cached clip unusable: {exc}") from None
     if frames.shape != (clip.frames, clip.size, clip.size, 3):
         raise CacheError(f"{clip.video} holds {frames.shape}, expected ({clip.frames}, {clip.size}, {clip.size}, 3)")
     return frames
