@@ -19,9 +19,9 @@ from codec.errors import InputError
 from codec.video import VideoError, read_frames
 
 CACHE_VERSION = 1
-# crf 18 keeps the cache at ~40 dB PSNR to the crops (above the sources' own coding noise) and all
+# crf 20 keeps the cache at ~39-41 dB PSNR to the crops (the sources carry their own coding noise) and all
 # train clips at 256² inside the 60 MB that one device call can carry (docs/training.md).
-DEFAULT_CRF = 18
+DEFAULT_CRF = 20
 INDEX_NAME = "index.json"
 CLIPS_DIR = "clips"
 

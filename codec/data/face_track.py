@@ -110,6 +110,38 @@ class FaceLandmarker:
                                pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])))
 
 
+def tiles(width: int, height: int) -> list[SquareBox]:
+    """Half-overlapping squares of half the short side covering the frame.
+
+    MediaPipe's short-range detector misses faces under ~15 % of the picture (a 190 px face in a
+    1920x1080 wide shot); inside a tile that face is a third of the picture.
+    """
+    side = max(1, min(width, height) // 2)
+    step = max(1, side // 2)
+    xs = sorted({*range(0, width - side + 1, step), width - side})
+    ys = sorted({*range(0, height - side + 1, step), height - side})
+    return [SquareBox(x, y, side) for y in ys for x in xs]
+
+
+def find_face(landmarker: FaceLandmarker, frame: np.ndarray) -> FaceObservation | None:
+    """The face in a whole frame, else the largest face found in any of its `tiles`."""
+    found = landmarker.detect(frame)
+    if found is not None:
+        return found
+    best = None
+    for tile in tiles(frame.shape[1], frame.shape[0]):
+        crop = np.ascontiguousarray(frame[tile.y:tile.y + tile.side, tile.x:tile.x + tile.side])
+        hit = landmarker.detect(crop)
+        if hit is None:
+            continue
+        x0, y0, x1, y1 = hit.box
+        box = (x0 + tile.x, y0 + tile.y, x1 + tile.x, y1 + tile.y)
+        # A face cut by a tile border gives a smaller box than the tile that holds all of it.
+        if best is None or (x1 - x0) * (y1 - y0) > (best.box[2] - best.box[0]) * (best.box[3] - best.box[1]):
+            best = FaceObservation(box, hit.pose)
+    return best
+
+
 def stable_square_box(boxes: Iterable[tuple[float, float, float, float]], width: int, height: int,
                       scale: float = CROP_SCALE) -> SquareBox | None:
     """One square crop for a whole clip: median face centre, side from the 90th-percentile face size.

@@ -21,10 +21,10 @@ import numpy as np
 
 from codec.data.cache import (CLIPS_DIR, DEFAULT_CRF, CacheIndex, ClipRecord, write_json_atomic, write_poses)
 from codec.data.catalog import DEFAULT_VAL_FRACTION, ClipSource, list_clips, split_of
-from codec.data.face_track import (CROP_SCALE, FaceLandmarker, FaceTrackError, SquareBox, centre_box,
+from codec.data.face_track import (CROP_SCALE, FaceLandmarker, FaceTrackError, SquareBox, centre_box, find_face,
                                    mediapipe_available, stable_square_box)
 from codec.errors import InputError, OutputError, is_user_error, one_line
-from codec.video import VideoError, VideoWriter, frame_to_rgb, probe, read_frames
+from codec.video import VideoError, VideoInfo, VideoWriter, frame_to_rgb, probe, read_frames
 
 log = logging.getLogger("fvc.prepare")
 
@@ -48,8 +48,10 @@ class PrepareConfig:
     crop_scale: float = CROP_SCALE
     val_fraction: float = DEFAULT_VAL_FRACTION
     face_crop: bool = True
-    # Frames per second looked at to place the face box (the box is fixed for the whole clip).
+    # Frames looked at to place the face box (fixed for the whole clip): at most detect_fps per
+    # second and detect_frames in all.
     detect_fps: float = 2.0
+    detect_frames: int = 24
 
 
 def landmarker_path(explicit: Path | None) -> Path:
@@ -74,8 +76,10 @@ def open_landmarker(config: PrepareConfig, path: Path) -> FaceLandmarker | None:
         return None
 
 
-def face_boxes(path: Path, landmarker: FaceLandmarker, every_s: float) -> list[tuple[float, float, float, float]]:
-    """Landmark boxes, in displayed source pixels, of frames about `every_s` seconds apart."""
+def face_boxes(path: Path, landmarker: FaceLandmarker, duration: float,
+               config: PrepareConfig) -> list[tuple[float, float, float, float]]:
+    """Landmark boxes, in displayed source pixels, of up to `detect_frames` evenly spaced frames."""
+    every_s = max(1 / config.detect_fps, duration / config.detect_frames)
     boxes, next_time = [], 0.0
     try:
         with av.open(str(path)) as container:
@@ -85,8 +89,9 @@ def face_boxes(path: Path, landmarker: FaceLandmarker, every_s: float) -> list[t
                 if t + 1e-6 < next_time:
                     continue
                 next_time = t + every_s
+                # codec.video reads only square crops; the search needs the whole (upright) picture.
                 rgb = np.rot90(frame_to_rgb(frame), round((frame.rotation or 0) / 90) % 4)
-                found = landmarker.detect(np.ascontiguousarray(rgb))
+                found = find_face(landmarker, np.ascontiguousarray(rgb))
                 if found is not None:
                     boxes.append(found.box)
     except av.FFmpegError as exc:
@@ -94,11 +99,13 @@ def face_boxes(path: Path, landmarker: FaceLandmarker, every_s: float) -> list[t
     return boxes
 
 
-def choose_box(clip: ClipSource, width: int, height: int, landmarker: FaceLandmarker | None,
+def choose_box(clip: ClipSource, info: VideoInfo, landmarker: FaceLandmarker | None,
                config: PrepareConfig) -> tuple[SquareBox, str] | None:
     """(box, 'face' or 'centre') for a clip, or None when it must be skipped."""
+    width, height = info.width, info.height
     if landmarker is not None:
-        box = stable_square_box(face_boxes(clip.path, landmarker, 1 / config.detect_fps), width, height,
+        duration = (info.frames or 0) / float(info.fps)
+        box = stable_square_box(face_boxes(clip.path, landmarker, duration, config), width, height,
                                 config.crop_scale)
         if box is not None:
             return box, "face"
@@ -116,7 +123,7 @@ def prepare_clip(clip: ClipSource, cache_dir: Path, landmarker: FaceLandmarker |
                  config: PrepareConfig) -> ClipRecord | None:
     """Crop, resample, encode and label one clip; returns its record (None when skipped)."""
     info = probe(clip.path)
-    chosen = choose_box(clip, info.width, info.height, landmarker, config)
+    chosen = choose_box(clip, info, landmarker, config)
     if chosen is None:
         return None
     box, crop = chosen
