@@ -13,10 +13,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import importlib.util
+
 import numpy as np
 
 from codec.errors import InputError
-from codec.video import VideoError, read_frames
 
 CACHE_VERSION = 1
 # crf 20 keeps the cache at ~39-41 dB PSNR to the crops (the sources carry their own coding noise) and all
@@ -136,12 +137,44 @@ def read_poses(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
 
 
 def read_clip_frames(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
-    """The clip's frames (frames, size, size, 3) uint8, checked against its record."""
+    """The clip's frames (frames, size, size, 3) uint8, checked against its record.
+
+    Decodes with codec.video (PyAV); where PyAV is missing, as on the lent GPU machines, with
+    OpenCV, whose colour conversion differs from PyAV's by ~44 dB PSNR.
+    """
     path = Path(cache_dir) / clip.video
-    try:
-        frames = np.stack(list(read_frames(path, size=clip.size)))
-    except VideoError as exc:
-        raise CacheError(f"cached clip unusable: {exc}") from None
+    if not path.is_file():
+        raise CacheError(f"cached clip missing: {path}")
+    if importlib.util.find_spec("av") is not None:
+        from codec.video import VideoError, read_frames
+
+        try:
+            frames = [*read_frames(path, size=clip.size)]
+        except VideoError as exc:
+            raise CacheError(f"cached clip unusable: {exc}") from None
+    else:
+        frames = _read_with_opencv(path)
+    if not frames:
+        raise CacheError(f"cached clip unusable: no frames decoded from {path}")
+    frames = np.stack(frames)
     if frames.shape != (clip.frames, clip.size, clip.size, 3):
         raise CacheError(f"{clip.video} holds {frames.shape}, expected ({clip.frames}, {clip.size}, {clip.size}, 3)")
+    return frames
+
+
+def _read_with_opencv(path: Path) -> list[np.ndarray]:
+    try:
+        import cv2
+    except ImportError:
+        raise CacheError("reading the cache needs PyAV (pip install av) or OpenCV") from None
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
     return frames
