@@ -1,13 +1,12 @@
 """fvc and FOMM through the streaming codec: Encoder packets -> .fvc bytes -> StreamReader -> Decoder."""
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from bitstream import StreamReader, StreamWriter
+from bitstream import StreamReader
 
 from .base import BenchmarkError, Codec, CodedClip
 
@@ -46,13 +45,16 @@ class Fvc(Codec):
         return [p.label for p in POINTS]
 
     def settings(self) -> dict[str, str]:
+        from codec.encoder import EncoderConfig
+
+        defaults = EncoderConfig(width=2, height=2, fps=25)  # the knobs no operating point changes
         return {"model": f"{self.kind} {self.model.config.name}", "analysis_size": str(self.model.analysis_size),
                 "output_size": f"{self.model.output_size} (resized to the clip size by the decoder)",
-                "max_gop": "250", "kp_threshold": "0"}
+                "max_gop": str(defaults.max_gop), "kp_threshold": str(defaults.kp_threshold)}
 
     def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
         from codec.decoder import Decoder
-        from codec.encoder import Encoder, EncoderConfig
+        from codec.encoder import EncoderConfig, encode_clip
 
         chosen = next((p for p in POINTS if p.label == point), None)
         if chosen is None:
@@ -62,16 +64,7 @@ class Fvc(Codec):
         config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
                                refresh_threshold=chosen.refresh_threshold, frame_count=n)
         start = time.perf_counter()
-        encoder = Encoder(self.model, config, self.model_id)
-        sink = io.BytesIO()
-        writer = StreamWriter(sink, encoder.header)
-        for frame in frames:
-            for packet in encoder.push(frame):
-                writer.write(packet)
-        for packet in encoder.flush():
-            writer.write(packet)
-        writer.close()
-        stream = sink.getvalue()
+        stream = encode_clip(frames, self.model, config, self.model_id).to_bytes()
         encode_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
