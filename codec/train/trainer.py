@@ -142,7 +142,9 @@ class Trainer:
         terms = {"perceptual": self.perceptual(prediction, target)}
         w = self.config.weights
         if self.discriminator is not None:
-            fake, real = self.discriminator(prediction), self.discriminator(target)
+            fake = self.discriminator(prediction)
+            with torch.no_grad():
+                real = self.discriminator(target)
             terms["gan"] = losses.hinge_generator_loss([o.logits for o in fake])
             terms["feature_matching"] = losses.feature_matching_loss([o.features for o in real],
                                                                      [o.features for o in fake])
@@ -182,6 +184,9 @@ class Trainer:
         """One generator update and (with a GAN) one discriminator update; returns the loss terms."""
         batch = self._batch()
         w = asdict(self.config.weights)
+        if self.discriminator is not None:
+            # D is a fixed critic during the generator update: no gradients to compute for it.
+            self.discriminator.requires_grad_(False)
         with self._autocast():
             terms, out = self.generator_losses(batch)
         total = sum(w[name] * value.float() for name, value in terms.items())
@@ -192,6 +197,7 @@ class Trainer:
         logged["generator_total"] = float(total.detach())
         if self.discriminator is not None:
             target = _resize_to(batch["driving"], out["prediction"].shape[-1])
+            self.discriminator.requires_grad_(True)
             with self._autocast():
                 real = self.discriminator(target)
                 fake = self.discriminator(out["prediction"].detach())
