@@ -6,9 +6,11 @@ Every user error ends as one line on stderr and a non-zero exit code, never a tr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -51,11 +53,11 @@ def _add_model_args(p: argparse.ArgumentParser, decoding: bool = False) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
 
 
-def _add_input_geometry_args(p: argparse.ArgumentParser) -> None:
+def _add_input_geometry_args(p: argparse.ArgumentParser, what: str = "input") -> None:
     p.add_argument("--size", type=_positive_int, default=DEFAULT_SIZE,
                    help=f"model resolution: frames are cropped square and resized to SIZE² (default {DEFAULT_SIZE})")
     p.add_argument("--crop", type=_crop, metavar="X,Y,SIZE",
-                   help="square crop in input pixels (default: centre crop to the shorter side)")
+                   help=f"square crop in {what} pixels (default: centre crop to the shorter side)")
 
 
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
@@ -116,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="source portrait (any image PyAV can read)")
     p.add_argument("driving", help="driving video")
     p.add_argument("output", help="output .mp4")
-    _add_input_geometry_args(p)
+    _add_input_geometry_args(p, "driving-video")
     p.add_argument("--crf", type=int, default=18, help="x264 CRF of the output (default 18)")
     _add_model_args(p)
     p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Builds demo/astronaut.mp4 (scikit-image's public-domain astronaut portrait on a "
                                    "smooth head-motion path), encodes, decodes, and compares with x264.")
     p.add_argument("--out-dir", default="demo", help="folder for the clip, stream and decoded video (default demo)")
-    p.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4 s at 25 fps)")
+    p.add_argument("--seconds", type=float, default=3.0, help="clip length (default 3 s at 25 fps)")
     p.add_argument("--size", type=_positive_int, default=DEFAULT_SIZE, help=f"frame side (default {DEFAULT_SIZE})")
     _add_coding_args(p)
     _add_model_args(p)
@@ -183,8 +185,8 @@ def load_model_spec(spec: str | None, device: str, kind: str = "fv2v") -> Loaded
                              f"(its output is not meaningful)")
     else:
         path = Path(spec)
-    return LoadedModel(mm.load_model(path, torch_device), mm.model_id(path), f"{path} ({mm.model_id(path).hex()})",
-                       False)
+    ident = mm.model_id(path)
+    return LoadedModel(mm.load_model(path, torch_device), ident, f"{path} ({ident.hex()})", False)
 
 
 def model_for_stream(header, spec: str | None, device: str) -> LoadedModel:
@@ -250,17 +252,9 @@ def _progress(total: int | None, desc: str, quiet: bool):
 
 # ---------------------------------------------------------------- commands
 
-def _encoder_config(args, width: int, height: int, fps: Fraction, frame_count: int = 0):
-    from .encoder import EncoderConfig
-
-    return EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=args.keyframe_qp,
-                         refresh_threshold=args.refresh_threshold, max_gop=args.max_gop,
-                         kp_threshold=args.kp_threshold, frame_count=frame_count)
-
-
-def encode_frames(frame_source, total: int | None, args, loaded: LoadedModel, config, out: Path,
-                  force: bool, quiet: bool):
-    """Encode the clip `frame_source()` yields into `out` (with --kbps rate control if asked)."""
+def _encode_frames(frame_source, total: int | None, loaded: LoadedModel, config, kbps: float | None,
+                   out: Path, force: bool, quiet: bool):
+    """Encode the clip `frame_source()` yields into `out` (with rate control when `kbps` is set)."""
     from .encoder import encode_clip, encode_to_rate
 
     def bar_callback(bar):
@@ -269,20 +263,20 @@ def encode_frames(frame_source, total: int | None, args, loaded: LoadedModel, co
             bar.update(1)
         return update
 
-    bars = []
-    if args.kbps is None:
+    if kbps is None:
         with _progress(total, "encode", quiet) as bar:
             clip = encode_clip(frame_source(), loaded.model, config, loaded.model_id, bar_callback(bar))
         choice = None
     else:
+        bars = []
+
         def on_pass(number, cfg):
             if bars:
                 bars[-1].close()
             bars.append(_progress(total, f"pass {number} (QP {cfg.keyframe_qp})", quiet))
             return bar_callback(bars[-1])
         try:
-            clip, choice = encode_to_rate(frame_source, loaded.model, config, loaded.model_id, args.kbps,
-                                          on_pass=on_pass)
+            clip, choice = encode_to_rate(frame_source, loaded.model, config, loaded.model_id, kbps, on_pass=on_pass)
         finally:
             if bars:
                 bars[-1].close()
@@ -292,6 +286,7 @@ def encode_frames(frame_source, total: int | None, args, loaded: LoadedModel, co
 
 def _cmd_encode(args) -> int:
     from . import video
+    from .encoder import EncoderConfig
 
     src = check_input(args.input)
     out = check_output(args.output, args.force)
@@ -309,13 +304,13 @@ def _cmd_encode(args) -> int:
 
     def frame_source():
         frames = video.read_frames(src, size=args.size, crop=args.crop, fps=args.fps)
-        return (f for i, f in zip(range(args.frames), frames)) if args.frames else frames
+        return itertools.islice(frames, args.frames) if args.frames else frames
 
-    config = _encoder_config(args, args.size, args.size, fps)
-    import time
-
+    config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
+                           refresh_threshold=args.refresh_threshold, max_gop=args.max_gop,
+                           kp_threshold=args.kp_threshold)
     start = time.perf_counter()
-    clip, choice = encode_frames(frame_source, total, args, loaded, config, out, args.force, args.quiet)
+    clip, choice = _encode_frames(frame_source, total, loaded, config, args.kbps, out, args.force, args.quiet)
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(encode_summary(out, clip, choice, seconds))
@@ -355,8 +350,6 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
 
 
 def _cmd_decode(args) -> int:
-    import time
-
     from bitstream import BitstreamError, StreamReader
 
     from . import video
@@ -450,7 +443,7 @@ def _cmd_animate(args) -> int:
     source_path, driving_path = check_input(args.source), check_input(args.driving)
     out = check_output(args.output, args.force)
     info = video.probe(driving_path)
-    source = next(iter(video.read_frames(source_path, size=args.size, crop=args.crop)), None)
+    source = next(iter(video.read_frames(source_path, size=args.size)), None)
     if source is None:
         raise InputError(f"{args.source}: no image in it")
     loaded = load_model_spec(args.model, args.device)

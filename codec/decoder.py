@@ -79,7 +79,8 @@ class Decoder:
         self.options = options
         self.device = model_device(model)
         self.motion_decoder = MotionDecoder(header)
-        self.state = None
+        self._keyframe_image: torch.Tensor | None = None
+        self._state = None
         self._next_index = 0
         self._last: np.ndarray | None = None
 
@@ -108,7 +109,7 @@ class Decoder:
                 raise BitstreamError(f"keyframe {packet.frame_index}: {exc}", offset) from None
             self._last = self._keyframe(picture)
         else:
-            if self.state is None:
+            if self._keyframe_image is None:
                 raise BitstreamError(f"motion packet for frame {packet.frame_index} before any keyframe", offset)
             self._last = self.render(self.motion_decoder.decode(packet.payload, offset))
         return self._last
@@ -116,15 +117,25 @@ class Decoder:
     def _keyframe(self, picture: np.ndarray) -> np.ndarray:
         if picture.shape != (self.header.height, self.header.width, 3):
             picture = tensor_to_frame(frame_to_tensor(picture, self.device), self.header.width, self.header.height)
-        image = frame_to_tensor(picture, self.device)
-        self.state = self.model.analyze_keyframe(image)
+        self._keyframe_image = frame_to_tensor(picture, self.device)
+        self._state = None
         self.motion_decoder.reset()
         if not self.options.free_view:
             return picture
         # The keyframe's own pose is not in the stream; the model estimates it from the picture,
         # which only shapes pixels (docs/design.md, determinism rule).
-        motion = self.model.estimate_motion(image)
+        motion = self.model.estimate_motion(self._keyframe_image)
         return self._render_motion(motion)
+
+    @property
+    def state(self):
+        """The model's analysis of the current keyframe, computed when a frame first needs it.
+
+        Deferred because a keyframe followed by another keyframe never needs the networks.
+        """
+        if self._state is None and self._keyframe_image is not None:
+            self._state = self.model.analyze_keyframe(self._keyframe_image)
+        return self._state
 
     def render(self, ints: Mapping[str, np.ndarray]) -> np.ndarray:
         """The frame the motion symbols `ints` describe, from the current keyframe state."""

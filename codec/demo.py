@@ -19,7 +19,7 @@ _FACE_CROP = 250.0
 class DemoClipConfig:
     """The synthetic clip: seconds of head motion at `fps`, frames `size` pixels square."""
 
-    seconds: float = 4.0
+    seconds: float = 3.0
     fps: int = 25
     size: int = 512
 

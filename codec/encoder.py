@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter, default_header,
-                       quantize)
+from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter,
+                       default_header, quantize)
 
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError

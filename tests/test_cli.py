@@ -5,7 +5,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from codec.cli import EXIT_ERROR, main

@@ -51,7 +51,7 @@ def test_free_view_changes_every_frame(model, clip, options):
     turned = decode(model, clip.header, clip.packets, options)
     # Keyframes too: with free view they are rendered at the new pose instead of shown as coded.
     assert len(turned) == len(plain)
-    assert not any(np.array_equal(a, b) for a, b in zip(plain, turned))
+    assert not any(np.array_equal(a, b) for a, b in zip(plain, turned, strict=True))
 
 
 def test_free_view_is_refused_for_fomm_streams(model):

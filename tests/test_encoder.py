@@ -51,7 +51,7 @@ def test_encoder_sees_exactly_what_the_decoder_shows(model, frames):
     assert len(decoded) == len(frames)
     assert all(d.shape == (SIZE, SIZE, 3) and d.dtype == np.uint8 for d in decoded)
     # The proxy the encoder measured on its own reconstruction equals the one on the decoder's frames.
-    assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, frames)]
+    assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, frames, strict=True)]
 
 
 def test_low_threshold_never_refreshes_and_high_threshold_always_does(model, frames):
@@ -68,7 +68,7 @@ def test_refresh_between_the_extremes_follows_the_proxy(model, frames):
     threshold = (min(motion_psnr) + max(motion_psnr)) / 2
     clip = encode_clip(frames, model, config(refresh_threshold=threshold), MODEL_ID)
     assert clip.stats.keyframe_reasons[KeyframeReason.QUALITY] >= 1
-    assert all(p >= threshold for p, packet in zip(clip.stats.proxy_db, clip.packets)
+    assert all(p >= threshold for p, packet in zip(clip.stats.proxy_db, clip.packets, strict=True)
                if isinstance(packet, MotionPacket))
 
 
