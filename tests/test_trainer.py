@@ -148,3 +148,30 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     (tmp_path / "run" / CHECKPOINT_NAME).write_bytes(b"x")
     assert main(["--cache", str(tmp_path), "--out", str(tmp_path / "run"), "--steps", "1"]) == 1
     assert "--resume" in capsys.readouterr().err
+
+
+def test_cli_trains_from_a_prepared_cache_and_resumes(tmp_path, capsys):
+    """prepare → train 2 steps → resume to 3, through the command-line entry points (real VGG16)."""
+    from codec.data.prepare import main as prepare_main
+    from codec.video import VideoWriter
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for name in ("ann", "bob"):
+        with VideoWriter(clips / f"{name}.mp4", fps=25) as writer:
+            for t in range(4):
+                blob = np.exp(-((xx - 30 - 3 * t) ** 2 + (yy - 32) ** 2) / 200.0) * 255
+                writer.write(np.stack([blob, blob * 0.5, np.full_like(blob, 90)], -1).astype(np.uint8))
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
+    common = ["--config", "test", "--cache", str(cache), "--out", str(run), "--batch-size", "2", "--device", "cpu"]
+    assert main(common + ["--steps", "2", "--split-mib", "0.1"]) == 0
+    assert json.loads((run / "fv2v-test.json").read_text())["steps"] == 2
+    assert len(list(run.glob("checkpoint.pt.part*"))) > 1
+    (run / CHECKPOINT_NAME).unlink()  # as if only the parts came back from the GPU machine
+    assert main(common + ["--steps", "3", "--resume"]) == 0
+    card = json.loads((run / "fv2v-test.json").read_text())
+    # Both identities hash into the train split.
+    assert card["steps"] == 3 and card["data"]["clips"] == 2 and card["data"]["frames"] == 8
+    assert "resumed at step 2" in capsys.readouterr().out

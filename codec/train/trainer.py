@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from codec.data.augment import AugmentConfig
+from codec.data.cache import CacheIndex
 from codec.data.sampler import FrameStore, PairDataset
 from codec.errors import CodecError, InputError, OutputError, is_user_error, one_line
 from codec.metrics import vgg16_features
@@ -439,10 +440,8 @@ def _run(args) -> int:
                          data_on_device=not args.data_on_cpu)
     t0 = time.monotonic()
     store = FrameStore.from_cache(args.cache, "train", args.max_clips)
-    try:
-        val_store = FrameStore.from_cache(args.cache, "val", args.max_clips)
-    except InputError:
-        val_store = None
+    has_val = bool(CacheIndex.load(args.cache).select("val"))
+    val_store = FrameStore.from_cache(args.cache, "val", args.max_clips) if has_val else None
     print(f"decoded {store.frames.shape[0]} train frames from {len(store.clips)} clips "
           f"in {time.monotonic() - t0:.1f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
