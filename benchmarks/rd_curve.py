@@ -282,7 +282,8 @@ def run(config: BenchConfig) -> Path:
 
 
 # Reports: everything below reads only rd.csv, so a resumed or merged run reports all its rows.
-BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "fomm"), ("fomm", "x264"))
+BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "fomm"), ("fomm", "x264"),
+            ("x264-zerolatency", "x264"))
 BD_METRICS = {"lpips": False, "psnr": True}  # metric -> higher is better
 LPIPS_TARGETS = (0.20, 0.15)
 

@@ -87,7 +87,7 @@ def test_x264_stream_is_complete_and_decodes_to_what_is_measured():
         assert types[:2] == [7, 8] and 5 in types and 6 not in types  # SPS, PPS, IDR; no SEI
         assert types.count(5) + types.count(1) == len(frames)
         assert coded.frames.shape == frames.shape and coded.frames.dtype == np.uint8
-        assert np.array_equal(np.stack(decode_annexb(coded.stream)), coded.frames)
+        assert np.array_equal(np.stack(list(decode_annexb(coded.stream))), coded.frames)
         assert np.abs(coded.frames.astype(int) - frames).mean() < 8
     low = X264().code(frames, 25, "crf51").stream
     assert len(low) < len(X264().code(frames, 25, "crf20").stream)

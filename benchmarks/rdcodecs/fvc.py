@@ -70,11 +70,18 @@ class Fvc(Codec):
         start = time.perf_counter()
         reader = StreamReader(stream)
         decoder = Decoder(self.model, reader.header)
-        decoded = [f for packet in reader for f in decoder.push(packet)]
+        decoded = np.empty_like(frames)
+        count = 0
+        for packet in reader:
+            for picture in decoder.push(packet):
+                if count == n:
+                    raise BenchmarkError(f"{self.name} {point}: the stream holds more than {n} frames")
+                decoded[count] = picture
+                count += 1
         decode_seconds = time.perf_counter() - start
-        if len(decoded) != n:
-            raise BenchmarkError(f"{self.name} {point}: decoded {len(decoded)} frames of {n}")
-        return CodedClip(stream, np.stack(decoded), encode_seconds, decode_seconds)
+        if count != n:
+            raise BenchmarkError(f"{self.name} {point}: decoded {count} frames of {n}")
+        return CodedClip(stream, decoded, encode_seconds, decode_seconds)
 
 
 class Fomm(Fvc):
