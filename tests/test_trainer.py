@@ -175,3 +175,34 @@ def test_cli_trains_from_a_prepared_cache_and_resumes(tmp_path, capsys):
     # Both identities hash into the train split.
     assert card["steps"] == 3 and card["data"]["clips"] == 2 and card["data"]["frames"] == 8
     assert "resumed at step 2" in capsys.readouterr().out
+
+
+def test_sigterm_checkpoints_and_exports_after_the_current_step(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from codec.data.prepare import main as prepare_main
+    from codec.video import VideoWriter
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    with VideoWriter(clips / "ann.mp4", fps=25) as writer:
+        for t in range(3):
+            writer.write(np.full((SIZE, SIZE, 3), 40 * t + 20, np.uint8))
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
+    original = Trainer.train_step
+
+    def step_then_signal(self):
+        logged = original(self)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logged
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    args = ["--config", "test", "--cache", str(cache), "--out", str(run), "--batch-size", "1", "--steps", "1000"]
+    assert main(args) == 0
+    assert json.loads((run / "fv2v-test.json").read_text())["steps"] == 2
+    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -449,8 +449,11 @@ def _run(args) -> int:
     if args.resume:
         trainer.load_state_dict(load_checkpoint(checkpoint))
         print(f"resumed at step {trainer.step}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: trainer.request_stop())
-    exported = trainer.run()
+    previous = signal.signal(signal.SIGTERM, lambda *_: trainer.request_stop())
+    try:
+        exported = trainer.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"step {trainer.step}, {trainer.samples_seen} samples, {trainer.wall_time:.0f} s on "
           f"{device_name(trainer.device)}; exported {exported}", flush=True)
     return 0
