@@ -1,0 +1,153 @@
+"""`fvc encode` → `fvc info` → `fvc decode` on every clip of a folder, as a user runs them, with checks.
+
+Per clip it checks that the decoded video has the input's frame count and fps and that `fvc info`'s
+bpp is (file bytes × 8)/(W·H·frames), and reports bpp, kbps, keyframes (and why), motion bytes per
+frame, PSNR/SSIM/LPIPS of the decoded mp4 against the frames the encoder read, and encode/decode fps
+(wall time of the whole command, model loading included). Writes `roundtrip.csv` and `README.md`.
+
+    python benchmarks/roundtrip.py --model untrained-small --run-name roundtrip-untrained
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rd_curve import DEFAULT_DATA, RESULTS, Metrics, device_description, find_clips  # noqa: E402
+from rdcodecs import BenchmarkError  # noqa: E402
+
+from codec.cli import main as fvc  # noqa: E402
+from codec.video import probe, read_frames  # noqa: E402
+
+
+@dataclass(frozen=True)
+class RoundTripConfig:
+    """Which clips, model and settings; `encode_args` go to `fvc encode` unchanged."""
+
+    data: Path
+    out: Path
+    model: str
+    size: int = 512
+    frames: int | None = None
+    metric_stride: int = 10
+    clips: tuple[str, ...] = ()
+    encode_args: tuple[str, ...] = ()
+
+
+def run_fvc(argv: list[str]) -> tuple[float, str]:
+    """Run one `fvc` command in-process; (wall seconds, stdout); BenchmarkError with its stderr if it fails."""
+    out, err = io.StringIO(), io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = fvc(argv)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise BenchmarkError(f"fvc {' '.join(argv)} exited {code}: {err.getvalue().strip().splitlines()[-1:]}")
+    return seconds, out.getvalue()
+
+
+def measure_clip(clip: Path, config: RoundTripConfig, work: Path, metrics: Metrics) -> dict:
+    """Encode, inspect and decode one clip; the row of roundtrip.csv (raises BenchmarkError on a failed check)."""
+    stream, decoded_path = work / f"{clip.stem}.fvc", work / f"{clip.stem}.mp4"
+    limit = ["--frames", str(config.frames)] if config.frames else []
+    encode_s, _ = run_fvc(["encode", str(clip), str(stream), "--size", str(config.size), "--model", config.model,
+                           "--quiet", "--force", *limit, *config.encode_args])
+    info = json.loads(run_fvc(["info", str(stream), "--json"])[1])
+    decode_s, _ = run_fvc(["decode", str(stream), str(decoded_path), "--model", config.model, "--quiet", "--force"])
+
+    source = np.stack(list(read_frames(clip, size=config.size))[: config.frames])
+    decoded = np.stack(list(read_frames(decoded_path, size=config.size)))
+    frames, nbytes, fps = len(source), stream.stat().st_size, probe(clip).fps
+    if not info["frames"] == len(decoded) == frames:
+        raise BenchmarkError(f"{clip.name}: frame counts differ: stream {info['frames']}, decoded "
+                             f"{len(decoded)}, input {frames}")
+    if abs(float(probe(decoded_path).fps) - float(fps)) > 1e-6:
+        raise BenchmarkError(f"{clip.name}: decoded fps {probe(decoded_path).fps} differs from the input's {fps}")
+    expected_bpp = nbytes * 8 / (config.size * config.size * frames)
+    if info["bytes"] != nbytes or abs(info["bits_per_pixel"] - expected_bpp) > 1e-12:
+        raise BenchmarkError(f"{clip.name}: fvc info says {info['bytes']} B, {info['bits_per_pixel']} bpp; "
+                             f"the file has {nbytes} B = {expected_bpp} bpp")
+    quality = metrics(source, decoded)
+    return {"clip": clip.stem, "frames": frames, "fps": round(float(fps), 3), "bytes": nbytes,
+            "bpp": info["bits_per_pixel"], "kbps": info["kbps"], "keyframes": info["keyframes"],
+            "keyframe_bytes": info["bytes_by_type"]["keyframe"], "motion_packets": info["motion_packets"],
+            "motion_bytes_per_frame": info["motion_bytes_per_packet"], **quality,
+            "encode_fps": frames / encode_s, "decode_fps": frames / decode_s}
+
+
+def write_readme(config: RoundTripConfig, table: pd.DataFrame, device: str, command: str) -> None:
+    """README.md of the run: command, device, the per-clip table and its mean row."""
+    rows = [*table.itertuples(index=False), ("**mean**", *table.drop(columns="clip").mean())]
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    markdown = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns),
+                *("| " + " | ".join(row) + " |" for row in cells)]
+    lines = [f"# fvc round trip: `{config.model}`", "", f"Command: `{command}`", "",
+             f"Device: {device}. Metrics on frames 0, {config.metric_stride}, {2 * config.metric_stride}, … of the decoded mp4 "
+             f"(`fvc decode` default CRF 18) against the {config.size}² frames the encoder read; "
+             "fps = frames / wall time of the whole `fvc` command (model loading included).", "",
+             *markdown, ""]
+    (config.out / "README.md").write_text("\n".join(lines))
+
+
+def run(config: RoundTripConfig, command: str) -> pd.DataFrame:
+    """Measure every clip; write roundtrip.csv and README.md under config.out."""
+    clips = find_clips(config.data, list(config.clips) or None)
+    config.out.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics("cpu", config.metric_stride)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for clip in clips:
+            row = measure_clip(clip, config, Path(work), metrics)
+            rows.append(row)
+            print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+    table = pd.DataFrame(rows)
+    device = device_description("cpu")
+    table.assign(device=device).to_csv(config.out / "roundtrip.csv", index=False)
+    write_readme(config, table, device, command)
+    return table
+
+
+def parse_args(argv: list[str] | None) -> tuple[RoundTripConfig, str]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog="Arguments after -- go to `fvc encode` (e.g. -- --keyframe-qp 32).")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clips (default: bench512)")
+    p.add_argument("--run-name", default="roundtrip", help="results go to benchmarks/results/<run-name>")
+    p.add_argument("--out", type=Path, help="results folder (overrides --run-name)")
+    p.add_argument("--model", default="fv2v", help="fvc --model value (default the shipped fv2v weights)")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--frames", type=int, help="first N frames of each clip")
+    p.add_argument("--metric-stride", type=int, default=10)
+    p.add_argument("--clips", nargs="+", default=[], help="N (first N by name) or clip names")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    out = args.out or RESULTS / args.run_name
+    config = RoundTripConfig(args.data, out, args.model, args.size, args.frames, args.metric_stride,
+                             tuple(args.clips), tuple(extra))
+    return config, "python benchmarks/roundtrip.py " + " ".join(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, command = parse_args(argv)
+    try:
+        table = run(config, command)
+    except BenchmarkError as exc:
+        print(f"roundtrip: error: {exc}", file=sys.stderr)
+        return 1
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

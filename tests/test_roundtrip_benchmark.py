@@ -1,0 +1,36 @@
+"""benchmarks/roundtrip.py on a tiny clip: the user's encode → info → decode path and its checks."""
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from codec.demo import DemoClipConfig, astronaut_frames
+from codec.video import VideoWriter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import roundtrip  # noqa: E402
+
+FRAMES, SIZE = 8, 64
+
+
+def test_roundtrip_reports_the_stream_it_wrote(tmp_path):
+    data = tmp_path / "clips"
+    data.mkdir()
+    with VideoWriter(data / "talk.mp4", fps=25, crf=10) as writer:
+        for frame in astronaut_frames(DemoClipConfig(seconds=FRAMES / 25, size=96)):
+            writer.write(frame)
+    out = tmp_path / "out"
+    assert roundtrip.main(["--data", str(data), "--out", str(out), "--model", "untrained-test", "--size", str(SIZE),
+                           "--metric-stride", "2", "--", "--max-gop", "3", "--refresh-threshold", "0"]) == 0
+    row = pd.read_csv(out / "roundtrip.csv").iloc[0]
+    assert row.frames == FRAMES and row.fps == 25
+    assert row.keyframes == 3 and row.motion_packets == FRAMES - 3  # keyframes at 0, 3, 6 (max-gop 3)
+    assert row.bpp == row.bytes * 8 / (SIZE * SIZE * FRAMES)
+    assert 0 < row.motion_bytes_per_frame < 40
+    assert 0 <= row.lpips < 1 and row.psnr > 10
+    assert "| talk |" in (out / "README.md").read_text()
+
+
+def test_roundtrip_names_a_missing_folder(tmp_path, capsys):
+    assert roundtrip.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 1
+    assert "does not exist" in capsys.readouterr().err
