@@ -8,7 +8,7 @@ import numpy as np
 
 from bitstream import StreamReader
 
-from .base import BenchmarkError, Codec, CodedClip
+from .base import BenchmarkError, Codec, CodedClip, collect_frames
 
 
 @dataclass(frozen=True)
@@ -70,17 +70,9 @@ class Fvc(Codec):
         start = time.perf_counter()
         reader = StreamReader(stream)
         decoder = Decoder(self.model, reader.header)
-        decoded = np.empty_like(frames)
-        count = 0
-        for packet in reader:
-            for picture in decoder.push(packet):
-                if count == n:
-                    raise BenchmarkError(f"{self.name} {point}: the stream holds more than {n} frames")
-                decoded[count] = picture
-                count += 1
+        pictures = (picture for packet in reader for picture in decoder.push(packet))
+        decoded = collect_frames(pictures, frames, f"{self.name} {point}")
         decode_seconds = time.perf_counter() - start
-        if count != n:
-            raise BenchmarkError(f"{self.name} {point}: decoded {count} frames of {n}")
         return CodedClip(stream, decoded, encode_seconds, decode_seconds)
 
 

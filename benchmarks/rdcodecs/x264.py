@@ -14,7 +14,7 @@ from codec.h264 import strip_sei
 # The RGB <-> yuv420p conversion every fvc path uses, so colour handling does not tilt the comparison.
 from codec.video import frame_to_rgb, rgb_to_yuv420p
 
-from .base import BenchmarkError, Codec, CodedClip
+from .base import BenchmarkError, Codec, CodedClip, collect_frames
 
 CRF_POINTS = (20, 24, 28, 32, 36, 40, 44, 48, 51)
 
@@ -62,7 +62,7 @@ class X264(Codec):
     def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
         if not point.startswith("crf") or not point[3:].isdigit() or not 0 <= int(point[3:]) <= 51:
             raise BenchmarkError(f"x264 operating point {point!r} is not crf0..crf51")
-        n, height, width, _ = frames.shape
+        _, height, width, _ = frames.shape
         if height % 2 or width % 2:
             raise BenchmarkError(f"x264 with yuv420p needs even sizes, got {width}x{height}")
         rate = Fraction(fps).limit_denominator(1001)
@@ -86,14 +86,6 @@ class X264(Codec):
         encode_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        decoded = np.empty_like(frames)  # filled in place: a 70 s clip at 512² is 1.4 GB per copy
-        count = 0
-        for picture in decode_annexb(stream):
-            if count == n:
-                raise BenchmarkError(f"x264 {point}: the stream holds more than {n} frames")
-            decoded[count] = picture
-            count += 1
+        decoded = collect_frames(decode_annexb(stream), frames, f"x264 {point}")
         decode_seconds = time.perf_counter() - start
-        if count != n:
-            raise BenchmarkError(f"x264 {point}: decoded {count} frames of {n}")
         return CodedClip(stream, decoded, encode_seconds, decode_seconds)
