@@ -1,0 +1,119 @@
+"""First Order Motion Model (Siarohin et al., NeurIPS 2019) behind the MotionModel protocol."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bitstream.constants import MotionKind
+
+from ..fv2v import FaceVid2Vid, InputError
+from .config import FOMMConfig
+from .dense_motion import DenseMotion, right_divide
+from .generator import Generator
+from .keypoint_detector import KeypointDetector
+
+
+@dataclass
+class KeyframeState:
+    """What a keyframe costs once: generator features, the small source for dense motion, its keypoints."""
+
+    features: torch.Tensor  # (B, C, f, f) generator encoder features
+    source: torch.Tensor  # (B, 3, s, s) source image at the dense-motion size
+    keypoints: torch.Tensor  # (B, K, 2)
+    jacobians: torch.Tensor  # (B, K, 2, 2)
+    motion: dict[str, torch.Tensor]  # the source's own motion groups
+
+
+class FOMM(nn.Module):
+    """FOMM: keypoints with local affine Jacobians drive an occlusion-aware warp of source features."""
+
+    kind = MotionKind.FOMM
+    config_class = FOMMConfig
+
+    def __init__(self, config: FOMMConfig):
+        super().__init__()
+        self.config = config
+        self.num_keypoints = config.num_keypoints
+        self.analysis_size = config.analysis_size
+        self.output_size = config.output_size
+        self.detector = KeypointDetector(config)
+        self.dense_motion = DenseMotion(config)
+        self.generator = Generator(config)
+
+    # Both models check and resize input images identically.
+    _prepare = FaceVid2Vid._prepare
+
+    def _dense_input(self, image: torch.Tensor) -> torch.Tensor:
+        size = self.config.dense_motion.input_size
+        if image.shape[-1] == size:
+            return image
+        return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+    def keypoints(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training hook: keypoints (B,K,2) in [-1,1]² and jacobians (B,K,2,2)."""
+        out = self.detector(self._prepare(image))
+        return {"keypoints": out["keypoints"], "jacobians": out["jacobians"]}
+
+    def _animate(self, features, source, kp_source, kp_driving) -> dict[str, torch.Tensor]:
+        field = self.dense_motion(source, kp_source["keypoints"], kp_source["jacobians"],
+                                  kp_driving["keypoints"], kp_driving["jacobians"])
+        return {"prediction": self.generator(features, field["flow"], field["occlusion"]), **field}
+
+    def training_forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
+        """Reconstruct `driving` from `source`: prediction, occlusion, source/driving keypoint dicts."""
+        source = self._prepare(source)
+        kp_s, kp_d = self.keypoints(source), self.keypoints(driving)
+        out = self._animate(self.generator.encode(source), self._dense_input(source), kp_s, kp_d)
+        return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d}
+
+    def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:
+        """Run the detector and the generator's encoder on a keyframe once; `render` reuses them."""
+        image = self._prepare(image)
+        kp = self.keypoints(image)
+        return KeyframeState(self.generator.encode(image), self._dense_input(image), kp["keypoints"],
+                             kp["jacobians"], _motion_groups(kp))
+
+    def estimate_motion(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Detector only: keypoints (B,K,2) and row-major jacobians (B,K,4)."""
+        return _motion_groups(self.keypoints(image))
+
+    def render(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Animate the keyframe with a (possibly decoded) motion dict → (B,3,out,out) in [0,1]."""
+        return self.animate(state, motion)["prediction"]
+
+    def animate(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`render` with the dense motion's outputs: prediction, flow (B,s,s,2), occlusion, mask."""
+        self._check_motion(motion, state.keypoints.shape[0])
+        driving = {"keypoints": motion["keypoints"], "jacobians": motion["jacobians"].unflatten(-1, (2, 2))}
+        source = {"keypoints": state.keypoints, "jacobians": state.jacobians}
+        return self._animate(state.features, state.source, source, driving)
+
+    def _check_motion(self, motion: dict[str, torch.Tensor], batch: int) -> None:
+        for name, dims in (("keypoints", 2), ("jacobians", 4)):
+            value = motion.get(name) if isinstance(motion, dict) else None
+            if not isinstance(value, torch.Tensor):
+                raise InputError(f"motion group {name!r} is missing or not a tensor")
+            expected = (batch, self.num_keypoints, dims)
+            if tuple(value.shape) != expected:
+                raise InputError(f"motion group {name!r} has shape {tuple(value.shape)}, expected {expected}")
+
+
+def _motion_groups(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"keypoints": kp["keypoints"], "jacobians": kp["jacobians"].flatten(-2)}
+
+
+def relative_motion(source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],
+                    first: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """FOMM's relative animation: kp = kp_s + (kp_d − kp_first), J = (J_d · J_first⁻¹) · J_s.
+
+    Groups as `estimate_motion` returns them (jacobians flattened to (B,K,4)); driving == first
+    returns the source motion exactly.
+    """
+    square = {name: group["jacobians"].unflatten(-1, (2, 2))
+              for name, group in (("source", source), ("driving", driving), ("first", first))}
+    change = right_divide(square["driving"], square["first"])
+    return {"keypoints": source["keypoints"] + (driving["keypoints"] - first["keypoints"]),
+            "jacobians": (change @ square["source"]).flatten(-2)}
