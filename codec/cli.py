@@ -56,8 +56,12 @@ def _add_model_args(p: argparse.ArgumentParser, decoding: bool = False) -> None:
 def _add_input_geometry_args(p: argparse.ArgumentParser, what: str = "input") -> None:
     p.add_argument("--size", type=_positive_int, default=DEFAULT_SIZE,
                    help=f"model resolution: frames are cropped square and resized to SIZE² (default {DEFAULT_SIZE})")
-    p.add_argument("--crop", type=_crop, metavar="X,Y,SIZE",
-                   help=f"square crop in {what} pixels (default: centre crop to the shorter side)")
+    crop = p.add_mutually_exclusive_group()
+    crop.add_argument("--crop", type=_crop, metavar="X,Y,SIZE",
+                      help=f"square crop in {what} pixels (default: centre crop to the shorter side)")
+    crop.add_argument("--face-crop", action="store_true",
+                      help=f"crop the {what} to one stable square around the face, framed as the training "
+                           "data is (needs mediapipe: pip install 'fvc[prepare]')")
 
 
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
@@ -250,6 +254,27 @@ def _progress(total: int | None, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
 
+def resolve_crop(args, path: Path, info, quiet: bool) -> tuple[int, int, int] | None:
+    """The --crop box, or with --face-crop the clip's stable face box (MediaPipe), or None (centre crop)."""
+    if not args.face_crop:
+        return args.crop
+    from .data.face_track import FaceLandmarker, FaceTrackError, mediapipe_available
+    from .data.prepare import clip_face_box, landmarker_path
+
+    if not mediapipe_available():
+        raise InputError("--face-crop needs mediapipe: pip install 'fvc[prepare]' (or pass --crop X,Y,SIZE)")
+    try:
+        with FaceLandmarker(landmarker_path(None)) as landmarker:
+            box = clip_face_box(path, info, landmarker)
+    except FaceTrackError as exc:
+        raise InputError(f"--face-crop: {exc}") from None
+    if box is None:
+        raise InputError(f"--face-crop: no face found in {path}; pass --crop X,Y,SIZE")
+    if not quiet:
+        print(f"face crop: {box.x},{box.y},{box.side}", file=sys.stderr)
+    return box.x, box.y, box.side
+
+
 # ---------------------------------------------------------------- commands
 
 def _encode_frames(frame_source, total: int | None, loaded: LoadedModel, config, kbps: float | None,
@@ -302,8 +327,10 @@ def _cmd_encode(args) -> int:
     if args.frames:
         total = min(total, args.frames) if total else args.frames
 
+    crop = resolve_crop(args, src, info, args.quiet)
+
     def frame_source():
-        frames = video.read_frames(src, size=args.size, crop=args.crop, fps=args.fps)
+        frames = video.read_frames(src, size=args.size, crop=crop, fps=args.fps)
         return itertools.islice(frames, args.frames) if args.frames else frames
 
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
@@ -448,12 +475,13 @@ def _cmd_animate(args) -> int:
         raise InputError(f"{args.source}: no image in it")
     loaded = load_model_spec(args.model, args.device)
     _warn_untrained(loaded)
+    crop = resolve_crop(args, driving_path, info, args.quiet)
     animator = Animator(loaded.model, source, args.size)
     writer = video.VideoWriter(out, fps=info.fps, crf=args.crf, format="mp4", force=args.force)
     written = 0
     try:
         with _progress(info.frames or None, "animate", args.quiet) as bar:
-            for frame in video.read_frames(driving_path, size=args.size, crop=args.crop):
+            for frame in video.read_frames(driving_path, size=args.size, crop=crop):
                 writer.write(animator.push(frame))
                 written += 1
                 bar.update(1)

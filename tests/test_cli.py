@@ -186,6 +186,34 @@ def test_stream_damaged_in_its_header_writes_nothing(stream, tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_face_crop_without_mediapipe_is_a_one_line_error(clip, tmp_path, capsys, monkeypatch):
+    import codec.data.face_track as face_track
+
+    monkeypatch.setattr(face_track, "mediapipe_available", lambda: False)
+    out = tmp_path / "out.fvc"
+    code, _, err = run(["encode", clip, out, *FAST, "--face-crop"], capsys)
+    assert_one_line_error(code, err, "--face-crop needs mediapipe")
+    assert not out.exists()
+
+
+def test_face_crop_and_crop_exclude_each_other(clip, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["encode", str(clip), str(tmp_path / "o.fvc"), "--crop", "0,0,64", "--face-crop"])
+    assert exit_info.value.code == 2
+
+
+def test_face_crop_frames_the_face_of_a_real_clip(shared_dir, tmp_path, capsys):
+    pytest.importorskip("mediapipe")  # optional: the `prepare` extra
+    clip = shared_dir / "data" / "train" / "DPE__data__d.mp4"
+    source = probe(clip)
+    loud = [a for a in FAST if a != "--quiet"]
+    code, _, err = run(["encode", clip, tmp_path / "o.fvc", *loud, "--frames", "2", "--face-crop"], capsys)
+    assert code == 0, err
+    x, y, side = (int(v) for v in err.split("face crop: ")[1].split()[0].split(","))
+    assert 0 <= x and 0 <= y and x + side <= source.width and y + side <= source.height
+    assert side >= 64
+
+
 def test_animate_writes_one_frame_per_driving_frame(clip, tmp_path, capsys):
     from PIL import Image
 

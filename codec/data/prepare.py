@@ -99,14 +99,20 @@ def face_boxes(path: Path, landmarker: FaceLandmarker, duration: float,
     return boxes
 
 
+def clip_face_box(path: Path, info: VideoInfo, landmarker: FaceLandmarker,
+                  config: PrepareConfig = PrepareConfig()) -> SquareBox | None:
+    """The clip's one stable square face crop in source pixels (None when no face is found)."""
+    duration = (info.frames or 0) / float(info.fps)
+    return stable_square_box(face_boxes(path, landmarker, duration, config), info.width, info.height,
+                             config.crop_scale)
+
+
 def choose_box(clip: ClipSource, info: VideoInfo, landmarker: FaceLandmarker | None,
                config: PrepareConfig) -> tuple[SquareBox, str] | None:
     """(box, 'face' or 'centre') for a clip, or None when it must be skipped."""
     width, height = info.width, info.height
     if landmarker is not None:
-        duration = (info.frames or 0) / float(info.fps)
-        box = stable_square_box(face_boxes(clip.path, landmarker, duration, config), width, height,
-                                config.crop_scale)
+        box = clip_face_box(clip.path, info, landmarker, config)
         if box is not None:
             return box, "face"
         if clip.needs_face_crop:
