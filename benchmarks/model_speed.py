@@ -1,6 +1,7 @@
-"""Parameter counts per network and inference ms/frame of the fv2v presets, at batch 1.
+"""Parameter counts per network and inference ms/frame of the fv2v (or FOMM) presets, at batch 1.
 
-Usage: .venv/bin/python benchmarks/model_speed.py [--configs small small512 base] [--threads 2] [--repeats 5]
+Usage: .venv/bin/python benchmarks/model_speed.py [--model fv2v|fomm] [--configs small small512 base]
+       [--threads 2] [--repeats 5]
 "cached" is estimate_motion + render, the per-frame decode cost once a keyframe is analysed.
 """
 from __future__ import annotations
@@ -51,12 +52,14 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def bench(config_name: str, repeats: int) -> None:
-    model = build_untrained("fv2v", config_name, seed=0)
+def bench(kind: str, config_name: str, repeats: int) -> None:
+    model = build_untrained(kind, config_name, seed=0)
     image = torch.rand(1, 3, model.analysis_size, model.analysis_size)
-    print(f"\n== {config_name}: analysis {model.analysis_size}², output {model.output_size}², "
-          f"volume {model.config.appearance.volume_channels}x{model.config.appearance.volume_depth}"
-          f"x{model.config.volume_size}x{model.config.volume_size}, K={model.num_keypoints}")
+    cfg = model.config
+    volume = (f"volume {cfg.appearance.volume_channels}x{cfg.appearance.volume_depth}x{cfg.volume_size}"
+              f"x{cfg.volume_size}, " if kind == "fv2v" else "")
+    print(f"\n== {kind} {config_name}: analysis {model.analysis_size}², output {model.output_size}², "
+          f"{volume}K={model.num_keypoints}")
     total = 0
     for name, child in model.named_children():
         count = sum(p.numel() for p in child.parameters())
@@ -82,6 +85,7 @@ def bench(config_name: str, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("fv2v", "fomm"), default="fv2v")
     parser.add_argument("--configs", nargs="+", default=["small", "small512", "base"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -89,7 +93,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"device: {_device_name()}; torch {torch.__version__}; threads {torch.get_num_threads()}; batch 1")
     for name in args.configs:
-        bench(name, args.repeats)
+        bench(args.model, name, args.repeats)
 
 
 if __name__ == "__main__":
