@@ -16,7 +16,7 @@ import constriction
 import numpy as np
 
 from bitstream import MotionDecoder, MotionEncoder, MotionKind, default_header, dequantize, layout, quantize
-from bitstream.freqtable import binary_table, residual_table
+from bitstream.freqtable import residual_table
 from bitstream.packets import PacketType, encode_body, frame, MotionPacket
 from bitstream.symbols import GroupParams
 from bitstream.synthetic import FPS, trace

@@ -543,3 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"fvc: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

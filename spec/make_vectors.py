@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, StreamHeader, StreamWriter,
-                       UnknownPacket, default_header, layout, quantize)
+                       UnknownPacket, default_header, quantize)
 from bitstream.constants import FVC_VERSION_MAJOR, QUANT_MAX
 from bitstream.packets import PacketType, encode_body, frame
 from bitstream.parser import PacketParser

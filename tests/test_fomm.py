@@ -18,7 +18,8 @@ from codec.models.fomm.config import PRESETS, FOMMConfig
 from codec.models.fomm.dense_motion import DenseMotion, right_divide, sparse_motions
 from codec.models.fomm.generator import Generator
 from codec.models.fomm.keypoint_detector import KeypointDetector
-from codec.models.fomm.model import FOMM, InputError, KeyframeState, relative_motion
+from codec.models.fomm.model import FOMM, KeyframeState, relative_motion
+from codec.models.model_inputs import InputError
 from codec.motion_model import MotionModel, build_untrained, load_model, save_weights, untrained_model_id
 from codec.train import losses
 from codec.train.trainer import TrainConfig, Trainer

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bitstream.constants import MotionKind, POSE_BINS
-from codec.models.fv2v import FaceVid2Vid, InputError, KeyframeState
+from codec.models.fv2v import FaceVid2Vid, KeyframeState
+from codec.models.model_inputs import InputError
 from codec.motion_model import (
     ModelError,
     MotionModel,

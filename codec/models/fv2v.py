@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bitstream.constants import MotionKind
@@ -15,11 +14,8 @@ from .config import FV2VConfig
 from .generator import Generator
 from .head_pose import HeadPoseExpression
 from .keypoint_transform import rotation_matrix, transform_keypoints
+from .model_inputs import check_motion, prepare_image
 from .motion_field import MotionFieldEstimator
-
-
-class InputError(ValueError):
-    """An image or motion dict with the wrong shape, dtype or value range."""
 
 
 @dataclass
@@ -52,15 +48,7 @@ class FaceVid2Vid(nn.Module):
         self.generator = Generator(config)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
-            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise InputError(f"expected an image tensor (B,3,S,S), got {shape}")
-        if not image.is_floating_point():
-            raise InputError(f"expected a float image in [0,1], got dtype {image.dtype}")
-        if image.shape[-1] != self.analysis_size or image.shape[-2] != self.analysis_size:
-            image = F.interpolate(image, size=(self.analysis_size,) * 2, mode="bilinear", align_corners=False,
-                                  antialias=True)
-        return image
+        return prepare_image(image, self.analysis_size)
 
     def keypoints(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training hook: canonical, pose_logits (B,3,66), rotation (B,3) deg, translation, expression, keypoints."""
@@ -106,16 +94,8 @@ class FaceVid2Vid(nn.Module):
 
     def render(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> torch.Tensor:
         """Animate the keyframe with a (possibly decoded or edited) motion dict → (B,3,out,out) in [0,1]."""
-        self._check_motion(motion, state.canonical.shape[0])
+        check_motion(motion, self.kind, self.num_keypoints, state.canonical.shape[0])
         return self._animate(state.volume, state.canonical, state.keypoints, state.rotation, motion)["prediction"]
-
-    def _check_motion(self, motion: dict[str, torch.Tensor], batch: int) -> None:
-        for name, count in (("rotation", 1), ("translation", 1), ("expression", self.num_keypoints)):
-            value = motion.get(name) if isinstance(motion, dict) else None
-            if not isinstance(value, torch.Tensor):
-                raise InputError(f"motion group {name!r} is missing or not a tensor")
-            if tuple(value.shape) != (batch, count, 3):
-                raise InputError(f"motion group {name!r} has shape {tuple(value.shape)}, expected {(batch, count, 3)}")
 
 
 def _motion_groups(pose: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

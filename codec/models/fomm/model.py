@@ -9,7 +9,7 @@ from torch import nn
 
 from bitstream.constants import MotionKind
 
-from ..fv2v import FaceVid2Vid, InputError
+from ..model_inputs import check_motion, prepare_image
 from .config import FOMMConfig
 from .dense_motion import DenseMotion, right_divide
 from .generator import Generator
@@ -43,8 +43,8 @@ class FOMM(nn.Module):
         self.dense_motion = DenseMotion(config)
         self.generator = Generator(config)
 
-    # Both models check and resize input images identically.
-    _prepare = FaceVid2Vid._prepare
+    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
+        return prepare_image(image, self.analysis_size)
 
     def _dense_input(self, image: torch.Tensor) -> torch.Tensor:
         size = self.config.dense_motion.input_size
@@ -86,19 +86,10 @@ class FOMM(nn.Module):
 
     def animate(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`render` with the dense motion's outputs: prediction, flow (B,s,s,2), occlusion, mask."""
-        self._check_motion(motion, state.keypoints.shape[0])
+        check_motion(motion, self.kind, self.num_keypoints, state.keypoints.shape[0])
         driving = {"keypoints": motion["keypoints"], "jacobians": motion["jacobians"].unflatten(-1, (2, 2))}
         source = {"keypoints": state.keypoints, "jacobians": state.jacobians}
         return self._animate(state.features, state.source, source, driving)
-
-    def _check_motion(self, motion: dict[str, torch.Tensor], batch: int) -> None:
-        for name, dims in (("keypoints", 2), ("jacobians", 4)):
-            value = motion.get(name) if isinstance(motion, dict) else None
-            if not isinstance(value, torch.Tensor):
-                raise InputError(f"motion group {name!r} is missing or not a tensor")
-            expected = (batch, self.num_keypoints, dims)
-            if tuple(value.shape) != expected:
-                raise InputError(f"motion group {name!r} has shape {tuple(value.shape)}, expected {expected}")
 
 
 def _motion_groups(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
