@@ -195,3 +195,11 @@ def test_missing_data_folder_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("rd_curve: error:") and "--data" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_default_protocol_is_ten_seconds_at_metric_stride_ten_and_zero_frames_means_all(tmp_path):
+    default = rd_curve.parse_args(["--data", str(tmp_path)])
+    assert (default.frames, default.metric_stride) == (250, 10)
+    assert rd_curve.parse_args(["--data", str(tmp_path), "--frames", "0"]).frames is None
+    quick = rd_curve.parse_args(["--data", str(tmp_path), "--quick"])
+    assert (quick.frames, quick.metric_stride, quick.clips) == (16, 2, ["1"])
