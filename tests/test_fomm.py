@@ -76,7 +76,7 @@ def test_bad_configs_are_refused():
         dataclasses.replace(TEST, output_size=96)
     with pytest.raises(ConfigError, match="detector.input_size 20"):
         dataclasses.replace(TEST, detector=dataclasses.replace(TEST.detector, input_size=20))
-    with pytest.raises(ConfigError, match="not a fomm config"):
+    with pytest.raises(ConfigError, match="not a valid fomm config"):
         FOMMConfig.from_dict({**TEST.to_dict(), "colour": 3})
 
 

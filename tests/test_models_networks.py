@@ -32,7 +32,7 @@ def test_bad_configs_are_refused():
         FV2VConfig.named("huge")
     with pytest.raises(ConfigError, match="output_size 100"):
         dataclasses.replace(TEST, output_size=100)
-    with pytest.raises(ConfigError, match="not an fv2v config"):
+    with pytest.raises(ConfigError, match="not a valid fv2v config"):
         FV2VConfig.from_dict({**TEST.to_dict(), "colour": 3})
 
 

@@ -8,12 +8,48 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from bitstream.constants import NUM_KEYPOINTS_FV2V
 
 
 class ConfigError(ValueError):
     """A configuration that cannot build a consistent model (bad size, unknown name or field)."""
+
+
+class PresetConfig:
+    """Dict round trip and named presets of a frozen model config whose sections are dataclass fields."""
+
+    label: ClassVar[str]  # the model kind, for messages
+    presets: ClassVar[dict]  # name -> config, set once the presets are defined
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples kept), the inverse of `from_dict`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Rebuild a config from `to_dict()`/`asdict()` output (lists accepted where tuples are stored)."""
+        sections = {f.name: f.default_factory for f in dataclasses.fields(cls)
+                    if f.default_factory is not dataclasses.MISSING}
+        try:
+            top = {k: v for k, v in data.items() if k not in sections}
+            parts = {k: _section(sections[k], v) for k, v in data.items() if k in sections}
+            return cls(**top, **parts)
+        except TypeError as exc:
+            raise ConfigError(f"not a valid {cls.label} config: {exc}") from None
+
+    @classmethod
+    def named(cls, name: str):
+        """One of the class's presets."""
+        if name not in cls.presets:
+            raise ConfigError(f"unknown {cls.label} config {name!r}; known: {', '.join(cls.presets)}")
+        return cls.presets[name]
+
+
+def _section(section_cls, values: dict):
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return section_cls(**values)
 
 
 @dataclass(frozen=True)
@@ -88,19 +124,11 @@ class DiscriminatorConfig:
     max_features: int = 512
 
 
-_SECTIONS = {
-    "appearance": AppearanceConfig,
-    "keypoints": KeypointConfig,
-    "pose": PoseConfig,
-    "motion": MotionConfig,
-    "generator": GeneratorConfig,
-    "discriminator": DiscriminatorConfig,
-}
-
-
 @dataclass(frozen=True)
-class FV2VConfig:
+class FV2VConfig(PresetConfig):
     """All face-vid2vid sizes; `output_size` must be the volume side times a power of two."""
+
+    label: ClassVar[str] = "fv2v"
 
     name: str
     num_keypoints: int = NUM_KEYPOINTS_FV2V
@@ -143,32 +171,6 @@ class FV2VConfig:
         """Number of 2x up-sampling stages in G."""
         return int(round(math.log2(self.output_size / self.volume_size)))
 
-    def to_dict(self) -> dict:
-        """Plain nested dict (tuples kept), the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FV2VConfig:
-        """Rebuild a config from `to_dict()`/`asdict()` output (lists accepted where tuples are stored)."""
-        try:
-            top = {k: v for k, v in data.items() if k not in _SECTIONS}
-            sections = {k: _section(_SECTIONS[k], v) for k, v in data.items() if k in _SECTIONS}
-            return cls(**top, **sections)
-        except TypeError as exc:
-            raise ConfigError(f"not an fv2v config: {exc}") from None
-
-    @classmethod
-    def named(cls, name: str) -> FV2VConfig:
-        """One of the presets in `PRESETS`."""
-        if name not in PRESETS:
-            raise ConfigError(f"unknown fv2v config {name!r}; known: {', '.join(PRESETS)}")
-        return PRESETS[name]
-
-
-def _section(section_cls, values: dict):
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return section_cls(**values)
-
 
 # Tiny, for unit tests of every module: 64² analysis, 16x16 volume, a few thousand parameters per net.
 _TEST = FV2VConfig(
@@ -208,3 +210,4 @@ PRESETS: dict[str, FV2VConfig] = {
     # Paper channel counts (Wang et al. 2021), 512² output from a 256² analysis.
     "base": FV2VConfig(name="base", output_size=512),
 }
+FV2VConfig.presets = PRESETS

@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from bitstream.constants import NUM_KEYPOINTS_FOMM
 
-from ..config import ConfigError
+from ..config import ConfigError, PresetConfig
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,11 @@ class GeneratorConfig:
     stem_kernel: int = 7
 
 
-_SECTIONS = {"detector": DetectorConfig, "dense_motion": DenseMotionConfig, "generator": GeneratorConfig}
-
-
 @dataclass(frozen=True)
-class FOMMConfig:
+class FOMMConfig(PresetConfig):
     """All FOMM sizes; `output_size` must be `analysis_size` times a power of two."""
+
+    label: ClassVar[str] = "fomm"
 
     name: str
     num_keypoints: int = NUM_KEYPOINTS_FOMM
@@ -94,27 +94,6 @@ class FOMMConfig:
         """Up-sampling stages beyond the encoder's resolution (1 for a 512² output from 256²)."""
         return int(round(math.log2(self.output_size / self.analysis_size)))
 
-    def to_dict(self) -> dict:
-        """Plain nested dict, the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FOMMConfig:
-        """Rebuild a config from `to_dict()`/`asdict()` output."""
-        try:
-            top = {k: v for k, v in data.items() if k not in _SECTIONS}
-            sections = {k: _SECTIONS[k](**v) for k, v in data.items() if k in _SECTIONS}
-            return cls(**top, **sections)
-        except TypeError as exc:
-            raise ConfigError(f"not a fomm config: {exc}") from None
-
-    @classmethod
-    def named(cls, name: str) -> FOMMConfig:
-        """One of the presets in `PRESETS`."""
-        if name not in PRESETS:
-            raise ConfigError(f"unknown fomm config {name!r}; known: {', '.join(PRESETS)}")
-        return PRESETS[name]
-
 
 # Tiny, for unit tests: 64² analysis, 32² keypoint and motion maps, about 40k parameters per net.
 _TEST = FOMMConfig(
@@ -143,3 +122,4 @@ PRESETS: dict[str, FOMMConfig] = {
     # Channel counts of the FOMM vox-256 model (Siarohin et al. 2019), 256² in and out.
     "base": FOMMConfig(name="base"),
 }
+FOMMConfig.presets = PRESETS
