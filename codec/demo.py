@@ -181,5 +181,5 @@ _UNTRAINED_BANNER = (
     "=" * 78 + "\n"
     "NOTE: no trained weights ship yet, so this demo runs the UNTRAINED development model\n"
     "(random weights). Its motion frames are noise: quality refresh turns nearly every frame\n"
-    "into an H.264 keyframe, and the fvc numbers below measure the pipeline, not the codec.\n"
+    "into an H.264 keyframe, and its fvc numbers measure the pipeline, not the codec.\n"
     + "=" * 78)
