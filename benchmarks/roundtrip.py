@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import sys
 import tempfile
@@ -65,7 +66,7 @@ def measure_clip(clip: Path, config: RoundTripConfig, work: Path, metrics: Metri
     info = json.loads(run_fvc(["info", str(stream), "--json"])[1])
     decode_s, _ = run_fvc(["decode", str(stream), str(decoded_path), "--model", config.model, "--quiet", "--force"])
 
-    source = np.stack(list(read_frames(clip, size=config.size))[: config.frames])
+    source = np.stack(list(itertools.islice(read_frames(clip, size=config.size), config.frames)))
     decoded = np.stack(list(read_frames(decoded_path, size=config.size)))
     frames, nbytes, fps = len(source), stream.stat().st_size, probe(clip).fps
     if not info["frames"] == len(decoded) == frames:

@@ -34,3 +34,17 @@ def test_roundtrip_reports_the_stream_it_wrote(tmp_path):
 def test_roundtrip_names_a_missing_folder(tmp_path, capsys):
     assert roundtrip.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_every_bench512_clip_round_trips_through_the_cli(shared_dir, tmp_path):
+    data = shared_dir / "data" / "bench512"
+    clips = sorted(data.glob("*.mp4"))
+    assert clips, f"no clips in {data}"
+    out = tmp_path / "out"
+    # roundtrip.main fails (exit 1) on any frame-count, fps or info-bpp mismatch.
+    assert roundtrip.main(["--data", str(data), "--out", str(out), "--model", "untrained-test", "--size", "64",
+                           "--frames", "5", "--metric-stride", "5"]) == 0
+    table = pd.read_csv(out / "roundtrip.csv")
+    assert sorted(table["clip"]) == [c.stem for c in clips]
+    assert (table.frames == 5).all() and set(table.fps) <= {25.0, 30.0}
+    assert (table.bpp == table.bytes * 8 / (64 * 64 * 5)).all()
