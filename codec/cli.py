@@ -258,13 +258,13 @@ def resolve_crop(args, path: Path, info, quiet: bool) -> tuple[int, int, int] | 
     """The --crop box, or with --face-crop the clip's stable face box (MediaPipe), or None (centre crop)."""
     if not args.face_crop:
         return args.crop
-    from .data.face_track import FaceLandmarker, FaceTrackError, mediapipe_available
+    from .data.face_track import FaceLandmarker, FaceTrackError, mediapipe_available, native_stderr_silenced
     from .data.prepare import clip_face_box, landmarker_path
 
     if not mediapipe_available():
         raise InputError("--face-crop needs mediapipe: pip install 'fvc[prepare]' (or pass --crop X,Y,SIZE)")
     try:
-        with FaceLandmarker(landmarker_path(None)) as landmarker:
+        with native_stderr_silenced(), FaceLandmarker(landmarker_path(None)) as landmarker:
             box = clip_face_box(path, info, landmarker)
     except FaceTrackError as exc:
         raise InputError(f"--face-crop: {exc}") from None

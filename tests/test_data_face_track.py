@@ -1,4 +1,6 @@
 """Face boxes and pose labels: Euler decomposition in the model's axes, stable boxes, tiles, MediaPipe on a real clip."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,12 @@ def test_mediapipe_finds_a_real_face_and_one_in_a_wide_canvas(shared_dir):
         wide = find_face(landmarker, canvas)
         assert wide is not None
         assert np.allclose(wide.box, (x0 + 1200, y0 + 500, x1 + 1200, y1 + 500), atol=12)
+
+
+def test_native_stderr_is_silenced_only_inside_the_block(capfd):
+    from codec.data.face_track import native_stderr_silenced
+
+    with native_stderr_silenced():
+        os.write(2, b"native noise\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"

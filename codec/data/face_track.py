@@ -5,10 +5,13 @@ picture, R = R_x(pitch) · R_y(yaw) · R_z(roll). A positive yaw turns the face 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -63,6 +66,21 @@ def pose_from_rotation(rotation: np.ndarray) -> np.ndarray:
 def pose_from_facial_transform(matrix: np.ndarray) -> np.ndarray:
     """(yaw, pitch, roll) degrees from MediaPipe's 4x4 facial transformation matrix."""
     return pose_from_rotation(_GL_TO_IMAGE @ np.asarray(matrix, dtype=np.float64)[:3, :3] @ _GL_TO_IMAGE)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile: MediaPipe's C++ logs ignore every log-level setting."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class FaceLandmarker:
