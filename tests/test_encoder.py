@@ -46,12 +46,25 @@ def test_first_frame_is_a_keyframe_and_max_gop_forces_the_next(model, frames):
 
 
 def test_encoder_sees_exactly_what_the_decoder_shows(model, frames):
-    clip = encode_clip(frames, model, config(refresh_threshold=0, max_gop=4), MODEL_ID)
+    clip = encode_clip(frames, model, config(refresh_threshold=1.0, max_gop=4), MODEL_ID)
     decoded = decode_all(model, clip.to_bytes())
     assert len(decoded) == len(frames)
     assert all(d.shape == (SIZE, SIZE, 3) and d.dtype == np.uint8 for d in decoded)
     # The proxy the encoder measured on its own reconstruction equals the one on the decoder's frames.
     assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, frames, strict=True)]
+
+
+def test_refresh_off_is_open_loop_and_codes_the_same_stream(model, frames, monkeypatch):
+    closed = encode_clip(frames, model, config(refresh_threshold=1.0), MODEL_ID)  # 1 dB: never refreshes
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("the encoder rendered a frame with quality refresh off")
+
+    monkeypatch.setattr(model, "render", no_render)
+    monkeypatch.setattr(model, "analyze_keyframe", no_render)
+    opened = encode_clip(frames, model, config(refresh_threshold=0), MODEL_ID)
+    assert opened.to_bytes() == closed.to_bytes()
+    assert opened.stats.proxy_db == [] and len(closed.stats.proxy_db) == len(frames)
 
 
 def test_low_threshold_never_refreshes_and_high_threshold_always_does(model, frames):
@@ -63,7 +76,7 @@ def test_low_threshold_never_refreshes_and_high_threshold_always_does(model, fra
 
 
 def test_refresh_between_the_extremes_follows_the_proxy(model, frames):
-    probe = encode_clip(frames, model, config(refresh_threshold=0, max_gop=1000), MODEL_ID)
+    probe = encode_clip(frames, model, config(refresh_threshold=1.0, max_gop=1000), MODEL_ID)
     motion_psnr = probe.stats.proxy_db[1:]
     threshold = (min(motion_psnr) + max(motion_psnr)) / 2
     clip = encode_clip(frames, model, config(refresh_threshold=threshold), MODEL_ID)
