@@ -68,7 +68,7 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyframe-qp", type=int, default=30, help="constant H.264 QP of keyframes (default 30)")
     p.add_argument("--refresh-threshold", type=float, default=22.0, metavar="DB",
                    help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
-                        "model's analysis size (default 22; 0 = off)")
+                        "model's analysis size (default 22; 0 = off, and the encoder renders nothing)")
     p.add_argument("--max-gop", type=_positive_int, default=250, help="most frames per keyframe (default 250)")
     p.add_argument("--kp-threshold", type=int, default=0,
                    help="skip an expression keypoint whose quantised change is at most this many steps "
