@@ -24,20 +24,13 @@ from codec.motion_model import MotionModel, build_untrained, load_model, save_we
 from codec.train import losses
 from codec.train.trainer import TrainConfig, Trainer
 from codec.train.warp import RandomWarp, WarpConfig
-from test_trainer import TinyFeatures, _store
+from training_helpers import TinyFeatures, blob_store
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEST = FOMMConfig.named("test")
 K = NUM_KEYPOINTS_FOMM
 SIZE = 64
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: two OpenMP threads spin against other jobs on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +275,7 @@ def test_encode_decode_end_to_end(model):
 
 def test_a_few_trainer_steps_lower_the_loss(tmp_path):
     config = TrainConfig.for_model("fomm", config="test", batch_size=2, lr=1e-3)
-    trainer = Trainer(config, _store(), tmp_path, perceptual_features=TinyFeatures())
+    trainer = Trainer(config, blob_store(), tmp_path, perceptual_features=TinyFeatures())
     assert trainer.discriminator is None  # FOMM trains without a GAN
     logged = [trainer.train_step() for _ in range(12)]
     assert {"perceptual", "equivariance", "jacobian_equivariance"} <= set(logged[0])

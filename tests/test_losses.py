@@ -3,28 +3,12 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from codec.models.blocks import keypoints_to_gaussian, soft_argmax
 from codec.models.head_pose import angles_from_logits, bin_centres
 from codec.train import losses
 from codec.train.warp import RandomWarp, WarpConfig
-
-
-class TinyFeatures(nn.Module):
-    """Five random conv stages standing in for VGG16 (same interface: a list of maps)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.stages = nn.ModuleList(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(5))
-
-    def forward(self, x):
-        maps = []
-        for stage in self.stages:
-            x = torch.relu(stage(x))
-            maps.append(x)
-        return maps
+from training_helpers import TinyFeatures
 
 
 def test_perceptual_zero_for_identical_positive_and_differentiable_otherwise():

@@ -4,65 +4,20 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from codec.data.cache import ClipRecord
-from codec.data.sampler import FrameStore
 from codec.errors import OutputError
 from codec.motion_model import load_model
 from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
 from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, main
+from training_helpers import SIZE, TinyFeatures, blob_store
 
-SIZE = 64
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine two OpenMP threads spin against other jobs
-    and a tiny step takes 10-20 s instead of 0.15 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class TinyFeatures(nn.Module):
-    """Five small conv stages (two pooled) in place of VGG16, so a step takes well under a second."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.stages = nn.ModuleList(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(5))
-
-    def forward(self, x):
-        maps = []
-        for i, stage in enumerate(self.stages):
-            x = torch.relu(stage(x if i % 2 == 0 or i == 0 else nn.functional.avg_pool2d(x, 2)))
-            maps.append(x)
-        return maps
-
-
-def _store(clips: int = 2, frames: int = 4) -> FrameStore:
-    """Clips of a soft blob moving over a coloured background."""
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    arrays, records = [], []
-    for c in range(clips):
-        seq = []
-        for t in range(frames):
-            cx, cy = 32 + 8 * np.sin(t + c), 30 + 6 * np.cos(t)
-            blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (10 + 3 * c) ** 2))
-            seq.append(np.stack([blob * 255, np.full((SIZE, SIZE), 80 + 60 * c), (xx * 4) % 256], -1))
-        arrays.append(np.stack(seq).astype(np.uint8))
-        records.append(ClipRecord(f"c{c}", f"c{c}.mp4", f"p{c}", "train", "train", frames, 25.0, SIZE, (SIZE, SIZE),
-                                  (0, 0, SIZE), "centre"))
-    poses = [np.tile(np.float32([[5.0, -3.0, 1.0]]), (frames, 1)) for _ in range(clips)]
-    return FrameStore.from_arrays(records, arrays, poses)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer(tmp_path, steps=None, **config) -> Trainer:
     config = TrainConfig(config="test", batch_size=2, **{"lr": 1e-3, **config})
     options = RunOptions(steps=steps, log_every=1, image_every=2, checkpoint_every=100)
-    return Trainer(config, _store(), tmp_path, options, val_store=_store(1, 2), perceptual_features=TinyFeatures())
+    return Trainer(config, blob_store(), tmp_path, options, val_store=blob_store(1, 2), perceptual_features=TinyFeatures())
 
 
 def test_run_lowers_the_loss_checkpoints_and_exports(tmp_path):
