@@ -198,6 +198,9 @@ def model_for_stream(header, spec: str | None, device: str) -> LoadedModel:
     from . import motion_model as mm
 
     kind = mm.kind_name(header.kind)
+    if spec is None:
+        # Any shipped weights of the kind may have coded the stream, not only the best ones.
+        spec = next((str(p) for p in mm.shipped_weights(kind) if mm.model_id(p) == header.model_id), None)
     if spec is None and mm.default_weights(kind) is None:
         config = mm.REGISTRY[kind].default_config
         # Streams from `--model untrained-small` decode without repeating the flag.

@@ -46,10 +46,13 @@ class MotionModel(Protocol):
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """Where a kind's model class lives (imported on first use) and its shipped config's name."""
+    """Where a kind's model class lives (imported on first use), its development config and shipped configs."""
 
     target: str  # "package.module:ClassName"
-    default_config: str
+    default_config: str  # the untrained development model's preset
+    # Presets whose weights may ship as codec/weights/<kind>-<config>.pt, best first: the first one
+    # present is the default model; GPU-trained `small` outranks the CPU-trained stopgap.
+    shipped_configs: tuple[str, ...] = ("small", "cpu128")
 
 
 REGISTRY: dict[str, RegistryEntry] = {
@@ -185,8 +188,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval()
 
 
-def default_weights(kind: MotionKind | str | int) -> Path | None:
-    """The shipped weights `codec/weights/<kind>-<config>.pt` of a kind, or None if not shipped yet."""
+def shipped_weights(kind: MotionKind | str | int) -> list[Path]:
+    """The weights files `codec/weights/<kind>-<config>.pt` of a kind that ship, best first."""
     name = kind_name(kind)
-    path = WEIGHTS_DIR / f"{name}-{REGISTRY[name].default_config}.pt"
-    return path if path.is_file() else None
+    paths = (WEIGHTS_DIR / f"{name}-{config}.pt" for config in REGISTRY[name].shipped_configs)
+    return [path for path in paths if path.is_file()]
+
+
+def default_weights(kind: MotionKind | str | int) -> Path | None:
+    """The best shipped weights of a kind (what `--model KIND` means), or None if none ship."""
+    shipped = shipped_weights(kind)
+    return shipped[0] if shipped else None

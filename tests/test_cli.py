@@ -161,9 +161,49 @@ def test_mismatched_model_id_names_both_ids(stream, tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_unknown_stream_model_without_weights_is_refused(stream, tmp_path, capsys):
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch) -> Path:
+    """An empty codec/weights stand-in: tests choose what ships."""
+    from codec import motion_model
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(motion_model, "WEIGHTS_DIR", folder)
+    return folder
+
+
+def ship(weights_dir: Path, name: str, seed: int) -> bytes:
+    """Save a test-config fv2v model as if it shipped as `name`; returns its model id."""
+    from codec.motion_model import build_untrained, save_weights
+
+    return save_weights(build_untrained("fv2v", "test", seed), weights_dir / name, {"test": True})
+
+
+def test_unknown_stream_model_without_weights_is_refused(stream, tmp_path, capsys, weights_dir):
     code, _, err = run(["decode", stream, tmp_path / "o.mp4"], capsys)
     assert_one_line_error(code, err, "no trained fv2v weights", "--model")
+
+
+def test_decode_picks_the_shipped_weights_that_coded_the_stream(clip, tmp_path, capsys, weights_dir):
+    best = ship(weights_dir, "fv2v-small.pt", seed=1)
+    stopgap = ship(weights_dir, "fv2v-cpu128.pt", seed=2)
+    assert best != stopgap
+    coded = tmp_path / "s.fvc"
+    fast = [a for a in FAST if a not in MODEL]
+    assert run(["encode", clip, coded, *fast, "--model", weights_dir / "fv2v-cpu128.pt"], capsys)[0] == 0
+    code, out, _ = run(["decode", coded, tmp_path / "o.mp4"], capsys)
+    assert code == 0 and f"wrote {FRAMES} frames" in out
+    code, out, _ = run(["info", coded, "--json"], capsys)
+    assert json.loads(out)["model_id"] == stopgap.hex()
+
+
+def test_stream_of_unshipped_weights_names_both_ids(stream, tmp_path, capsys, weights_dir):
+    from codec.motion_model import untrained_model_id
+
+    shipped = ship(weights_dir, "fv2v-cpu128.pt", seed=1)
+    code, _, err = run(["decode", stream, tmp_path / "o.mp4"], capsys)
+    assert_one_line_error(code, err, untrained_model_id("fv2v", "test").hex(), shipped.hex())
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_truncated_stream_keeps_the_frames_before_the_damage(stream, tmp_path, capsys):

@@ -9,6 +9,8 @@ from codec.models.fv2v import FaceVid2Vid, KeyframeState
 from codec.models.model_inputs import InputError
 from codec.motion_model import (
     ModelError,
+    REGISTRY,
+    WEIGHTS_DIR,
     MotionModel,
     build_untrained,
     card_path,
@@ -153,5 +155,19 @@ def test_loading_errors(tmp_path):
 
 
 def test_default_weights_points_into_the_package():
-    path = default_weights("fv2v")
-    assert path is None or (path.name == "fv2v-small.pt" and path.is_file())
+    for kind in ("fv2v", "fomm"):
+        path = default_weights(kind)
+        assert path is None or (path.parent == WEIGHTS_DIR and path.is_file()
+                                and path.stem in {f"{kind}-{c}" for c in REGISTRY[kind].shipped_configs})
+
+
+def test_default_weights_prefer_the_first_shipped_config(tmp_path, monkeypatch):
+    from codec import motion_model
+
+    monkeypatch.setattr(motion_model, "WEIGHTS_DIR", tmp_path)
+    assert default_weights("fv2v") is None
+    (tmp_path / "fv2v-cpu128.pt").write_bytes(b"x")
+    assert default_weights("fv2v") == tmp_path / "fv2v-cpu128.pt"
+    (tmp_path / "fv2v-small.pt").write_bytes(b"x")
+    assert motion_model.shipped_weights("fv2v") == [tmp_path / "fv2v-small.pt", tmp_path / "fv2v-cpu128.pt"]
+    assert default_weights("fv2v") == tmp_path / "fv2v-small.pt" and default_weights("fomm") is None

@@ -203,9 +203,27 @@ _SMALL = FV2VConfig(
     discriminator=DiscriminatorConfig(scales=(1.0, 0.5), block_expansion=32, num_blocks=4, max_features=256),
 )
 
+# Trainable on the 2-core CPU while no GPU is lent (~2 M parameters, ~3.6 s per batch-4 step with one
+# thread): 128² analysis and output, a 16x8x32x32 volume. FOMM's `cpu128` matches its parameter count.
+_CPU128 = FV2VConfig(
+    name="cpu128",
+    analysis_size=128,
+    output_size=128,
+    appearance=AppearanceConfig(block_expansion=32, down_blocks=2, max_features=128, volume_channels=16,
+                                volume_depth=8, res_blocks=1),
+    keypoints=KeypointConfig(input_size=64, block_expansion=16, num_blocks=4, max_features=128,
+                             reshape_channels=128, depth=8, head_kernel=3),
+    pose=PoseConfig(input_size=64, stem_channels=16, widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1)),
+    motion=MotionConfig(compress=4, block_expansion=16, num_blocks=3, max_features=64, mask_kernel=3,
+                        occlusion_kernel=3),
+    generator=GeneratorConfig(channels=64, res_blocks=2, min_channels=32),
+    discriminator=DiscriminatorConfig(scales=(1.0,), block_expansion=16, num_blocks=3, max_features=64),
+)
+
 PRESETS: dict[str, FV2VConfig] = {
     "test": _TEST,
     "small": _SMALL,
+    "cpu128": _CPU128,
     "small512": dataclasses.replace(_SMALL, name="small512", output_size=512),
     # Paper channel counts (Wang et al. 2021), 512² output from a 256² analysis.
     "base": FV2VConfig(name="base", output_size=512),

@@ -115,9 +115,21 @@ _SMALL = FOMMConfig(
     generator=GeneratorConfig(block_expansion=32, res_blocks=4),
 )
 
+# fv2v `cpu128`'s size (2.0 M parameters): 128² in and out, 64² keypoint and motion maps.
+_CPU128 = FOMMConfig(
+    name="cpu128",
+    analysis_size=128,
+    output_size=128,
+    detector=DetectorConfig(input_size=64, block_expansion=16, num_blocks=4, max_features=128, head_kernel=3),
+    dense_motion=DenseMotionConfig(input_size=64, block_expansion=16, num_blocks=4, max_features=128,
+                                   mask_kernel=3, occlusion_kernel=3),
+    generator=GeneratorConfig(block_expansion=32, max_features=128, down_blocks=2, res_blocks=2),
+)
+
 PRESETS: dict[str, FOMMConfig] = {
     "test": _TEST,
     "small": _SMALL,
+    "cpu128": _CPU128,
     "small512": dataclasses.replace(_SMALL, name="small512", output_size=512),
     # Channel counts of the FOMM vox-256 model (Siarohin et al. 2019), 256² in and out.
     "base": FOMMConfig(name="base"),
