@@ -195,6 +195,9 @@ def test_decode_picks_the_shipped_weights_that_coded_the_stream(clip, tmp_path, 
     assert code == 0 and f"wrote {FRAMES} frames" in out
     code, out, _ = run(["info", coded, "--json"], capsys)
     assert json.loads(out)["model_id"] == stopgap.hex()
+    default = tmp_path / "d.fvc"
+    assert run(["encode", clip, default, *fast], capsys)[0] == 0
+    assert json.loads(run(["info", default, "--json"], capsys)[1])["model_id"] == best.hex()
 
 
 def test_stream_of_unshipped_weights_names_both_ids(stream, tmp_path, capsys, weights_dir):
