@@ -199,16 +199,17 @@ def model_for_stream(header, spec: str | None, device: str) -> LoadedModel:
 
     kind = mm.kind_name(header.kind)
     if spec is None:
+        shipped = mm.shipped_weights(kind)
         # Any shipped weights of the kind may have coded the stream, not only the best ones.
-        spec = next((str(p) for p in mm.shipped_weights(kind) if mm.model_id(p) == header.model_id), None)
-    if spec is None and mm.default_weights(kind) is None:
-        config = mm.REGISTRY[kind].default_config
-        # Streams from `--model untrained-small` decode without repeating the flag.
-        if header.model_id != mm.untrained_model_id(kind, config, 0):
-            raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()}, and no trained "
-                                     f"{kind} weights ship with this build; pass --model PATH (or the "
-                                     f"--model untrained-CONFIG it was coded with)")
-        spec = f"{kind}:{UNTRAINED_PREFIX}{config}"
+        spec = next((str(p) for p in shipped if mm.model_id(p) == header.model_id), None)
+        if not shipped:
+            config = mm.REGISTRY[kind].default_config
+            # Streams from `--model untrained-small` decode without repeating the flag.
+            if header.model_id != mm.untrained_model_id(kind, config, 0):
+                raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()}, and no "
+                                         f"trained {kind} weights ship with this build; pass --model PATH (or "
+                                         f"the --model untrained-CONFIG it was coded with)")
+            spec = f"{kind}:{UNTRAINED_PREFIX}{config}"
     loaded = load_model_spec(spec, device, kind)
     if loaded.model_id != header.model_id:
         raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()} but the available "
