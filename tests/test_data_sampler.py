@@ -6,6 +6,7 @@ import torch
 from codec.data.augment import NO_AUGMENT, AugmentConfig, augment_pairs, flip_poses
 from codec.data.cache import CacheError, ClipRecord
 from codec.data.face_track import pose_from_rotation
+from codec.data.landmarks import LANDMARKS, mirror_landmarks
 from codec.data.sampler import FrameStore, PairDataset
 from codec.models.keypoint_transform import rotation_matrix
 
@@ -53,10 +54,18 @@ def test_flip_mirrors_images_and_pose_consistently():
     gen = torch.Generator().manual_seed(0)
     src, drv = torch.rand(2, 3, 4, 6), torch.rand(2, 3, 4, 6)
     pose = torch.tensor([[20.0, 10.0, 5.0], [-30.0, float("nan"), 8.0]])
-    out = augment_pairs(src, drv, pose, pose, AugmentConfig(1.0, 0.0, 0.0, 0.0), gen)
+    points = torch.rand(2, len(LANDMARKS), 2) * 2 - 1
+    out = augment_pairs(src, drv, pose, pose, points, points, AugmentConfig(1.0, 0.0, 0.0, 0.0), gen)
     assert torch.allclose(out[0], src.flip(-1)) and torch.allclose(out[1], drv.flip(-1))
     expected = torch.tensor([[-20.0, 10.0, -5.0], [30.0, float("nan"), -8.0]])
     assert torch.allclose(out[2], expected, equal_nan=True) and torch.allclose(out[3], expected, equal_nan=True)
+    # The subject's left mouth corner of the mirror image is the right one of the original, mirrored.
+    names = [name for _, name in LANDMARKS]
+    left, right = names.index("mouth corner left"), names.index("mouth corner right")
+    assert torch.allclose(out[4][:, left], points[:, right] * torch.tensor([-1.0, 1.0]))
+    nose = names.index("nose tip")
+    assert torch.allclose(out[5][:, nose], points[:, nose] * torch.tensor([-1.0, 1.0]))
+    assert torch.allclose(mirror_landmarks(out[4]), points)
 
 
 def test_flipped_labels_describe_the_mirrored_rotation():
@@ -71,7 +80,9 @@ def test_jitter_is_shared_by_the_pair_and_stays_in_range():
     gen = torch.Generator().manual_seed(1)
     img = torch.rand(3, 3, 5, 5)
     pose = torch.zeros(3, 3)
-    src, drv, _, _ = augment_pairs(img, img.clone(), pose, pose, AugmentConfig(0.5, 0.3, 0.3, 0.3), gen)
+    points = torch.zeros(3, len(LANDMARKS), 2)
+    src, drv, *_ = augment_pairs(img, img.clone(), pose, pose, points, points, AugmentConfig(0.5, 0.3, 0.3, 0.3),
+                                 gen)
     assert torch.equal(src, drv)
     assert not torch.allclose(src, img) and src.min() >= 0 and src.max() <= 1
 
@@ -79,8 +90,9 @@ def test_jitter_is_shared_by_the_pair_and_stays_in_range():
 def test_no_augment_is_identity():
     img = torch.rand(2, 3, 4, 4)
     pose = torch.rand(2, 3)
-    out = augment_pairs(img, img, pose, pose, NO_AUGMENT)
-    assert torch.allclose(out[0], img) and torch.equal(out[2], pose)
+    points = torch.rand(2, len(LANDMARKS), 2)
+    out = augment_pairs(img, img, pose, pose, points, points, NO_AUGMENT)
+    assert torch.allclose(out[0], img) and torch.equal(out[2], pose) and torch.equal(out[4], points)
 
 
 def test_empty_store_is_refused():

@@ -17,9 +17,10 @@ SIZE = 64
 MODEL_ID = untrained_model_id("fv2v", "test", 0)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return build_untrained("fv2v", "test", 0)
+@pytest.fixture(scope="module", params=["test", "test-image"])
+def model(request):
+    """Both fv2v renderers: the paper's feature-space G and the image-space keyframe warp."""
+    return build_untrained("fv2v", request.param, 0)
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,22 @@ def test_run_lowers_the_loss_checkpoints_and_exports(tmp_path):
     assert set(trainer.validate()) == {"val_l1", "val_perceptual"}
 
 
+def test_image_renderer_trains_its_keypoints_towards_the_landmarks(tmp_path):
+    config = TrainConfig.for_model("fv2v", config="test-image", batch_size=2, lr=1e-3)
+    assert config.weights.landmark > 0 and config.weights.gan == 0 and config.weights.pixel > 0
+    trainer = Trainer(config, blob_store(), tmp_path, RunOptions(steps=40, log_every=1, image_every=100),
+                      perceptual_features=TinyFeatures())
+    assert trainer.discriminator is None
+    first = [trainer.train_step() for _ in range(5)]
+    for _ in range(30):
+        trainer.train_step()
+    last = [trainer.train_step() for _ in range(5)]
+    assert {"perceptual", "pixel", "landmark", "head_pose", "deformation"} == set(first[0]) - {"generator_total"}
+    mean = lambda rows, key: np.mean([r[key] for r in rows])  # noqa: E731
+    assert mean(last, "landmark") < 0.5 * mean(first, "landmark")
+    assert mean(last, "generator_total") < 0.8 * mean(first, "generator_total")
+
+
 def test_resume_continues_step_count_and_reproduces_state(tmp_path):
     first = _trainer(tmp_path, steps=2)
     first.run()

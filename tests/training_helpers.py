@@ -26,17 +26,21 @@ class TinyFeatures(nn.Module):
 
 
 def blob_store(clips: int = 2, frames: int = 4) -> FrameStore:
-    """Clips of a soft blob moving over a coloured background, SIZE², with constant pose labels."""
+    """Clips of a soft blob moving over a coloured background, SIZE², with constant pose labels and
+    landmarks on a ring that moves with the blob."""
     yy, xx = np.mgrid[:SIZE, :SIZE]
-    arrays, records = [], []
+    ring = np.stack([np.cos(np.arange(20) * 0.31), np.sin(np.arange(20) * 0.31)], -1) * 0.2
+    arrays, records, landmarks = [], [], []
     for c in range(clips):
-        seq = []
+        seq, points = [], []
         for t in range(frames):
             cx, cy = 32 + 8 * np.sin(t + c), 30 + 6 * np.cos(t)
+            points.append(ring + np.array([cx, cy]) / (SIZE - 1) * 2 - 1)
             blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (10 + 3 * c) ** 2))
             seq.append(np.stack([blob * 255, np.full((SIZE, SIZE), 80 + 60 * c), (xx * 4) % 256], -1))
         arrays.append(np.stack(seq).astype(np.uint8))
+        landmarks.append(np.stack(points).astype(np.float32))
         records.append(ClipRecord(f"c{c}", f"c{c}.mp4", f"p{c}", "train", "train", frames, 25.0, SIZE, (SIZE, SIZE),
                                   (0, 0, SIZE), "centre"))
     poses = [np.tile(np.float32([[5.0, -3.0, 1.0]]), (frames, 1)) for _ in range(clips)]
-    return FrameStore.from_arrays(records, arrays, poses)
+    return FrameStore.from_arrays(records, arrays, poses, landmarks)

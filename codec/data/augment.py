@@ -1,13 +1,16 @@
 """Pair augmentation: one horizontal flip and one mild colour jitter shared by source and driving.
 
 Both frames of a pair get the same change, so the generator never has to invent an appearance the
-source does not show. Flipping mirrors the head pose: yaw and roll change sign, pitch does not.
+source does not show. Flipping mirrors the head pose (yaw and roll change sign, pitch does not) and
+the landmarks (x changes sign and left/right points swap rows).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from codec.data.landmarks import mirror_landmarks
 
 # Rec. 601 luma weights, for the grey level that contrast and saturation pivot around.
 _LUMA = (0.299, 0.587, 0.114)
@@ -41,9 +44,10 @@ def _grey(images: torch.Tensor) -> torch.Tensor:
 
 
 def augment_pairs(source: torch.Tensor, driving: torch.Tensor, source_pose: torch.Tensor,
-                  driving_pose: torch.Tensor, config: AugmentConfig,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
-    """Augmented (source, driving, source_pose, driving_pose); images (B, 3, H, W) float in [0, 1].
+                  driving_pose: torch.Tensor, source_landmarks: torch.Tensor, driving_landmarks: torch.Tensor,
+                  config: AugmentConfig, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """Augmented (source, driving, source_pose, driving_pose, source_landmarks, driving_landmarks);
+    images (B, 3, H, W) float in [0, 1], landmarks (B, K, 2).
 
     Random draws come from `generator` on the CPU, so a seed reproduces a batch on any device.
     """
@@ -53,6 +57,8 @@ def augment_pairs(source: torch.Tensor, driving: torch.Tensor, source_pose: torc
     images = torch.where(flip.view(1, n, 1, 1, 1), images.flip(-1), images)
     poses = torch.stack([source_pose, driving_pose])
     poses = torch.where(flip.view(1, n, 1), flip_poses(poses), poses)
+    points = torch.stack([source_landmarks, driving_landmarks])
+    points = torch.where(flip.view(1, n, 1, 1), mirror_landmarks(points), points)
     bright = _factors(n, config.brightness, generator, device)
     contrast = _factors(n, config.contrast, generator, device)
     saturation = _factors(n, config.saturation, generator, device)
@@ -63,4 +69,4 @@ def augment_pairs(source: torch.Tensor, driving: torch.Tensor, source_pose: torc
         img = (img - mean) * contrast + mean
         grey = _grey(img)
         out.append(((img - grey) * saturation + grey).clamp(0, 1))
-    return out[0], out[1], poses[0], poses[1]
+    return out[0], out[1], poses[0], poses[1], points[0], points[1]

@@ -4,6 +4,8 @@ Layout of a cache folder:
     index.json               CacheIndex: version, frame side, fps, crf and one ClipRecord per clip
     clips/<id>.mp4           the clip's face crops at `size`² and `fps` (codec.video.VideoWriter at `crf`)
     clips/<id>.pose.npy      float32 (frames, 3): yaw, pitch, roll degrees (NaN where no face was found)
+    clips/<id>.landmarks.npy float32 (frames, K, 2): the `codec.data.landmarks` subset, (x, y) in [-1, 1]
+                             (NaN where no face was found)
     clips/<id>.json          the ClipRecord, written last: a clip is complete once this file exists
 """
 from __future__ import annotations
@@ -17,9 +19,11 @@ import importlib.util
 
 import numpy as np
 
+from codec.data.landmarks import LANDMARK_INDICES
 from codec.errors import InputError
 
-CACHE_VERSION = 1
+# Version 2 added the per-frame landmarks.
+CACHE_VERSION = 2
 # crf 20 keeps the cache at ~39-41 dB PSNR to the crops (the sources carry their own coding noise) and all
 # train clips at 256² inside the 60 MB that one device call can carry (docs/training.md).
 DEFAULT_CRF = 20
@@ -56,6 +60,11 @@ class ClipRecord:
     def poses(self) -> str:
         """The clip's pose labels, relative to the cache folder."""
         return f"{CLIPS_DIR}/{self.id}.pose.npy"
+
+    @property
+    def landmarks(self) -> str:
+        """The clip's landmark labels, relative to the cache folder."""
+        return f"{CLIPS_DIR}/{self.id}.landmarks.npy"
 
     @property
     def record(self) -> str:
@@ -121,19 +130,28 @@ def write_json_atomic(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def write_poses(path: Path, poses: np.ndarray) -> None:
-    """Save (frames, 3) float32 pose labels atomically."""
+def write_labels(path: Path, labels: np.ndarray) -> None:
+    """Save per-frame float32 labels (poses or landmarks) atomically."""
     tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, np.asarray(poses, dtype=np.float32))
+    np.save(tmp, np.asarray(labels, dtype=np.float32))
     os.replace(tmp, path)
+
+
+def _read_labels(cache_dir: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    labels = np.load(Path(cache_dir) / name)
+    if labels.shape != shape:
+        raise CacheError(f"{name} has shape {labels.shape}, expected {shape}")
+    return labels
 
 
 def read_poses(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
     """The clip's (frames, 3) pose labels, checked against its frame count."""
-    poses = np.load(Path(cache_dir) / clip.poses)
-    if poses.shape != (clip.frames, 3):
-        raise CacheError(f"{clip.poses} has shape {poses.shape}, expected ({clip.frames}, 3)")
-    return poses
+    return _read_labels(cache_dir, clip.poses, (clip.frames, 3))
+
+
+def read_landmarks(cache_dir: Path, clip: ClipRecord) -> np.ndarray:
+    """The clip's (frames, K, 2) landmark labels, checked against its frame count."""
+    return _read_labels(cache_dir, clip.landmarks, (clip.frames, len(LANDMARK_INDICES), 2))
 
 
 def read_clip_frames(cache_dir: Path, clip: ClipRecord) -> np.ndarray:

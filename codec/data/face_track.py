@@ -42,10 +42,12 @@ class SquareBox:
 
 @dataclass(frozen=True)
 class FaceObservation:
-    """One detected face: landmark bounding box (x0, y0, x1, y1) in pixels and pose in degrees."""
+    """One detected face: landmark bounding box (x0, y0, x1, y1) in pixels, pose in degrees and the
+    face-mesh points (478, 2) as fractions of the picture's width and height."""
 
     box: tuple[float, float, float, float]
     pose: np.ndarray
+    points: np.ndarray
 
 
 def mediapipe_available() -> bool:
@@ -122,10 +124,11 @@ class FaceLandmarker:
         result = self._landmarker.detect(image)
         if not result.face_landmarks or not result.facial_transformation_matrixes:
             return None
-        pts = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]], dtype=np.float64)
+        points = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64)
+        pts = points * (w, h)
         box = (*pts.min(0), *pts.max(0))
         return FaceObservation(tuple(float(v) for v in box),
-                               pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])))
+                               pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])), points)
 
 
 def tiles(width: int, height: int) -> list[SquareBox]:
@@ -156,7 +159,8 @@ def find_face(landmarker: FaceLandmarker, frame: np.ndarray) -> FaceObservation 
         box = (x0 + tile.x, y0 + tile.y, x1 + tile.x, y1 + tile.y)
         # A face cut by a tile border gives a smaller box than the tile that holds all of it.
         if best is None or (x1 - x0) * (y1 - y0) > (best.box[2] - best.box[0]) * (best.box[3] - best.box[1]):
-            best = FaceObservation(box, hit.pose)
+            points = (hit.points * tile.side + (tile.x, tile.y)) / (frame.shape[1], frame.shape[0])
+            best = FaceObservation(box, hit.pose, points)
     return best
 
 

@@ -2,8 +2,8 @@
 
 Each clip gets one stable square face box (MediaPipe's face landmarker when installed, else a
 centre crop with a warning), is resampled to 25 fps, stored as `size`² H.264 and labelled per frame
-with yaw/pitch/roll (NaN without a face). An interrupted run continues where it stopped; finished
-clips are reused. The layout is described in `codec.data.cache`.
+with yaw/pitch/roll and the `codec.data.landmarks` face points (NaN without a face). An interrupted
+run continues where it stopped; finished clips are reused. The layout is described in `codec.data.cache`.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from codec.data.cache import (CLIPS_DIR, DEFAULT_CRF, CacheIndex, ClipRecord, write_json_atomic, write_poses)
+from codec.data.cache import (CLIPS_DIR, DEFAULT_CRF, CacheIndex, ClipRecord, write_json_atomic, write_labels)
 from codec.data.catalog import DEFAULT_VAL_FRACTION, ClipSource, list_clips, split_of
+from codec.data.landmarks import LANDMARK_INDICES, normalised_landmarks
 from codec.data.face_track import (CROP_SCALE, FaceLandmarker, FaceTrackError, SquareBox, centre_box, find_face,
                                    mediapipe_available, stable_square_box)
 from codec.errors import InputError, OutputError, is_user_error, one_line
@@ -135,16 +136,20 @@ def prepare_clip(clip: ClipSource, cache_dir: Path, landmarker: FaceLandmarker |
     box, crop = chosen
     clips_dir = cache_dir / CLIPS_DIR
     video_path = clips_dir / f"{clip.id}.mp4"
-    poses = []
+    poses, landmarks = [], []
+    missing = np.full((len(LANDMARK_INDICES), 2), np.nan, np.float32)
     with VideoWriter(video_path, fps=config.fps, crf=config.crf, force=True) as writer:
         for frame in read_frames(clip.path, size=config.size, crop=tuple(box.as_list()), fps=config.fps):
             found = landmarker.detect(frame) if landmarker is not None else None
             poses.append(found.pose if found is not None else np.full(3, np.nan, np.float32))
+            landmarks.append(missing if found is None else
+                             normalised_landmarks(found.points, frame.shape[1], frame.shape[0]))
             writer.write(frame)
     record = ClipRecord(id=clip.id, source=str(clip.path), identity=clip.identity, set=clip.set,
                         split=split_of(clip.identity, config.val_fraction), frames=len(poses), fps=float(config.fps),
                         size=config.size, source_size=(info.width, info.height), box=tuple(box.as_list()), crop=crop)
-    write_poses(cache_dir / record.poses, np.stack(poses))
+    write_labels(cache_dir / record.poses, np.stack(poses))
+    write_labels(cache_dir / record.landmarks, np.stack(landmarks))
     write_json_atomic(cache_dir / record.record, asdict(record))
     return record
 
@@ -154,7 +159,7 @@ def _finished_record(cache_dir: Path, clip: ClipSource) -> ClipRecord | None:
     if not path.is_file():
         return None
     record = ClipRecord.from_dict(json.loads(path.read_text()))
-    done = (cache_dir / record.video).is_file() and (cache_dir / record.poses).is_file()
+    done = all((cache_dir / name).is_file() for name in (record.video, record.poses, record.landmarks))
     return record if done else None
 
 

@@ -9,29 +9,36 @@ import torch
 from torch.utils.data import Dataset
 
 from codec.data.augment import NO_AUGMENT, AugmentConfig, augment_pairs
-from codec.data.cache import CacheError, CacheIndex, ClipRecord, read_clip_frames, read_poses
+from codec.data.cache import CacheError, CacheIndex, ClipRecord, read_clip_frames, read_landmarks, read_poses
+from codec.data.landmarks import LANDMARK_INDICES
 
 
 @dataclass
 class FrameStore:
-    """All frames of some clips as one uint8 tensor (N, 3, S, S), their pose labels and clip bounds."""
+    """All frames of some clips as one uint8 tensor (N, 3, S, S), their pose and landmark labels and clip bounds."""
 
     frames: torch.Tensor
     poses: torch.Tensor
+    landmarks: torch.Tensor  # (N, K, 2), NaN where unlabelled
     clip_start: torch.Tensor
     clip_length: torch.Tensor
     clips: list[ClipRecord]
 
     @classmethod
-    def from_arrays(cls, clips: list[ClipRecord], frames: list[np.ndarray], poses: list[np.ndarray]) -> FrameStore:
-        """Stack per-clip (T, S, S, 3) uint8 frames and (T, 3) poses."""
+    def from_arrays(cls, clips: list[ClipRecord], frames: list[np.ndarray], poses: list[np.ndarray],
+                    landmarks: list[np.ndarray] | None = None) -> FrameStore:
+        """Stack per-clip (T, S, S, 3) uint8 frames, (T, 3) poses and (T, K, 2) landmarks (NaN if None)."""
         if not clips:
             raise CacheError("no clips to sample from")
         lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
         starts = torch.cumsum(lengths, 0) - lengths
         stacked = torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2).contiguous()
         labels = torch.from_numpy(np.concatenate(poses).astype(np.float32))
-        return cls(stacked, labels, starts, lengths, list(clips))
+        if landmarks is None:
+            points = torch.full((len(stacked), len(LANDMARK_INDICES), 2), float("nan"))
+        else:
+            points = torch.from_numpy(np.concatenate(landmarks).astype(np.float32))
+        return cls(stacked, labels, points, starts, lengths, list(clips))
 
     @classmethod
     def from_cache(cls, cache_dir: Path, split: str = "train", max_clips: int | None = None) -> FrameStore:
@@ -42,12 +49,13 @@ class FrameStore:
             raise CacheError(f"cache {cache_dir} has no clips in split {split!r}")
         frames = [read_clip_frames(cache_dir, clip) for clip in clips]
         poses = [read_poses(cache_dir, clip) for clip in clips]
-        return cls.from_arrays(clips, frames, poses)
+        landmarks = [read_landmarks(cache_dir, clip) for clip in clips]
+        return cls.from_arrays(clips, frames, poses, landmarks)
 
     def to(self, device: torch.device | str) -> FrameStore:
         """The same store with frames and labels on `device` (a GPU keeps the whole cache resident)."""
-        return FrameStore(self.frames.to(device), self.poses.to(device), self.clip_start, self.clip_length,
-                          self.clips)
+        return FrameStore(self.frames.to(device), self.poses.to(device), self.landmarks.to(device),
+                          self.clip_start, self.clip_length, self.clips)
 
     @property
     def clip_of_frame(self) -> torch.Tensor:
@@ -82,12 +90,14 @@ class PairDataset(Dataset):
 
     def _pair(self, driving: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         source = self.source_for(driving, generator)
-        frames, poses = self.store.frames, self.store.poses
-        dev = frames.device
-        src_img, drv_img = (frames[i.to(dev)].float() / 255 for i in (source, driving))
-        src, drv, src_pose, drv_pose = augment_pairs(src_img, drv_img, poses[source.to(dev)], poses[driving.to(dev)],
-                                                     self.augment, generator)
+        store = self.store
+        dev = store.frames.device
+        src_i, drv_i = source.to(dev), driving.to(dev)
+        src, drv, src_pose, drv_pose, src_lm, drv_lm = augment_pairs(
+            store.frames[src_i].float() / 255, store.frames[drv_i].float() / 255, store.poses[src_i],
+            store.poses[drv_i], store.landmarks[src_i], store.landmarks[drv_i], self.augment, generator)
         return {"source": src, "driving": drv, "source_pose": src_pose, "driving_pose": drv_pose,
+                "source_landmarks": src_lm, "driving_landmarks": drv_lm,
                 "source_index": source, "driving_index": driving}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -80,12 +80,22 @@ class KeypointConfig:
 
 @dataclass(frozen=True)
 class PoseConfig:
-    """H+Δ: ResNet-style encoder at `input_size`; stages of basic residual blocks."""
+    """H+Δ: ResNet-style encoder at `input_size`; stages of basic residual blocks.
+
+    `spatial_heads` feeds translation and expression from the whole last feature map instead of its
+    spatial mean (the paper's pooling), so where a face part is in the picture survives to the heads.
+    """
 
     input_size: int = 256
     stem_channels: int = 64
     widths: tuple[int, ...] = (64, 128, 256, 512)
     blocks: tuple[int, ...] = (3, 4, 6, 3)
+    spatial_heads: bool = False
+
+    @property
+    def feature_side(self) -> int:
+        """Side of the last feature map: the stem divides by 4, every later stage by 2."""
+        return self.input_size // 4 // 2 ** (len(self.widths) - 1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,29 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class ImageRendererConfig:
+    """The image-space renderer: the keyframe itself, warped at its own resolution.
+
+    A thin-plate spline through the projected keypoints (plus `anchors_per_side` fixed border points)
+    gives the flow; a 2D hourglass at `size`² refines it and predicts what the keyframe does not show
+    (an occlusion mask and the colours to fill in). `motion_gate` is the keypoint displacement (in
+    [-1, 1] units) below which the refinement fades out, so a still frame shows the keyframe unchanged.
+    """
+
+    size: int = 64
+    anchors_per_side: int = 5
+    regularisation: float = 1e-3
+    block_expansion: int = 32
+    num_blocks: int = 4
+    max_features: int = 256
+    kp_variance: float = 0.01
+    motion_gate: float = 0.01
+
+
+RENDERERS = ("feature", "image")
+
+
+@dataclass(frozen=True)
 class DiscriminatorConfig:
     """D: one spectral-norm patch discriminator per image scale."""
 
@@ -126,7 +159,11 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class FV2VConfig(PresetConfig):
-    """All face-vid2vid sizes; `output_size` must be the volume side times a power of two."""
+    """All face-vid2vid sizes; `output_size` must be the volume side times a power of two.
+
+    `renderer` "feature" is the paper's G over the warped 3D volume; "image" warps the keyframe's own
+    pixels (`image`), renders at the keyframe's size and ignores `output_size`, F, M and G.
+    """
 
     label: ClassVar[str] = "fv2v"
 
@@ -134,16 +171,22 @@ class FV2VConfig(PresetConfig):
     num_keypoints: int = NUM_KEYPOINTS_FV2V
     analysis_size: int = 256
     output_size: int = 256
+    renderer: str = "feature"
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     keypoints: KeypointConfig = field(default_factory=KeypointConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    image: ImageRendererConfig = field(default_factory=ImageRendererConfig)
 
     def __post_init__(self):
         if self.num_keypoints < 1:
             raise ConfigError(f"num_keypoints must be >= 1, got {self.num_keypoints}")
+        if self.renderer not in RENDERERS:
+            raise ConfigError(f"unknown renderer {self.renderer!r}; known: {', '.join(RENDERERS)}")
+        if self.image.size % 2**self.image.num_blocks:
+            raise ConfigError(f"image.size {self.image.size} is not divisible by 2**{self.image.num_blocks}")
         side = self.volume_size
         if side * 2**self.appearance.down_blocks != self.analysis_size or side < 1:
             raise ConfigError(
@@ -220,10 +263,28 @@ _CPU128 = FV2VConfig(
     discriminator=DiscriminatorConfig(scales=(1.0,), block_expansion=16, num_blocks=3, max_features=64),
 )
 
+# The image-space renderer trained on the 2-core CPU: 128² analysis, keypoints tied to face landmarks,
+# the keyframe warped at its own resolution (512² in bench512 streams).
+_WARP128 = FV2VConfig(
+    name="warp128",
+    analysis_size=128,
+    output_size=128,
+    renderer="image",
+    keypoints=_CPU128.keypoints,
+    pose=PoseConfig(input_size=128, stem_channels=32, widths=(32, 64, 128, 256), blocks=(1, 1, 1, 1),
+                    spatial_heads=True),
+    image=ImageRendererConfig(size=64, block_expansion=16, num_blocks=4, max_features=128),
+)
+
 PRESETS: dict[str, FV2VConfig] = {
     "test": _TEST,
+    "test-image": dataclasses.replace(_TEST, name="test-image", renderer="image",
+                                      pose=dataclasses.replace(_TEST.pose, spatial_heads=True),
+                                      image=ImageRendererConfig(size=16, block_expansion=8, num_blocks=2,
+                                                                max_features=16)),
     "small": _SMALL,
     "cpu128": _CPU128,
+    "warp128": _WARP128,
     "small512": dataclasses.replace(_SMALL, name="small512", output_size=512),
     # Paper channel counts (Wang et al. 2021), 512² output from a 256² analysis.
     "base": FV2VConfig(name="base", output_size=512),

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bitstream.constants import MotionKind
@@ -13,20 +14,24 @@ from .canonical_keypoints import CanonicalKeypointDetector
 from .config import FV2VConfig
 from .generator import Generator
 from .head_pose import HeadPoseExpression
+from .image_refiner import ImageRefiner
 from .keypoint_transform import rotation_matrix, transform_keypoints
 from .model_inputs import check_motion, prepare_image
 from .motion_field import MotionFieldEstimator
+from .thin_plate import thin_plate_grid
 
 
 @dataclass
 class KeyframeState:
-    """What a keyframe costs once: F's volume, canonical and source keypoints, source pose and motion."""
+    """What a keyframe costs once: F's volume (feature renderer) or the picture itself (image renderer),
+    canonical and source keypoints, source pose and motion."""
 
-    volume: torch.Tensor  # (B, C, D, H, W)
+    volume: torch.Tensor | None  # (B, C, D, H, W)
     canonical: torch.Tensor  # (B, K, 3)
     keypoints: torch.Tensor  # (B, K, 3) source keypoints
     rotation: torch.Tensor  # (B, 3, 3) source rotation matrix
     motion: dict[str, torch.Tensor]  # the source's own motion groups
+    image: torch.Tensor | None = None  # (B, 3, S, S) the keyframe at its own size
 
 
 class FaceVid2Vid(nn.Module):
@@ -40,12 +45,17 @@ class FaceVid2Vid(nn.Module):
         self.config = config
         self.num_keypoints = config.num_keypoints
         self.analysis_size = config.analysis_size
-        self.output_size = config.output_size
-        self.appearance = AppearanceExtractor(config)
+        self.image_space = config.renderer == "image"
+        # 0: frames come out at the keyframe's own size.
+        self.output_size = 0 if self.image_space else config.output_size
         self.canonical = CanonicalKeypointDetector(config)
         self.head_pose = HeadPoseExpression(config)
-        self.motion_field = MotionFieldEstimator(config)
-        self.generator = Generator(config)
+        if self.image_space:
+            self.refiner = ImageRefiner(config)
+        else:
+            self.appearance = AppearanceExtractor(config)
+            self.motion_field = MotionFieldEstimator(config)
+            self.generator = Generator(config)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return prepare_image(image, self.analysis_size)
@@ -58,12 +68,37 @@ class FaceVid2Vid(nn.Module):
                                                out["expression"])
         return out
 
-    def _animate(self, volume, canonical, kp_source, rot_source, motion) -> dict[str, torch.Tensor]:
+    def _animate(self, state: KeyframeState, motion) -> dict[str, torch.Tensor]:
         angles = motion["rotation"][:, 0]
-        kp_driving = transform_keypoints(canonical, angles, motion["translation"][:, 0], motion["expression"])
-        field = self.motion_field(volume, kp_source, kp_driving, rot_source, rotation_matrix(angles))
-        return {"prediction": self.generator(volume, field["flow"], field["occlusion"]),
+        kp_driving = transform_keypoints(state.canonical, angles, motion["translation"][:, 0], motion["expression"])
+        if self.image_space:
+            return {**self._warp_keyframe(state.image, state.keypoints, kp_driving), "keypoints": kp_driving}
+        field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(angles))
+        return {"prediction": self.generator(state.volume, field["flow"], field["occlusion"]),
                 "occlusion": field["occlusion"], "keypoints": kp_driving}
+
+    def _warp_keyframe(self, keyframe: torch.Tensor, kp_source: torch.Tensor,
+                       kp_driving: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The image renderer: spline warp through the projected keypoints, refined at `image.size`²,
+        applied to the keyframe at its own size and filled where the keyframe shows nothing."""
+        cfg = self.config.image
+        src, drv = kp_source[..., :2], kp_driving[..., :2]
+        spline = thin_plate_grid(drv, src, cfg.size, cfg.anchors_per_side, cfg.regularisation)
+        small = prepare_image(keyframe, cfg.size)
+        warped_small = F.grid_sample(small, spline, padding_mode="border", align_corners=True)
+        out = self.refiner(small, warped_small, spline, src, drv)
+        # A frame whose keypoints did not move shows the keyframe unchanged (the hold floor).
+        moved = (drv - src).abs().amax(dim=(1, 2)) / cfg.motion_gate
+        gate = moved.clamp(max=1.0).view(-1, 1, 1, 1)
+        flow = spline + gate * out["flow"]
+        side = keyframe.shape[-2:]
+        # Sampling coordinates are linear in the align_corners grid: bilinear up-sampling keeps them exact.
+        flow = F.interpolate(flow.permute(0, 3, 1, 2), size=side, mode="bilinear",
+                             align_corners=True).permute(0, 2, 3, 1)
+        warped = F.grid_sample(keyframe, flow, padding_mode="border", align_corners=True)
+        occlusion = gate * F.interpolate(out["occlusion"], size=side, mode="bilinear", align_corners=False)
+        fill = F.interpolate(out["fill"], size=side, mode="bilinear", align_corners=False)
+        return {"prediction": warped + occlusion * (fill - warped), "occlusion": occlusion}
 
     def training_forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         """Reconstruct `driving` from `source`: prediction, occlusion, source/driving keypoint dicts.
@@ -71,22 +106,24 @@ class FaceVid2Vid(nn.Module):
         As in the paper the identity comes from the source: driving keypoints use the source's x_c,
         so `driving["canonical"]` is the source's (call `keypoints(driving)` for L on the driving frame).
         """
-        source = self._prepare(source)
-        kp_s = self.keypoints(source)
+        state, kp_s = self._analyze(source)
         kp_d = self.head_pose(self._prepare(driving))
         kp_d["canonical"] = kp_s["canonical"]
-        motion = _motion_groups(kp_d)
-        out = self._animate(self.appearance(source), kp_s["canonical"], kp_s["keypoints"],
-                            rotation_matrix(kp_s["rotation"]), motion)
+        out = self._animate(state, _motion_groups(kp_d))
         kp_d["keypoints"] = out["keypoints"]
         return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d}
 
+    def _analyze(self, image: torch.Tensor) -> tuple[KeyframeState, dict[str, torch.Tensor]]:
+        small = self._prepare(image)
+        kp = self.keypoints(small)
+        volume = None if self.image_space else self.appearance(small)
+        state = KeyframeState(volume, kp["canonical"], kp["keypoints"], rotation_matrix(kp["rotation"]),
+                              _motion_groups(kp), prepare_image(image, image.shape[-1]) if self.image_space else None)
+        return state, kp
+
     def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:
-        """Run F, L and H+Δ on a keyframe once; `render` reuses the result for every later frame."""
-        image = self._prepare(image)
-        kp = self.keypoints(image)
-        return KeyframeState(self.appearance(image), kp["canonical"], kp["keypoints"],
-                             rotation_matrix(kp["rotation"]), _motion_groups(kp))
+        """Run F (feature renderer), L and H+Δ on a keyframe once; `render` reuses the result for every later frame."""
+        return self._analyze(image)[0]
 
     def estimate_motion(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """H+Δ only: rotation (B,1,3) degrees, translation (B,1,3), expression (B,K,3)."""
@@ -95,7 +132,7 @@ class FaceVid2Vid(nn.Module):
     def render(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> torch.Tensor:
         """Animate the keyframe with a (possibly decoded or edited) motion dict → (B,3,out,out) in [0,1]."""
         check_motion(motion, self.kind, self.num_keypoints, state.canonical.shape[0])
-        return self._animate(state.volume, state.canonical, state.keypoints, state.rotation, motion)["prediction"]
+        return self._animate(state, motion)["prediction"]
 
 
 def _motion_groups(pose: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,11 @@ from codec.train.warp import RandomWarp
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Loss weights of the face-vid2vid paper; feature matching uses pix2pixHD's usual 10."""
+    """Loss weights of the face-vid2vid paper; feature matching uses pix2pixHD's usual 10.
+
+    `pixel` (mean L1 on the picture) and `landmark` (keypoint projections to face landmarks) are not
+    the paper's: the image renderer turns them on.
+    """
 
     perceptual: float = 10.0
     gan: float = 1.0
@@ -29,6 +33,8 @@ class LossWeights:
     keypoint_prior: float = 10.0
     head_pose: float = 20.0
     deformation: float = 5.0
+    pixel: float = 0.0
+    landmark: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -158,3 +164,11 @@ def head_pose_loss(pose_logits: torch.Tensor, rotation: torch.Tensor, labels: to
 def deformation_prior_loss(expression: torch.Tensor) -> torch.Tensor:
     """Mean |δ| of the expression deformations (B, K, 3)."""
     return expression.abs().mean()
+
+
+def landmark_loss(keypoints: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between keypoint k's image projection (B, K, 2+) and landmark k (B, K, 2), skipping NaN labels."""
+    valid = ~torch.isnan(landmarks)
+    if not valid.any():
+        return keypoints.sum() * 0.0
+    return (keypoints[..., :2].float() - torch.nan_to_num(landmarks)).abs()[valid].mean()

@@ -26,6 +26,7 @@ from codec.data.cache import CacheIndex
 from codec.data.sampler import FrameStore, PairDataset
 from codec.errors import CodecError, InputError, OutputError, is_user_error, one_line
 from codec.metrics import vgg16_features
+from codec.models.config import FV2VConfig
 from codec.models.discriminator import MultiScaleDiscriminator
 from codec.models.keypoint_transform import transform_keypoints
 from codec.motion_model import build_untrained, kind_name, save_weights
@@ -44,6 +45,14 @@ class TrainError(CodecError):
 # FOMM as published trains without a GAN (vox-256 sets generator_gan to 0) and has no 3D prior.
 _FOMM_WEIGHTS = losses.LossWeights(gan=0.0, feature_matching=0.0, keypoint_prior=0.0, head_pose=0.0,
                                    deformation=0.0)
+# The image renderer takes its pixels from the keyframe: no GAN, and keypoints tied to face landmarks
+# in place of the equivariance and spread priors (close landmarks such as the inner lips would fight
+# the spread prior). Pixel L1 keeps the warp aligned at full resolution.
+_IMAGE_WEIGHTS = losses.LossWeights(gan=0.0, feature_matching=0.0, equivariance=0.0, jacobian_equivariance=0.0,
+                                    keypoint_prior=0.0, deformation=1.0, pixel=10.0, landmark=100.0)
+# Its network paints only at 64²; detail comes from the keyframe. VGG16 on the 256² and 128² pyramid
+# levels was 10 of a step's 11 s on this CPU; the 64² and 32² levels cost 0.6 s.
+_IMAGE_PERCEPTUAL_SCALES = (0.25, 0.125)
 
 
 @dataclass(frozen=True)
@@ -58,14 +67,18 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     weights: losses.LossWeights = field(default_factory=losses.LossWeights)
+    perceptual_scales: tuple[float, ...] = losses.PERCEPTUAL_SCALES
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     warp: WarpConfig = field(default_factory=WarpConfig)
 
     @classmethod
     def for_model(cls, model: str, **kwargs) -> TrainConfig:
-        """Defaults of a model kind (FOMM drops the losses it was not trained with)."""
+        """Defaults of a model kind and renderer (FOMM drops the losses it was not trained with)."""
         if kind_name(model) == "fomm":
             kwargs.setdefault("weights", _FOMM_WEIGHTS)
+        elif FV2VConfig.named(kwargs.get("config", cls.config)).renderer == "image":
+            kwargs.setdefault("weights", _IMAGE_WEIGHTS)
+            kwargs.setdefault("perceptual_scales", _IMAGE_PERCEPTUAL_SCALES)
         return cls(model=kind_name(model), **kwargs)
 
 
@@ -100,7 +113,7 @@ class Trainer:
         self.model = build_untrained(config.model, config.config, config.seed).to(self.device).train()
         self.kind = kind_name(config.model)
         size = store.frames.shape[-1]
-        if size < self.model.output_size:
+        if size < self.model.output_size:  # 0 (image renderer): any cache size will do
             raise TrainError(f"cache frames are {size}², smaller than the model's {self.model.output_size}² output: "
                              f"prepare a cache with --size {self.model.output_size}")
         data_device = self.device if options.data_on_device else torch.device("cpu")
@@ -109,7 +122,7 @@ class Trainer:
         self.data_info = data_info or {}
         self.generator = torch.Generator().manual_seed(config.seed)
         features = perceptual_features if perceptual_features is not None else vgg16_features(str(self.device))
-        self.perceptual = losses.PerceptualLoss(features.to(self.device))
+        self.perceptual = losses.PerceptualLoss(features.to(self.device), config.perceptual_scales)
         w = config.weights
         self.discriminator = None
         if w.gan > 0 or w.feature_matching > 0:
@@ -142,6 +155,8 @@ class Trainer:
         target = _resize_to(driving, prediction.shape[-1])
         terms = {"perceptual": self.perceptual(prediction, target)}
         w = self.config.weights
+        if w.pixel > 0:
+            terms["pixel"] = (prediction.float() - target.float()).abs().mean()
         if self.discriminator is not None:
             fake = self.discriminator(prediction)
             with torch.no_grad():
@@ -161,6 +176,10 @@ class Trainer:
                     + losses.head_pose_loss(drv["pose_logits"], drv["rotation"], batch["driving_pose"]))
             if w.deformation > 0:
                 terms["deformation"] = losses.deformation_prior_loss(drv["expression"])
+            if w.landmark > 0:
+                terms["landmark"] = 0.5 * (
+                    losses.landmark_loss(out["source"]["keypoints"], batch["source_landmarks"])
+                    + losses.landmark_loss(drv["keypoints"], batch["driving_landmarks"]))
         return terms, out
 
     def _equivariance(self, out: dict, driving: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -264,7 +283,7 @@ class Trainer:
         """Continue from `state_dict()` output of a run with the same model, config and losses."""
         saved = state["train_config"]
         mine = _plain(asdict(self.config))
-        for key in ("model", "config", "seed", "weights"):
+        for key in ("model", "config", "seed", "weights", "perceptual_scales"):
             if saved[key] != mine[key]:
                 raise TrainError(f"checkpoint was trained with {key}={saved[key]!r}, this run has {mine[key]!r}")
         self.model.load_state_dict(state["model"])

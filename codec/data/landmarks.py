@@ -1,0 +1,50 @@
+"""The MediaPipe face-mesh landmarks `fvc prepare` keeps per frame, and how a mirror image reorders them.
+
+One landmark per fv2v keypoint: training ties keypoint k's image projection to landmark k, so the
+keypoints mean the same face parts in every video from the first steps on.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bitstream.constants import NUM_KEYPOINTS_FV2V
+
+# (MediaPipe face-mesh index, name), weighted to the mouth and eyes: what moves when people talk.
+# "left"/"right" are the subject's own sides (MediaPipe's numbering).
+LANDMARKS: tuple[tuple[int, str], ...] = (
+    (61, "mouth corner right"), (291, "mouth corner left"), (0, "upper lip top"), (17, "lower lip bottom"),
+    (13, "upper lip inner"), (14, "lower lip inner"),
+    (33, "eye right outer"), (133, "eye right inner"), (159, "eye right top"), (145, "eye right bottom"),
+    (263, "eye left outer"), (362, "eye left inner"), (386, "eye left top"), (374, "eye left bottom"),
+    (1, "nose tip"), (105, "brow right"), (334, "brow left"),
+    (152, "chin"), (234, "cheek right"), (454, "cheek left"),
+)
+LANDMARK_INDICES: tuple[int, ...] = tuple(i for i, _ in LANDMARKS)
+_MIRROR_PAIRS = ((61, 291), (33, 263), (133, 362), (159, 386), (145, 374), (105, 334), (234, 454))
+
+
+def _mirror_permutation() -> tuple[int, ...]:
+    partner = {a: b for pair in _MIRROR_PAIRS for a, b in (pair, pair[::-1])}
+    return tuple(LANDMARK_INDICES.index(partner.get(i, i)) for i in LANDMARK_INDICES)
+
+
+# Row k of a mirrored frame's landmarks is row MIRROR[k] of the original's, with x negated.
+MIRROR: tuple[int, ...] = _mirror_permutation()
+
+if len(LANDMARKS) != NUM_KEYPOINTS_FV2V:
+    raise AssertionError("one landmark per fv2v keypoint")
+
+
+def normalised_landmarks(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The subset of MediaPipe's (478, 2) points (x, y in [0, 1] of the picture) in the models'
+    (x, y) ∈ [-1, 1] pixel-centre convention (−1 = centre of the first pixel): float32 (K, 2)."""
+    subset = np.asarray(points, dtype=np.float64)[list(LANDMARK_INDICES)]
+    size = np.array([width, height], dtype=np.float64)
+    return (2 * (subset * size - 0.5) / (size - 1) - 1).astype(np.float32)
+
+
+def mirror_landmarks(landmarks: torch.Tensor) -> torch.Tensor:
+    """Landmarks (..., K, 2) of the horizontally flipped frames (NaN stays NaN)."""
+    flipped = landmarks[..., list(MIRROR), :]
+    return flipped * flipped.new_tensor([-1.0, 1.0])

@@ -1,0 +1,51 @@
+"""Thin-plate-spline warps through keypoints: where each pixel of a driving frame comes from in the keyframe.
+
+Coordinates follow `codec.models.blocks`: (x, y) ∈ [-1, 1], −1/+1 at the centres of the first/last
+pixel (grid_sample with align_corners=True). A ring of fixed anchors on the image border keeps the
+background still and the linear system well posed however the keypoints fall.
+"""
+from __future__ import annotations
+
+import torch
+
+from .blocks import make_coordinate_grid
+from .keypoint_transform import at_least_float32
+
+
+def border_anchors(per_side: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The 4·(per_side − 1) points of a per_side × per_side grid that lie on the border: (A, 2)."""
+    grid = make_coordinate_grid((per_side, per_side), dtype, device).reshape(-1, 2)
+    return grid[(grid.abs() == 1).any(-1)]
+
+
+def _kernel(r2: torch.Tensor) -> torch.Tensor:
+    # U = r² log r², written in r² so it is smooth and zero at a control point.
+    return r2 * torch.log(r2 + 1e-9)
+
+
+def thin_plate_grid(driving: torch.Tensor, source: torch.Tensor, size: int, anchors_per_side: int = 5,
+                    regularisation: float = 1e-3) -> torch.Tensor:
+    """Sampling grid (B, size, size, 2): the spline through driving→source points (B, N, 2), plus anchors.
+
+    Equal point sets give the identity grid (up to float rounding). Computed in float32 even under
+    autocast: the system is ill-conditioned in bf16.
+    """
+    with torch.autocast(driving.device.type, enabled=False):
+        driving, source = at_least_float32(driving), at_least_float32(source)
+        b = driving.shape[0]
+        anchors = border_anchors(anchors_per_side, driving.dtype, driving.device).expand(b, -1, -1)
+        ctrl = torch.cat([driving, anchors], 1)
+        value = torch.cat([source, anchors], 1)
+        n = ctrl.shape[1]
+        kernel = _kernel(((ctrl[:, :, None] - ctrl[:, None]) ** 2).sum(-1))
+        kernel = kernel + regularisation * torch.eye(n, dtype=ctrl.dtype, device=ctrl.device)
+        affine = torch.cat([torch.ones_like(ctrl[..., :1]), ctrl], -1)  # (B, N, 3)
+        system = torch.cat([torch.cat([kernel, affine], 2),
+                            torch.cat([affine.transpose(1, 2), affine.new_zeros(b, 3, 3)], 2)], 1)
+        rhs = torch.cat([value, value.new_zeros(b, 3, 2)], 1)
+        coef = torch.linalg.solve(system, rhs)  # (B, N + 3, 2): kernel weights, then affine part
+        grid = make_coordinate_grid((size, size), ctrl.dtype, ctrl.device).reshape(1, -1, 2).expand(b, -1, -1)
+        basis = _kernel(((grid[:, :, None] - ctrl[:, None]) ** 2).sum(-1))
+        points = torch.cat([torch.ones_like(grid[..., :1]), grid], -1)
+        out = basis @ coef[:, :n] + points @ coef[:, n:]
+        return out.reshape(b, size, size, 2)

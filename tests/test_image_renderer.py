@@ -1,0 +1,110 @@
+"""The image-space renderer: spline warps through keypoints, the keyframe shown at its own size and sharpness."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from codec.data.landmarks import LANDMARKS, MIRROR, normalised_landmarks
+from codec.models.blocks import make_coordinate_grid
+from codec.models.thin_plate import border_anchors, thin_plate_grid
+from codec.motion_model import build_untrained
+from codec.train.losses import landmark_loss
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_untrained("fv2v", "test-image", 0)
+
+
+def _portrait(size: int) -> torch.Tensor:
+    """Fine stripes and noise: detail that a small renderer up-sampled to `size` could not keep."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    stripes = 0.5 + 0.4 * torch.sin(xx * 1.3) * torch.cos(yy * 0.9)
+    return (stripes + 0.1 * torch.rand(3, size, size)).clamp(0, 1)[None]
+
+
+def _high_frequency(image: torch.Tensor) -> float:
+    lap = image[..., 1:-1, 1:-1] * 4 - image[..., :-2, 1:-1] - image[..., 2:, 1:-1] - image[..., 1:-1, :-2] \
+        - image[..., 1:-1, 2:]
+    return float(lap.abs().mean())
+
+
+def test_equal_point_sets_give_the_identity_grid():
+    points = torch.rand(3, 20, 2) * 1.6 - 0.8
+    grid = thin_plate_grid(points, points, 32)
+    assert torch.allclose(grid, make_coordinate_grid((32, 32)).expand(3, -1, -1, -1), atol=1e-5)
+
+
+def test_the_spline_takes_each_driving_point_to_its_source_point_and_keeps_the_border():
+    torch.manual_seed(2)
+    nodes = torch.randperm(40 * 40)[:20]  # driving points on nodes of the 65² grid, away from the border
+    ix, iy = nodes % 40 + 12, nodes // 40 + 12
+    driving = (torch.stack([ix, iy], -1).float() / 32 - 1).expand(2, -1, -1)
+    source = driving + 0.08 * torch.randn(2, 20, 2)
+    grid = thin_plate_grid(driving, source, 65, regularisation=0.0)
+    assert torch.allclose(grid[:, iy, ix], source, atol=1e-4)
+    anchors = border_anchors(5)
+    corners = grid[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert torch.allclose(corners, anchors[[0, 4, -5, -1]].expand(2, -1, -1), atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [64, 128, 512])
+def test_identity_motion_reproduces_the_keyframe_at_its_own_size(model, size):
+    keyframe = _portrait(size)
+    with torch.no_grad():
+        state = model.analyze_keyframe(keyframe)
+        out = model.render(state, state.motion)
+    assert out.shape == keyframe.shape
+    assert (out - keyframe).abs().max() < 0.5 / 255  # the same 8-bit picture after rounding
+
+
+def test_moved_frames_stay_sharp_at_512_whatever_the_analysis_size(model):
+    keyframe = _portrait(512)
+    with torch.no_grad():
+        state = model.analyze_keyframe(keyframe)
+        moved = {k: v.clone() for k, v in state.motion.items()}
+        moved["translation"][..., 0] += 0.05  # every keypoint 6 px to the right
+        out = model.render(state, moved)
+    assert model.analysis_size == 64 and out.shape == (1, 3, 512, 512)
+    assert (out - keyframe).abs().mean() > 0.01  # it moved
+    blurred = F.interpolate(F.interpolate(keyframe, size=64, mode="bilinear", antialias=True), size=512,
+                            mode="bilinear")
+    # A 64² painter keeps almost none of the stripes; the warp keeps most of them.
+    assert _high_frequency(out) > 0.8 * _high_frequency(keyframe) > 4 * _high_frequency(blurred)
+
+
+def test_free_view_turns_the_picture(model):
+    keyframe = _portrait(128)
+    with torch.no_grad():
+        state = model.analyze_keyframe(keyframe)
+        turned = {k: v.clone() for k, v in state.motion.items()}
+        turned["rotation"][..., 0] += 30.0
+        out = model.render(state, turned)
+    assert (out - keyframe).abs().mean() > 0.01
+
+
+def test_the_image_renderer_has_no_volume_networks(model):
+    names = {name for name, _ in model.named_children()}
+    assert "refiner" in names and not names & {"appearance", "motion_field", "generator"}
+    assert model.output_size == 0
+
+
+def test_landmarks_use_the_pixel_centre_convention_and_mirror_consistently():
+    points = np.full((478, 2), 0.5)
+    points[LANDMARKS[0][0]] = [0.5 / 200, 0.5 / 100]  # the centre of the top-left pixel
+    out = normalised_landmarks(points, 200, 100)
+    assert out.shape == (20, 2) and np.allclose(out[0], [-1, -1])
+    # The picture's centre (0.5, 0.5) lies half a pixel past the middle pixel centre's index 99 (of 0..199).
+    assert np.allclose(out[1], [2 * 99.5 / 199 - 1, 2 * 49.5 / 99 - 1])
+    assert sorted(MIRROR) == list(range(20)) and all(MIRROR[MIRROR[k]] == k for k in range(20))
+
+
+def test_landmark_loss_is_zero_on_target_and_skips_unlabelled_frames():
+    kp = torch.rand(2, 20, 3)
+    labels = kp[..., :2].clone()
+    assert float(landmark_loss(kp, labels)) == 0.0
+    labels[1] = float("nan")
+    labels[0, 3] += 0.2
+    assert float(landmark_loss(kp, labels)) == pytest.approx(0.2 * 2 / 40, rel=1e-5)
+    assert float(landmark_loss(kp, torch.full_like(labels, float("nan")))) == 0.0
