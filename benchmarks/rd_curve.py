@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import io
 import itertools
 import json
@@ -30,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when 
 
 from bd_rate import CurveError, bd_rate, pareto_front, rate_for_quality  # noqa: E402
 from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
+from rdcodecs.hold import Hold  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
 RESULTS = REPO / "benchmarks" / "results"
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
-ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm")
+ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold")
 RD_COLUMNS = ["clip", "method", "point", "frames", "width", "height", "fps", "bytes", "bpp", "kbps",
               "lpips", "psnr", "ssim", "encode_fps", "decode_fps", "device", "weights"]
 # The standard protocol: the first 10 s of every clip, metrics on every 10th frame. Whole clips at
@@ -59,6 +61,7 @@ class BenchConfig:
     fps: float = 25.0
     metric_stride: int = 1
     points_per_method: int | None = None  # None = all operating points
+    point_pattern: str | None = None  # fnmatch pattern on point labels; None = every point
     device: str = "cpu"
     model: str | None = None  # fvc weights (codec.cli --model syntax); None = the shipped weights
     fomm_model: str | None = None
@@ -150,6 +153,8 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         return X264()
     if name == "x264-zerolatency":
         return X264(X264Settings(tune="zerolatency"))
+    if name == "hold":
+        return Hold()
     from rdcodecs.fvc import Fomm, Fvc
 
     cls, given = (Fvc, config.model) if name == "fvc" else (Fomm, config.fomm_model)
@@ -160,6 +165,12 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         if mm.default_weights(cls.kind) is None:
             given = UNTRAINED_PREFIX + mm.REGISTRY[cls.kind].default_config
     return cls(given, config.device)
+
+
+def chosen_points(codec: Codec, pattern: str | None) -> list[str]:
+    """The codec's operating points whose labels match `pattern` (all of them when it is None)."""
+    points = codec.operating_points()
+    return points if pattern is None else [p for p in points if fnmatch.fnmatchcase(p, pattern)]
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -259,7 +270,7 @@ def run(config: BenchConfig) -> Path:
 
     done = {(r["clip"], r["method"], r["point"]) for r in rows}
     jobs = [(clip, codec, point) for clip in clips for codec in codecs
-            for point in spread(codec.operating_points(), config.points_per_method)
+            for point in spread(chosen_points(codec, config.point_pattern), config.points_per_method)
             if (clip.stem, codec.name, point) not in done]
     print(f"{len(done)} rows already in {rd_path}, {len(jobs)} to run; metrics on every "
           f"{config.metric_stride}. frame, LPIPS {metrics.lpips_variant} on {device}", file=sys.stderr)
@@ -409,6 +420,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                    help=f"metrics on frames 0, n, 2n, ... of every method (all frames are coded; "
                         f"default {DEFAULT_METRIC_STRIDE})")
     p.add_argument("--points", type=int, default=None, help="use only N operating points per method, spread evenly")
+    p.add_argument("--point-pattern", default=None,
+                   help="only operating points whose label matches this pattern, e.g. '*-refresh0' (motion "
+                        "frames only) or 'qp30-*'; methods without a match are skipped")
     p.add_argument("--device", default="cpu", help="torch device for the metrics and the neural codecs")
     p.add_argument("--model", default=None,
                    help="fvc weights: PATH or untrained-CONFIG (the development model); default the shipped ones")
@@ -438,8 +452,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         a.metric_stride = 2 if a.metric_stride == DEFAULT_METRIC_STRIDE else a.metric_stride
     out = a.out or RESULTS / (a.run_name or ("quick" if a.quick else "dev"))
     return BenchConfig(data=a.data, out=out, methods=methods, clips=a.clips, frames=a.frames, size=a.size,
-                       fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points, device=a.device,
-                       model=a.model, fomm_model=a.fomm_model, untrained_fallback=a.quick, force=a.force)
+                       fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points,
+                       point_pattern=a.point_pattern, device=a.device, model=a.model, fomm_model=a.fomm_model, untrained_fallback=a.quick, force=a.force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,6 +98,31 @@ def test_x264_refuses_a_bad_point():
         X264().code(moving_clip(2), 25, "qp30")
 
 
+def test_hold_shows_each_keyframe_until_the_next_and_counts_a_whole_fvc_stream():
+    from bitstream import KeyframePacket, StreamReader
+    from codec.h264 import decode_intra
+    from rdcodecs.hold import Hold
+
+    frames = moving_clip(60)
+    coded = Hold().code(frames, 25, "qp30-every25")
+    packets = list(StreamReader(coded.stream))
+    keyframes = [p for p in packets if isinstance(p, KeyframePacket)]
+    assert [p.frame_index for p in keyframes] == [0, 25, 50]
+    assert sum(len(p.annexb) for p in keyframes) < len(coded.stream)
+    for packet in keyframes:
+        shown = coded.frames[packet.frame_index:packet.frame_index + 25]
+        assert all(np.array_equal(f, decode_intra(packet.annexb)) for f in shown)
+    assert len(Hold().code(frames, 25, "qp40-every25").stream) < len(coded.stream)
+    with pytest.raises(rd_curve.BenchmarkError, match="no operating point"):
+        Hold().code(frames, 25, "crf20")
+
+
+def test_point_pattern_picks_operating_points_by_label():
+    assert rd_curve.chosen_points(X264(), "crf2*") == ["crf20", "crf24", "crf28"]
+    assert rd_curve.chosen_points(X264(), None) == X264().operating_points()
+    assert rd_curve.chosen_points(X264(), "*-refresh0") == []
+
+
 def write_clip(path: Path, frames: np.ndarray, fps: int = 25) -> None:
     """A near-lossless mp4 (libx264 qp 0) as the benchmark's source clip."""
     with av.open(str(path), "w") as container:

@@ -60,7 +60,7 @@ def test_flip_mirrors_images_and_pose_consistently():
     expected = torch.tensor([[-20.0, 10.0, -5.0], [30.0, float("nan"), -8.0]])
     assert torch.allclose(out[2], expected, equal_nan=True) and torch.allclose(out[3], expected, equal_nan=True)
     # The subject's left mouth corner of the mirror image is the right one of the original, mirrored.
-    names = [name for _, name in LANDMARKS]
+    names = [name for _, name, _ in LANDMARKS]
     left, right = names.index("mouth corner left"), names.index("mouth corner right")
     assert torch.allclose(out[4][:, left], points[:, right] * torch.tensor([-1.0, 1.0]))
     nose = names.index("nose tip")

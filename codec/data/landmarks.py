@@ -10,17 +10,25 @@ import torch
 
 from bitstream.constants import NUM_KEYPOINTS_FV2V
 
-# (MediaPipe face-mesh index, name), weighted to the mouth and eyes: what moves when people talk.
-# "left"/"right" are the subject's own sides (MediaPipe's numbering).
-LANDMARKS: tuple[tuple[int, str], ...] = (
-    (61, "mouth corner right"), (291, "mouth corner left"), (0, "upper lip top"), (17, "lower lip bottom"),
-    (13, "upper lip inner"), (14, "lower lip inner"),
-    (33, "eye right outer"), (133, "eye right inner"), (159, "eye right top"), (145, "eye right bottom"),
-    (263, "eye left outer"), (362, "eye left inner"), (386, "eye left top"), (374, "eye left bottom"),
-    (1, "nose tip"), (105, "brow right"), (334, "brow left"),
-    (152, "chin"), (234, "cheek right"), (454, "cheek left"),
+# (MediaPipe face-mesh index, name, (x, y, z) on a frontal mean face), weighted to the mouth and eyes:
+# what moves when people talk. "left"/"right" are the subject's own sides (MediaPipe's numbering).
+# x, y: the mean of the first 41 prepared training clips' landmarks, made symmetric and rounded; z (into
+# the picture, as the volume's axes) is a rough face relief: it only seeds the learned canonical face.
+LANDMARKS: tuple[tuple[int, str, tuple[float, float, float]], ...] = (
+    (61, "mouth corner right", (-0.17, 0.29, -0.03)), (291, "mouth corner left", (0.17, 0.29, -0.03)),
+    (0, "upper lip top", (0.0, 0.23, -0.12)), (17, "lower lip bottom", (0.0, 0.40, -0.1)),
+    (13, "upper lip inner", (0.0, 0.27, -0.09)), (14, "lower lip inner", (0.0, 0.34, -0.09)),
+    (33, "eye right outer", (-0.30, -0.17, 0.05)), (133, "eye right inner", (-0.12, -0.17, -0.02)),
+    (159, "eye right top", (-0.22, -0.20, -0.01)), (145, "eye right bottom", (-0.21, -0.15, 0.0)),
+    (263, "eye left outer", (0.30, -0.17, 0.05)), (362, "eye left inner", (0.12, -0.17, -0.02)),
+    (386, "eye left top", (0.22, -0.20, -0.01)), (374, "eye left bottom", (0.21, -0.15, 0.0)),
+    (1, "nose tip", (0.0, 0.07, -0.2)), (105, "brow right", (-0.29, -0.34, -0.03)),
+    (334, "brow left", (0.29, -0.34, -0.03)),
+    (152, "chin", (0.0, 0.62, -0.05)), (234, "cheek right", (-0.48, -0.04, 0.2)),
+    (454, "cheek left", (0.48, -0.04, 0.2)),
 )
-LANDMARK_INDICES: tuple[int, ...] = tuple(i for i, _ in LANDMARKS)
+LANDMARK_INDICES: tuple[int, ...] = tuple(i for i, _, _ in LANDMARKS)
+MEAN_FACE: tuple[tuple[float, float, float], ...] = tuple(xyz for _, _, xyz in LANDMARKS)
 _MIRROR_PAIRS = ((61, 291), (33, 263), (133, 362), (159, 386), (145, 374), (105, 334), (234, 454))
 
 

@@ -80,22 +80,12 @@ class KeypointConfig:
 
 @dataclass(frozen=True)
 class PoseConfig:
-    """H+Δ: ResNet-style encoder at `input_size`; stages of basic residual blocks.
-
-    `spatial_heads` feeds translation and expression from the whole last feature map instead of its
-    spatial mean (the paper's pooling), so where a face part is in the picture survives to the heads.
-    """
+    """H+Δ: ResNet-style encoder at `input_size`; stages of basic residual blocks."""
 
     input_size: int = 256
     stem_channels: int = 64
     widths: tuple[int, ...] = (64, 128, 256, 512)
     blocks: tuple[int, ...] = (3, 4, 6, 3)
-    spatial_heads: bool = False
-
-    @property
-    def feature_side(self) -> int:
-        """Side of the last feature map: the stem divides by 4, every later stage by 2."""
-        return self.input_size // 4 // 2 ** (len(self.widths) - 1)
 
 
 @dataclass(frozen=True)
@@ -132,6 +122,8 @@ class ImageRendererConfig:
     gives the flow; a 2D hourglass at `size`² refines it and predicts what the keyframe does not show
     (an occlusion mask and the colours to fill in). `motion_gate` is the keypoint displacement (in
     [-1, 1] units) below which the refinement fades out, so a still frame shows the keyframe unchanged.
+    `image_trains_keypoints` lets the picture losses move the keypoints too; off, only the landmark
+    and pose losses do (early on, a spline through colliding keypoints throws the gradients about).
     """
 
     size: int = 64
@@ -142,9 +134,22 @@ class ImageRendererConfig:
     max_features: int = 256
     kp_variance: float = 0.01
     motion_gate: float = 0.01
+    image_trains_keypoints: bool = False
 
 
 RENDERERS = ("feature", "image")
+KEYPOINT_SOURCES = ("canonical", "landmarks")
+
+
+@dataclass(frozen=True)
+class LandmarkDetectorConfig:
+    """The 2D heatmap detector of `keypoint_source="landmarks"`: an hourglass at `input_size`²."""
+
+    input_size: int = 128
+    block_expansion: int = 16
+    num_blocks: int = 5
+    max_features: int = 128
+    temperature: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,10 @@ class FV2VConfig(PresetConfig):
 
     `renderer` "feature" is the paper's G over the warped 3D volume; "image" warps the keyframe's own
     pixels (`image`), renders at the keyframe's size and ignores `output_size`, F, M and G.
+    `keypoint_source` "canonical" is the paper's L (x_c per source image) with H+Δ regressing δ;
+    "landmarks" shares one learned canonical face x_c among all identities and takes each frame's
+    projected keypoints from a heatmap detector (`landmarks`) trained on face landmarks: δ is what
+    the detected points add to R·x_c + t, and only its depth is regressed.
     """
 
     label: ClassVar[str] = "fv2v"
@@ -172,6 +181,7 @@ class FV2VConfig(PresetConfig):
     analysis_size: int = 256
     output_size: int = 256
     renderer: str = "feature"
+    keypoint_source: str = "canonical"
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     keypoints: KeypointConfig = field(default_factory=KeypointConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -179,12 +189,21 @@ class FV2VConfig(PresetConfig):
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     image: ImageRendererConfig = field(default_factory=ImageRendererConfig)
+    landmarks: LandmarkDetectorConfig = field(default_factory=LandmarkDetectorConfig)
 
     def __post_init__(self):
         if self.num_keypoints < 1:
             raise ConfigError(f"num_keypoints must be >= 1, got {self.num_keypoints}")
         if self.renderer not in RENDERERS:
             raise ConfigError(f"unknown renderer {self.renderer!r}; known: {', '.join(RENDERERS)}")
+        if self.keypoint_source not in KEYPOINT_SOURCES:
+            raise ConfigError(f"unknown keypoint_source {self.keypoint_source!r}; known: {', '.join(KEYPOINT_SOURCES)}")
+        if self.keypoint_source == "landmarks" and self.num_keypoints != NUM_KEYPOINTS_FV2V:
+            raise ConfigError(f"landmark keypoints are the {NUM_KEYPOINTS_FV2V} landmarks of codec.data.landmarks, "
+                              f"not {self.num_keypoints}")
+        if self.landmarks.input_size % 2**self.landmarks.num_blocks:
+            raise ConfigError(f"landmarks.input_size {self.landmarks.input_size} is not divisible by "
+                              f"2**{self.landmarks.num_blocks}")
         if self.image.size % 2**self.image.num_blocks:
             raise ConfigError(f"image.size {self.image.size} is not divisible by 2**{self.image.num_blocks}")
         side = self.volume_size
@@ -270,18 +289,19 @@ _WARP128 = FV2VConfig(
     analysis_size=128,
     output_size=128,
     renderer="image",
-    keypoints=_CPU128.keypoints,
-    pose=PoseConfig(input_size=128, stem_channels=32, widths=(32, 64, 128, 256), blocks=(1, 1, 1, 1),
-                    spatial_heads=True),
+    keypoint_source="landmarks",
+    pose=PoseConfig(input_size=64, stem_channels=16, widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1)),
     image=ImageRendererConfig(size=64, block_expansion=16, num_blocks=4, max_features=128),
+    landmarks=LandmarkDetectorConfig(input_size=128, block_expansion=16, num_blocks=5, max_features=128),
 )
 
 PRESETS: dict[str, FV2VConfig] = {
     "test": _TEST,
-    "test-image": dataclasses.replace(_TEST, name="test-image", renderer="image",
-                                      pose=dataclasses.replace(_TEST.pose, spatial_heads=True),
+    "test-image": dataclasses.replace(_TEST, name="test-image", renderer="image", keypoint_source="landmarks",
                                       image=ImageRendererConfig(size=16, block_expansion=8, num_blocks=2,
-                                                                max_features=16)),
+                                                                max_features=16),
+                                      landmarks=LandmarkDetectorConfig(input_size=32, block_expansion=8,
+                                                                       num_blocks=2, max_features=16)),
     "small": _SMALL,
     "cpu128": _CPU128,
     "warp128": _WARP128,

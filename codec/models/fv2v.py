@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitstream.constants import MotionKind
+from codec.data.landmarks import MEAN_FACE
 
 from .appearance import AppearanceExtractor
 from .canonical_keypoints import CanonicalKeypointDetector
@@ -15,6 +16,7 @@ from .config import FV2VConfig
 from .generator import Generator
 from .head_pose import HeadPoseExpression
 from .image_refiner import ImageRefiner
+from .landmark_detector import LandmarkDetector
 from .keypoint_transform import rotation_matrix, transform_keypoints
 from .model_inputs import check_motion, prepare_image
 from .motion_field import MotionFieldEstimator
@@ -48,8 +50,14 @@ class FaceVid2Vid(nn.Module):
         self.image_space = config.renderer == "image"
         # 0: frames come out at the keyframe's own size.
         self.output_size = 0 if self.image_space else config.output_size
-        self.canonical = CanonicalKeypointDetector(config)
         self.head_pose = HeadPoseExpression(config)
+        self.from_landmarks = config.keypoint_source == "landmarks"
+        if self.from_landmarks:
+            self.landmarks = LandmarkDetector(config)
+            # The shared canonical face x_c, seeded with the landmarks' mean face (keypoint k = landmark k).
+            self.template = nn.Parameter(torch.tensor(MEAN_FACE))
+        else:
+            self.canonical = CanonicalKeypointDetector(config)
         if self.image_space:
             self.refiner = ImageRefiner(config)
         else:
@@ -60,10 +68,29 @@ class FaceVid2Vid(nn.Module):
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return prepare_image(image, self.analysis_size)
 
+    def _canonical(self, image: torch.Tensor) -> torch.Tensor:
+        if self.from_landmarks:
+            return self.template.expand(image.shape[0], -1, -1)
+        return self.canonical(image)["canonical"]
+
+    def pose(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A frame's motion: pose_logits (B,3,66), rotation (B,3) degrees, translation (B,3), expression (B,K,3).
+
+        With landmark keypoints, δ's image-plane part is what takes R·x_c + t onto the detected points.
+        """
+        image = self._prepare(image)
+        out = self.head_pose(image)
+        if self.from_landmarks:
+            base = transform_keypoints(self._canonical(image), out["rotation"], out["translation"],
+                                       torch.zeros_like(out["expression"]))
+            planar = self.landmarks(image) - base[..., :2]
+            out["expression"] = torch.cat([planar, out["expression"][..., 2:].float()], -1)
+        return out
+
     def keypoints(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training hook: canonical, pose_logits (B,3,66), rotation (B,3) deg, translation, expression, keypoints."""
         image = self._prepare(image)
-        out = {"canonical": self.canonical(image)["canonical"], **self.head_pose(image)}
+        out = {"canonical": self._canonical(image), **self.pose(image)}
         out["keypoints"] = transform_keypoints(out["canonical"], out["rotation"], out["translation"],
                                                out["expression"])
         return out
@@ -83,6 +110,8 @@ class FaceVid2Vid(nn.Module):
         applied to the keyframe at its own size and filled where the keyframe shows nothing."""
         cfg = self.config.image
         src, drv = kp_source[..., :2], kp_driving[..., :2]
+        if not cfg.image_trains_keypoints:
+            src, drv = src.detach(), drv.detach()
         spline = thin_plate_grid(drv, src, cfg.size, cfg.anchors_per_side, cfg.regularisation)
         small = prepare_image(keyframe, cfg.size)
         warped_small = F.grid_sample(small, spline, padding_mode="border", align_corners=True)
@@ -107,7 +136,7 @@ class FaceVid2Vid(nn.Module):
         so `driving["canonical"]` is the source's (call `keypoints(driving)` for L on the driving frame).
         """
         state, kp_s = self._analyze(source)
-        kp_d = self.head_pose(self._prepare(driving))
+        kp_d = self.pose(driving)
         kp_d["canonical"] = kp_s["canonical"]
         out = self._animate(state, _motion_groups(kp_d))
         kp_d["keypoints"] = out["keypoints"]
@@ -122,12 +151,13 @@ class FaceVid2Vid(nn.Module):
         return state, kp
 
     def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:
-        """Run F (feature renderer), L and H+Δ on a keyframe once; `render` reuses the result for every later frame."""
+        """Run F (feature renderer), L (or the landmark detector) and H+Δ on a keyframe once; `render`
+        reuses the result for every later frame."""
         return self._analyze(image)[0]
 
     def estimate_motion(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """H+Δ only: rotation (B,1,3) degrees, translation (B,1,3), expression (B,K,3)."""
-        return _motion_groups(self.head_pose(self._prepare(image)))
+        """H+Δ (and the landmark detector) only: rotation (B,1,3) degrees, translation (B,1,3), expression (B,K,3)."""
+        return _motion_groups(self.pose(image))
 
     def render(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> torch.Tensor:
         """Animate the keyframe with a (possibly decoded or edited) motion dict → (B,3,out,out) in [0,1]."""

@@ -67,11 +67,9 @@ class HeadPoseExpression(nn.Module):
                 layers.append(BasicBlock(in_ch, width, 2 if j == 0 and i > 0 else 1))
                 in_ch = width
         self.body = nn.Sequential(*layers)
-        self.spatial_heads = cfg.spatial_heads
-        spatial = in_ch * cfg.feature_side**2 if cfg.spatial_heads else in_ch
         self.pose = nn.Linear(in_ch, 3 * POSE_BINS)
-        self.translation = nn.Linear(spatial, 3)
-        self.expression = nn.Linear(spatial, 3 * config.num_keypoints)
+        self.translation = nn.Linear(in_ch, 3)
+        self.expression = nn.Linear(in_ch, 3 * config.num_keypoints)
         # Start from the identity motion (t = δ = 0) so early training does not scatter the keypoints.
         for head in (self.translation, self.expression):
             nn.init.zeros_(head.weight)
@@ -82,13 +80,11 @@ class HeadPoseExpression(nn.Module):
         if image.shape[-1] != self.input_size:
             image = F.interpolate(image, size=(self.input_size,) * 2, mode="bilinear", align_corners=False,
                                   antialias=True)
-        maps = self.body(self.stem(image))
-        feat = maps.mean(dim=(2, 3))
-        where = maps.flatten(1) if self.spatial_heads else feat
+        feat = self.body(self.stem(image)).mean(dim=(2, 3))
         logits = self.pose(feat).view(-1, 3, POSE_BINS)
         return {
             "pose_logits": logits,
             "rotation": angles_from_logits(logits),
-            "translation": self.translation(where),
-            "expression": self.expression(where).view(-1, self.num_keypoints, 3),
+            "translation": self.translation(feat),
+            "expression": self.expression(feat).view(-1, self.num_keypoints, 3),
         }

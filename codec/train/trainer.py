@@ -188,7 +188,7 @@ class Trainer:
         if self.kind == "fv2v":
             # The warped frame keeps the source's canonical keypoints (as the driving frame does), so
             # only H+Δ must follow the warp; L stays free to be pose-invariant.
-            pose = self.model.head_pose(warped)
+            pose = self.model.pose(warped)
             warped_kp = transform_keypoints(out["source"]["canonical"], pose["rotation"], pose["translation"],
                                             pose["expression"])
             return {"equivariance": losses.equivariance_loss(out["driving"]["keypoints"], warped_kp, warp)}
