@@ -1,8 +1,9 @@
 """Parameter counts per network and inference ms/frame of the fv2v (or FOMM) presets, at batch 1.
 
 Usage: .venv/bin/python benchmarks/model_speed.py [--model fv2v|fomm] [--configs small small512 base]
-       [--threads 2] [--repeats 5]
-"cached" is estimate_motion + render, the per-frame decode cost once a keyframe is analysed.
+       [--threads 2] [--repeats 5] [--frame-size 512]
+Frames enter at --frame-size, as the codec passes them (the networks resize to their analysis size).
+"cached" is estimate_motion + render, the per-frame encode+decode cost once a keyframe is analysed.
 """
 from __future__ import annotations
 
@@ -52,13 +53,15 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def bench(kind: str, config_name: str, repeats: int) -> None:
+def bench(kind: str, config_name: str, repeats: int, frame_size: int) -> None:
     model = build_untrained(kind, config_name, seed=0)
-    image = torch.rand(1, 3, model.analysis_size, model.analysis_size)
+    image = torch.rand(1, 3, frame_size, frame_size)
     cfg = model.config
+    image_space = kind == "fv2v" and cfg.renderer == "image"
     volume = (f"volume {cfg.appearance.volume_channels}x{cfg.appearance.volume_depth}x{cfg.volume_size}"
-              f"x{cfg.volume_size}, " if kind == "fv2v" else "")
-    print(f"\n== {kind} {config_name}: analysis {model.analysis_size}², output {model.output_size}², "
+              f"x{cfg.volume_size}, " if kind == "fv2v" and not image_space else "")
+    output = f"{frame_size}² (the keyframe's size)" if image_space else f"{model.output_size}²"
+    print(f"\n== {kind} {config_name}: frames {frame_size}², analysis {model.analysis_size}², output {output}, "
           f"{volume}K={model.num_keypoints}")
     total = 0
     for name, child in model.named_children():
@@ -89,11 +92,12 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["small", "small512", "base"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frame-size", type=int, default=512, help="side of the frames given to the model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"device: {_device_name()}; torch {torch.__version__}; threads {torch.get_num_threads()}; batch 1")
     for name in args.configs:
-        bench(args.model, name, args.repeats)
+        bench(args.model, name, args.repeats, args.frame_size)
 
 
 if __name__ == "__main__":

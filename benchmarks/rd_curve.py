@@ -61,7 +61,7 @@ class BenchConfig:
     fps: float = 25.0
     metric_stride: int = 1
     points_per_method: int | None = None  # None = all operating points
-    point_pattern: str | None = None  # fnmatch pattern on point labels; None = every point
+    point_pattern: str | None = None  # comma-separated fnmatch patterns on point labels; None = every point
     device: str = "cpu"
     model: str | None = None  # fvc weights (codec.cli --model syntax); None = the shipped weights
     fomm_model: str | None = None
@@ -168,9 +168,12 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
 
 
 def chosen_points(codec: Codec, pattern: str | None) -> list[str]:
-    """The codec's operating points whose labels match `pattern` (all of them when it is None)."""
+    """The codec's operating points whose labels match one of the comma-separated `pattern`s (all when None)."""
     points = codec.operating_points()
-    return points if pattern is None else [p for p in points if fnmatch.fnmatchcase(p, pattern)]
+    if pattern is None:
+        return points
+    patterns = [part.strip() for part in pattern.split(",") if part.strip()]
+    return [p for p in points if any(fnmatch.fnmatchcase(p, one) for one in patterns)]
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -421,8 +424,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                         f"default {DEFAULT_METRIC_STRIDE})")
     p.add_argument("--points", type=int, default=None, help="use only N operating points per method, spread evenly")
     p.add_argument("--point-pattern", default=None,
-                   help="only operating points whose label matches this pattern, e.g. '*-refresh0' (motion "
-                        "frames only) or 'qp30-*'; methods without a match are skipped")
+                   help="only operating points whose label matches one of these comma-separated patterns, "
+                        "e.g. '*-refresh0,*-every250' (one keyframe per clip); methods without a match are skipped")
     p.add_argument("--device", default="cpu", help="torch device for the metrics and the neural codecs")
     p.add_argument("--model", default=None,
                    help="fvc weights: PATH or untrained-CONFIG (the development model); default the shipped ones")

@@ -121,6 +121,7 @@ def test_point_pattern_picks_operating_points_by_label():
     assert rd_curve.chosen_points(X264(), "crf2*") == ["crf20", "crf24", "crf28"]
     assert rd_curve.chosen_points(X264(), None) == X264().operating_points()
     assert rd_curve.chosen_points(X264(), "*-refresh0") == []
+    assert rd_curve.chosen_points(X264(), "crf20, crf5*") == ["crf20", "crf51"]
 
 
 def write_clip(path: Path, frames: np.ndarray, fps: int = 25) -> None:

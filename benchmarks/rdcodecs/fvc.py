@@ -50,8 +50,10 @@ class Fvc(Codec):
         from codec.encoder import EncoderConfig
 
         defaults = EncoderConfig(width=2, height=2, fps=25)  # the knobs no operating point changes
+        output = (f"{self.model.output_size} (resized to the clip size by the decoder)" if self.model.output_size
+                  else "the keyframe's size (image renderer)")
         return {"model": f"{self.kind} {self.model.config.name}", "analysis_size": str(self.model.analysis_size),
-                "output_size": f"{self.model.output_size} (resized to the clip size by the decoder)",
+                "output_size": output,
                 "max_gop": str(defaults.max_gop), "kp_threshold": str(defaults.kp_threshold)}
 
     def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:

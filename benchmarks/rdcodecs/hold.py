@@ -29,7 +29,7 @@ class HoldPoint:
         return f"qp{self.keyframe_qp}-every{self.interval}"
 
 
-POINTS = tuple(HoldPoint(qp, every) for qp in (30, 40) for every in (25, 50, 100, 250))
+POINTS = tuple(HoldPoint(qp, every) for qp in (24, 30, 40) for every in (25, 50, 100, 250))
 
 
 class Hold(Codec):
