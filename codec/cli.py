@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
+from .coding_defaults import DEFAULT_REFRESH_DB
 from .errors import InputError, ModelMismatchError, OutputError, TruncatedDecode, is_user_error, one_line
 
 EXIT_OK = 0
@@ -66,9 +67,10 @@ def _add_input_geometry_args(p: argparse.ArgumentParser, what: str = "input") ->
 
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyframe-qp", type=int, default=30, help="constant H.264 QP of keyframes (default 30)")
-    p.add_argument("--refresh-threshold", type=float, default=22.0, metavar="DB",
+    p.add_argument("--refresh-threshold", type=float, default=DEFAULT_REFRESH_DB, metavar="DB",
                    help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
-                        "model's analysis size (default 22; 0 = off, and the encoder renders nothing)")
+                        f"model's analysis size (default {DEFAULT_REFRESH_DB:g}; 0 = off, and the encoder "
+                        "renders nothing)")
     p.add_argument("--max-gop", type=_positive_int, default=250, help="most frames per keyframe (default 250)")
     p.add_argument("--kp-threshold", type=int, default=0,
                    help="skip an expression keypoint whose quantised change is at most this many steps "

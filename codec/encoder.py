@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter,
                        default_header, quantize)
 
+from .coding_defaults import DEFAULT_REFRESH_DB
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, encode_intra
@@ -44,7 +45,7 @@ class EncoderConfig:
     height: int
     fps: Fraction
     keyframe_qp: int = 30
-    refresh_threshold: float = 22.0
+    refresh_threshold: float = DEFAULT_REFRESH_DB
     max_gop: int = 250
     kp_threshold: int = 0
     frame_count: int = 0

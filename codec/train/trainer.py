@@ -401,7 +401,15 @@ def data_summary(cache: Path, store: FrameStore, split: str) -> dict:
     """What the card says about the training data."""
     return {"cache": str(cache), "split": split, "clips": len(store.clips),
             "identities": len({c.identity for c in store.clips}), "frames": int(store.frames.shape[0]),
-            "size": int(store.frames.shape[-1])}
+            "size": int(store.frames.shape[-1]),
+            "crops": {mode: sum(c.crop == mode for c in store.clips) for mode in sorted({c.crop for c in store.clips})},
+            "pose_labelled": _labelled_fraction(store.poses),
+            "landmark_labelled": _labelled_fraction(store.landmarks)}
+
+
+def _labelled_fraction(labels: torch.Tensor) -> float:
+    """Share of frames whose labels (N, ...) are all finite."""
+    return round(float(torch.isfinite(labels.flatten(1)).all(1).float().mean()), 4)
 
 
 def build_parser() -> argparse.ArgumentParser:
