@@ -218,7 +218,8 @@ def write_run_info(config: BenchConfig, run_info: dict) -> None:
     info_path = config.out / "run.json"
     if info_path.exists():
         old = json.loads(info_path.read_text())
-        run_info = {**run_info, "methods": {**old.get("methods", {}), **run_info["methods"]},
+        # Keys this run does not write (notes such as "superseded") stay.
+        run_info = {**old, **run_info, "methods": {**old.get("methods", {}), **run_info["methods"]},
                     "clips": sorted(set(old.get("clips", [])) | set(run_info["clips"])),
                     "commands": old.get("commands", []) + run_info["commands"]}
     tmp = info_path.with_suffix(".json.tmp")

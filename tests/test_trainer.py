@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer(tmp_path, steps=None, **config) -> Trainer:
-    config = TrainConfig(config="test", batch_size=2, **{"lr": 1e-3, **config})
+    config = TrainConfig(config="test", **{"batch_size": 2, "lr": 1e-3, **config})
     options = RunOptions(steps=steps, log_every=1, image_every=2, checkpoint_every=100)
     return Trainer(config, blob_store(), tmp_path, options, val_store=blob_store(1, 2), perceptual_features=TinyFeatures())
 
@@ -55,6 +55,14 @@ def test_image_renderer_trains_its_keypoints_towards_the_landmarks(tmp_path):
     mean = lambda rows, key: np.mean([r[key] for r in rows])  # noqa: E731
     assert mean(last, "landmark") < 0.5 * mean(first, "landmark")
     assert mean(last, "generator_total") < 0.8 * mean(first, "generator_total")
+
+
+@pytest.mark.parametrize("change", [{"lr": 5e-4}, {"batch_size": 3}, {"ema_decay": 0.99}, {"seed": 1}])
+def test_resume_refuses_a_changed_setting(tmp_path, change):
+    _trainer(tmp_path, steps=1).run()
+    other = _trainer(tmp_path, **change)
+    with pytest.raises(TrainError, match=f"checkpoint was trained with {next(iter(change))}="):
+        other.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME))
 
 
 def test_resume_continues_step_count_and_reproduces_state(tmp_path):

@@ -283,9 +283,11 @@ class Trainer:
         """Continue from `state_dict()` output of a run with the same model, config and losses."""
         saved = state["train_config"]
         mine = _plain(asdict(self.config))
-        for key in ("model", "config", "seed", "weights", "perceptual_scales"):
-            if saved[key] != mine[key]:
-                raise TrainError(f"checkpoint was trained with {key}={saved[key]!r}, this run has {mine[key]!r}")
+        # Every setting the weights depend on: a resumed run that changed one would record settings in
+        # the card that the optimiser (which keeps the checkpoint's learning rate) never used.
+        for key in mine:
+            if saved.get(key) != mine[key]:
+                raise TrainError(f"checkpoint was trained with {key}={saved.get(key)!r}, this run has {mine[key]!r}")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         if self.discriminator is not None:
