@@ -231,8 +231,17 @@ class VideoWriter:
             if not self.force:
                 raise FileExistsError(f"{self.path} appeared while writing")
             _remove(self.path)
+        # mkstemp/mkdtemp make 0600/0700 temporaries; the result gets what a plain write would.
+        os.chmod(self._temp, _umask_mode(0o777 if self._temp.is_dir() else 0o666))
         os.replace(self._temp, self.path)
         self._temp = None
+
+
+def _umask_mode(mode: int) -> int:
+    """`mode` with the process umask applied, as open() and mkdir() apply it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
 
 
 def _open_input(path: str | os.PathLike):

@@ -1,4 +1,6 @@
 """Video I/O on tiny clips the tests write themselves: probe, crop/resize, resampling, safe writing."""
+import os
+import stat
 from fractions import Fraction
 
 import av
@@ -183,3 +185,14 @@ def test_writer_arguments_are_validated(tmp_path, kwargs, message):
     arguments = {"fps": 25, **kwargs}
     with pytest.raises(VideoError, match=message):
         VideoWriter(tmp_path / "x.mp4", **arguments)
+
+
+@pytest.mark.parametrize("format, name, umask, mode", [("mp4", "a.mp4", 0o022, 0o644), ("png", "frames", 0o022, 0o755),
+                                                       ("raw", "a.rgb", 0o027, 0o640)])
+def test_outputs_get_the_permissions_of_a_plain_write(tmp_path, format, name, umask, mode):
+    before = os.umask(umask)
+    try:
+        path = write_clip(tmp_path / name, clip(2), 25, format=format)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
