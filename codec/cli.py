@@ -65,6 +65,11 @@ def _add_input_geometry_args(p: argparse.ArgumentParser, what: str = "input") ->
                            "data is (needs mediapipe: pip install 'fvc[prepare]')")
 
 
+def _frames_text(count: int) -> str:
+    """"1 frame", "5 frames"."""
+    return f"{count} frame" if count == 1 else f"{count} frames"
+
+
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyframe-qp", type=int, default=30, help="constant H.264 QP of keyframes (default 30)")
     p.add_argument("--refresh-threshold", type=float, default=DEFAULT_REFRESH_DB, metavar="DB",
@@ -257,7 +262,7 @@ def check_output(path: str, force: bool) -> Path:
 def _progress(total: int | None, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=" frames", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
 
 def resolve_crop(args, path: Path, info, quiet: bool) -> tuple[int, int, int] | None:
@@ -363,7 +368,7 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
     motion_frames = s["motion_packets"]
     saved = stats.unmasked_motion_bytes - stats.motion_bytes
     lines = [
-        f"wrote {out}: {s['frames']} frames {s['width']}x{s['height']} at {s['fps']} fps ({s['duration_s']:.2f} s)",
+        f"wrote {out}: {_frames_text(s['frames'])} {s['width']}x{s['height']} at {s['fps']} fps ({s['duration_s']:.2f} s)",
         f"keyframes: {stats.keyframes} ({reasons}) at QP {clip.config.keyframe_qp}",
         "bytes: " + ", ".join(f"{k} {v:,}" for k, v in by_type.items() if v) + f"; total {s['bytes']:,}",
         f"rate: {s['bits_per_pixel']:.5f} bpp, {s['kbps']:.1f} kbps",
@@ -431,10 +436,10 @@ def _cmd_decode(args) -> int:
     where = "stdout" if to_stdout else str(out)
     if damage is not None:
         raise TruncatedDecode(f"{src}: decoding stopped at byte {damage.offset} ({damage.message}); "
-                              f"wrote the {written} frames before it to {where}", written)
+                              f"wrote the {_frames_text(written)} before it to {where}", written)
     if not args.quiet:
         latency.sort()
-        print(f"wrote {written} frames {header.width}x{header.height} at {header.fps_num}/{header.fps_den} fps "
+        print(f"wrote {_frames_text(written)} {header.width}x{header.height} at {header.fps_num}/{header.fps_den} fps "
               f"to {where} in {seconds:.1f} s ({written / seconds:.2f} fps; per-frame decode latency mean "
               f"{sum(latency) / len(latency):.0f} ms, p95 {latency[int(0.95 * (len(latency) - 1))]:.0f} ms)",
               file=report)
@@ -456,7 +461,7 @@ def _cmd_info(args) -> int:
     by_type = summary["bytes_by_type"]
     print(f"{args.input}: fvc {summary['version']}, {summary['motion_kind']} motion, "
           f"{summary['num_keypoints']} keypoints, model {summary['model_id']}")
-    print(f"video: {summary['width']}x{summary['height']} at {summary['fps']} fps, {summary['frames']} frames "
+    print(f"video: {summary['width']}x{summary['height']} at {summary['fps']} fps, {_frames_text(summary['frames'])} "
           f"({summary['duration_s']:.2f} s)")
     print(f"packets: {summary['keyframes']} keyframes, {summary['motion_packets']} motion"
           + (f", {summary['unknown_packets']} unknown (skipped)" if summary["unknown_packets"] else ""))
@@ -498,7 +503,7 @@ def _cmd_animate(args) -> int:
         raise
     writer.close()
     if not args.quiet:
-        print(f"wrote {out}: {written} frames {args.size}x{args.size}")
+        print(f"wrote {out}: {_frames_text(written)} {args.size}x{args.size}")
     return EXIT_OK
 
 

@@ -67,6 +67,13 @@ def test_round_trip_keeps_frame_count_fps_and_size(stream, tmp_path, capsys):
     assert len(list(read_frames(decoded, size=SIZE))) == FRAMES
 
 
+def test_a_one_frame_clip_is_one_frame_not_one_frames(clip, tmp_path, capsys):
+    code, out, err = run(["encode", clip, tmp_path / "one.fvc", *FAST[:-1], "--frames", "1"], capsys)
+    assert code == 0 and ": 1 frame " in out + err
+    code, out, err = run(["decode", tmp_path / "one.fvc", tmp_path / "one.mp4", *MODEL], capsys)
+    assert code == 0 and "wrote 1 frame " in out + err
+
+
 def test_encode_summary_reports_keyframe_reasons_rate_and_speed(clip, tmp_path, capsys):
     code, out, err = run(["encode", clip, tmp_path / "s.fvc", *FAST[:-1], "--kp-threshold", "3"], capsys)
     assert code == 0
