@@ -84,11 +84,41 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                    help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps")
 
 
+def version_text() -> str:
+    """Package and bitstream versions and the shipped weights with their model ids."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bitstream.constants import FVC_VERSION_MAJOR, FVC_VERSION_MINOR
+
+    from . import motion_model
+
+    try:
+        package = version("fvc")
+    except PackageNotFoundError:
+        package = "(not installed)"
+    weights = [f"{path.stem} ({motion_model.model_id(path).hex()[:8]}…)"
+               for kind in motion_model.REGISTRY for path in motion_model.shipped_weights(kind)]
+    return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{FVC_VERSION_MINOR}, "
+            f"weights: {', '.join(weights) or 'none shipped'}")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked (it hashes the weights files)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print versions and the shipped weights, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `fvc` argument parser with one sub-parser per command."""
     parser = argparse.ArgumentParser(
         prog="fvc", description="fvc: a neural video codec for talking heads (H.264 keyframes + coded 3D "
                                 "keypoint motion, face-vid2vid design).")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("encode", help="encode a video into an .fvc stream",

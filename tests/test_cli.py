@@ -58,6 +58,17 @@ def test_help_lists_every_command(capsys):
         assert f"    {command} " in out
 
 
+def test_version_names_package_bitstream_and_every_shipped_weights_file(capsys):
+    from codec.motion_model import WEIGHTS_DIR, model_id
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("fvc ") and "bitstream 1.0" in out
+    for path in WEIGHTS_DIR.glob("*.pt"):
+        assert f"{path.stem} ({model_id(path).hex()[:8]}…)" in out
+
+
 def test_round_trip_keeps_frame_count_fps_and_size(stream, tmp_path, capsys):
     decoded = tmp_path / "dec.mp4"
     code, out, _ = run(["decode", stream, decoded, *MODEL], capsys)
