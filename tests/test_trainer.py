@@ -9,6 +9,7 @@ from codec.errors import OutputError
 from codec.motion_model import load_model
 from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
 from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, main
+from codec.data.sampler import PairDataset
 from training_helpers import SIZE, TinyFeatures, blob_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,6 +56,8 @@ def test_image_renderer_trains_its_keypoints_towards_the_landmarks(tmp_path):
     mean = lambda rows, key: np.mean([r[key] for r in rows])  # noqa: E731
     assert mean(last, "landmark") < 0.5 * mean(first, "landmark")
     assert mean(last, "generator_total") < 0.8 * mean(first, "generator_total")
+    trainer.val_data = PairDataset(blob_store(1, 2))
+    assert set(trainer.validate()) == {"val_l1", "val_perceptual", "val_landmark_px"}
 
 
 @pytest.mark.parametrize("change", [{"lr": 5e-4}, {"batch_size": 3}, {"ema_decay": 0.99}, {"seed": 1}])

@@ -239,17 +239,23 @@ class Trainer:
     # --- evaluation and outputs ----------------------------------------------------------------
     @torch.no_grad()
     def validate(self, pairs: int = 8) -> dict[str, float]:
-        """EMA model on a fixed set of validation pairs: mean L1 and perceptual loss."""
+        """EMA model on a fixed set of validation pairs: mean L1 and perceptual loss, and (fv2v with the
+        landmark loss) the mean distance of driving keypoints to their landmarks in cache pixels."""
         if self.val_data is None:
             return {}
         batch = self.val_data.batch(pairs, torch.Generator().manual_seed(1234))
         model = self.ema.model
         with self._autocast():
-            prediction = model.training_forward(batch["source"].to(self.device),
-                                                batch["driving"].to(self.device))["prediction"].float()
+            out = model.training_forward(batch["source"].to(self.device), batch["driving"].to(self.device))
+            prediction = out["prediction"].float()
             target = _resize_to(batch["driving"].to(self.device), prediction.shape[-1])
             perceptual = self.perceptual(prediction, target)
-        return {"val_l1": float((prediction - target).abs().mean()), "val_perceptual": float(perceptual)}
+        result = {"val_l1": float((prediction - target).abs().mean()), "val_perceptual": float(perceptual)}
+        if self.kind == "fv2v" and self.config.weights.landmark > 0:
+            # Mean per-coordinate |Δ| in [-1, 1] units, as pixels of the cache frames.
+            error = losses.landmark_loss(out["driving"]["keypoints"], batch["driving_landmarks"].to(self.device))
+            result["val_landmark_px"] = float(error) * (batch["driving"].shape[-1] - 1) / 2
+        return result
 
     def save_sample_grid(self) -> Path:
         """PNG with rows source / driving / output for up to 4 pairs of the last batch."""
