@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from codec.data.landmarks import LANDMARKS, MIRROR, normalised_landmarks
+from codec.decoder import DecoderOptions, apply_free_view
 from codec.models.blocks import make_coordinate_grid
+from codec.models.keypoint_transform import transform_keypoints
 from codec.models.thin_plate import border_anchors, thin_plate_grid
 from codec.motion_model import build_untrained
 from codec.train.losses import landmark_loss
@@ -108,3 +110,29 @@ def test_landmark_loss_is_zero_on_target_and_skips_unlabelled_frames():
     labels[0, 3] += 0.2
     assert float(landmark_loss(kp, labels)) == pytest.approx(0.2 * 2 / 40, rel=1e-5)
     assert float(landmark_loss(kp, torch.full_like(labels, float("nan")))) == 0.0
+
+
+@pytest.mark.parametrize("options, part, axis, sign", [
+    (DecoderOptions(yaw=20.0), "nose tip", 0, -1),    # positive yaw turns the face to image left
+    (DecoderOptions(pitch=20.0), "nose tip", 1, 1),   # positive pitch looks down
+    (DecoderOptions(roll=20.0), "chin", 0, -1),       # positive roll (z into the picture) swings the chin left
+])
+def test_free_view_moves_the_face_parts_the_right_way(model, options, part, axis, sign):
+    with torch.no_grad():
+        motion = model.estimate_motion(_portrait(64))
+        turned = apply_free_view(motion, options)
+        canonical = model.template[None]
+        before, after = (transform_keypoints(canonical, m["rotation"][:, 0], m["translation"][:, 0], m["expression"])
+                         for m in (motion, turned))
+    k = [name for _, name, _ in LANDMARKS].index(part)
+    moved = (after - before)[0, k, :2]
+    assert sign * moved[axis] > 0.02 and abs(moved[1 - axis]) < abs(moved[axis])
+
+
+def test_frontalize_sets_the_rendered_pose_to_zero(model):
+    with torch.no_grad():
+        motion = model.estimate_motion(_portrait(64))
+        motion["rotation"] += torch.tensor([25.0, -10.0, 5.0])
+        front = apply_free_view(motion, DecoderOptions(frontalize=True))
+    assert torch.equal(front["rotation"], torch.zeros_like(front["rotation"]))
+    assert torch.equal(front["expression"], motion["expression"])
