@@ -457,7 +457,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     out = a.out or RESULTS / (a.run_name or ("quick" if a.quick else "dev"))
     return BenchConfig(data=a.data, out=out, methods=methods, clips=a.clips, frames=a.frames, size=a.size,
                        fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points,
-                       point_pattern=a.point_pattern, device=a.device, model=a.model, fomm_model=a.fomm_model, untrained_fallback=a.quick, force=a.force)
+                       point_pattern=a.point_pattern, device=a.device, model=a.model, fomm_model=a.fomm_model,
+                       untrained_fallback=a.quick, force=a.force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,7 +147,7 @@ class FaceVid2Vid(nn.Module):
         kp = self.keypoints(small)
         volume = None if self.image_space else self.appearance(small)
         state = KeyframeState(volume, kp["canonical"], kp["keypoints"], rotation_matrix(kp["rotation"]),
-                              _motion_groups(kp), prepare_image(image, image.shape[-1]) if self.image_space else None)
+                              _motion_groups(kp), image if self.image_space else None)
         return state, kp
 
     def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:
