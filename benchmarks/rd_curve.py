@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -67,6 +68,7 @@ class BenchConfig:
     fomm_model: str | None = None
     untrained_fallback: bool = False  # without shipped weights, use the development model (--quick)
     force: bool = False
+    allow_mixed: bool = False  # add rows of other data or devices; report a method's rows of other weights
 
 
 def device_description(device: str) -> str:
@@ -205,12 +207,15 @@ def check_resume(config: BenchConfig, run_info: dict, codecs: list[Codec]) -> No
     if not info_path.exists():
         return
     old = json.loads(info_path.read_text())
-    changed = [k for k in RUN_KEYS if old.get(k) != run_info[k]]
+    # Another data folder may hold other frames under the same clip names: only --allow-mixed adds them.
+    keys = RUN_KEYS if config.allow_mixed else (*RUN_KEYS, "data")
+    changed = [k for k in keys if old.get(k) != run_info[k]]
     changed += [f"{c.name} settings" for c in codecs
                 if c.name in old.get("methods", {}) and old["methods"][c.name] != run_info["methods"][c.name]]
     if changed:
+        mixable = ", or --allow-mixed to add to it" if changed == ["data"] else ""
         raise BenchmarkError(f"{config.out} holds a run with other {', '.join(changed)}; "
-                             "use another --run-name, or --force to start it over")
+                             f"use another --run-name, or --force to start it over{mixable}")
 
 
 def write_run_info(config: BenchConfig, run_info: dict) -> None:
@@ -267,15 +272,20 @@ def run(config: BenchConfig) -> Path:
     config.out.mkdir(parents=True, exist_ok=True)
     check_resume(config, run_info, codecs)
     rows = read_rows(rd_path)
+    done = {(r["clip"], r["method"], r["point"]) for r in rows}
+    jobs = [(clip, codec, point) for clip in clips for codec in codecs
+            for point in spread(chosen_points(codec, config.point_pattern), config.points_per_method)
+            if (clip.stem, codec.name, point) not in done]
+    if not config.allow_mixed:
+        # Before hours of coding: the reports would refuse the rows this run adds.
+        pending = {codec.name: {"method": codec.name, "weights": codec.weights, "device": device}
+                   for _, codec, _ in jobs}
+        check_mixed(pd.DataFrame([*rows, *pending.values()], columns=["method", "weights", "device"]))
     if rd_path.exists():
         write_rows(rd_path, rows)
     write_run_info(config, run_info)
     warn_untrained(codecs)
 
-    done = {(r["clip"], r["method"], r["point"]) for r in rows}
-    jobs = [(clip, codec, point) for clip in clips for codec in codecs
-            for point in spread(chosen_points(codec, config.point_pattern), config.points_per_method)
-            if (clip.stem, codec.name, point) not in done]
     print(f"{len(done)} rows already in {rd_path}, {len(jobs)} to run; metrics on every "
           f"{config.metric_stride}. frame, LPIPS {metrics.lpips_variant} on {device}", file=sys.stderr)
     loaded: tuple[Path, np.ndarray] | None = None
@@ -296,7 +306,7 @@ def run(config: BenchConfig) -> Path:
             **{k: f"{v:.6g}" for k, v in metrics(source, coded.frames).items()},
             "encode_fps": f"{n / coded.encode_seconds:.4g}", "decode_fps": f"{n / coded.decode_seconds:.4g}",
             "device": device, "weights": codec.weights})
-    write_reports(config.out)
+    write_reports(config.out, config.allow_mixed)
     warn_untrained(codecs)
     return config.out
 
@@ -308,13 +318,34 @@ BD_METRICS = {"lpips": False, "psnr": True}  # metric -> higher is better
 LPIPS_TARGETS = (0.20, 0.15)
 
 
+def weights_id(label: str) -> str:
+    """The model id that ends a weights label ("PATH (ID)"), else the label: a copy elsewhere is the same weights."""
+    match = re.search(r"\(([0-9a-f]{32})\)$", label)
+    return match.group(1) if match else label
+
+
+def check_mixed(rd: pd.DataFrame) -> None:
+    """Refuse rows of one method that ran with other weights (model id) or on another device: the
+    reports' means would describe neither."""
+    keys = {"weights": rd["weights"].map(weights_id), "device": rd["device"]}
+    differ = []
+    for method, rows in rd.groupby("method", sort=False):
+        for column, key in keys.items():
+            values = rows[column][~key.loc[rows.index].duplicated()]
+            if len(values) > 1:
+                differ.append(f"{method} {column} {' vs '.join(values)}")
+    if differ:
+        raise BenchmarkError(f"rows of one method would be averaged across {'; '.join(differ)}: keep them in "
+                             "separate runs (--run-name), or pass --allow-mixed")
+
+
 def summarize(rd: pd.DataFrame) -> pd.DataFrame:
     """Per method and point: means over clips (clips = how many were averaged)."""
     numeric = ["bpp", "kbps", "lpips", "psnr", "ssim", "encode_fps", "decode_fps"]
     grouped = rd.groupby(["method", "point"], sort=False)
     summary = grouped[numeric].mean()
     summary.insert(0, "clips", grouped["clip"].nunique())
-    summary["weights"] = grouped["weights"].first()
+    summary["weights"] = grouped["weights"].agg(lambda labels: " + ".join(labels.unique()))
     return summary.reset_index().sort_values(["method", "bpp"], kind="stable", ignore_index=True)
 
 
@@ -385,9 +416,11 @@ def plot(summary: pd.DataFrame, metric: str, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_reports(out: Path) -> None:
+def write_reports(out: Path, allow_mixed: bool = False) -> None:
     """summary.csv, bd_rate.csv, quality.csv and the two plots from rd.csv; prints the tables."""
     rd = pd.read_csv(out / "rd.csv")
+    if not allow_mixed:
+        check_mixed(rd)
     summary = summarize(rd)
     bd = bd_table(rd)
     quality = quality_table(summary)
@@ -435,6 +468,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                    help="1 clip, 16 frames, 3 points per method, metric stride 2; the untrained development "
                         "models when no weights ship")
     p.add_argument("--force", action="store_true", help="discard the rows of an earlier run in the same folder")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="add rows from another data folder or device to a run, and report one method's rows made "
+                        "with other weights or on other devices (refused by default, naming what differs)")
     a = p.parse_args(argv)
     if a.data is None:
         p.error(f"no clips: {DEFAULT_DATA} does not exist; pass --data <folder of talking-head clips>")
@@ -458,7 +494,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     return BenchConfig(data=a.data, out=out, methods=methods, clips=a.clips, frames=a.frames, size=a.size,
                        fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points,
                        point_pattern=a.point_pattern, device=a.device, model=a.model, fomm_model=a.fomm_model,
-                       untrained_fallback=a.quick, force=a.force)
+                       untrained_fallback=a.quick, force=a.force, allow_mixed=a.allow_mixed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -229,3 +230,54 @@ def test_default_protocol_is_ten_seconds_at_metric_stride_ten_and_zero_frames_me
     assert rd_curve.parse_args(["--data", str(tmp_path), "--frames", "0"]).frames is None
     quick = rd_curve.parse_args(["--data", str(tmp_path), "--quick"])
     assert (quick.frames, quick.metric_stride, quick.clips) == (16, 2, ["1"])
+
+
+def rd_row(clip: str, method: str, point: str, bpp: float, lpips: float, **columns) -> dict:
+    """A synthetic rd.csv row: nothing is coded or measured."""
+    return {"clip": clip, "method": method, "point": point, "frames": 8, "width": 64, "height": 64, "fps": 25.0,
+            "bytes": round(bpp * 64 * 64 * 8 / 8), "bpp": bpp, "kbps": bpp * 64 * 64 * 25 / 1000, "lpips": lpips,
+            "psnr": 30 - 10 * lpips, "ssim": 0.9, "encode_fps": 10, "decode_fps": 10, "device": "CPU x2",
+            "weights": "-", **columns}
+
+
+def test_reports_refuse_to_average_rows_of_other_weights_or_devices(tmp_path):
+    shipped = "fv2v-warp128.pt (8d1596d6432b45e442f2e5ae8dc994e1)"
+    rows = [rd_row(clip, method, point, bpp, lpips, weights=shipped if method == "fvc" else "-")
+            for clip in "ab" for method, points in (("fvc", ("qp24", "qp40")), ("x264", ("crf40", "crf51")))
+            for point, bpp, lpips in zip(points, (0.004, 0.002), (0.2, 0.3))]
+    rows[1]["weights"] = "/elsewhere/" + shipped  # the same file copied elsewhere: the same weights
+    rd_curve.write_rows(tmp_path / "rd.csv", rows)
+    rd_curve.write_reports(tmp_path)
+    for column, value, named in (("weights", "fv2v-cpu128.pt (b107e6f28b8c73195da03d203de638bd)",
+                                  f"fvc weights {shipped} vs fv2v-cpu128.pt"),
+                                 ("device", "Intel Xeon x2", "fvc device CPU x2 vs Intel Xeon x2")):
+        mixed = [dict(r) for r in rows]
+        mixed[5][column] = value  # b, fvc, qp40
+        rd_curve.write_rows(tmp_path / "rd.csv", mixed)
+        with pytest.raises(rd_curve.BenchmarkError, match=f"averaged across {re.escape(named)}") as refused:
+            rd_curve.write_reports(tmp_path)
+        assert "--allow-mixed" in str(refused.value) and "x264" not in str(refused.value)
+        rd_curve.write_reports(tmp_path, allow_mixed=True)
+    summary = read_csv(tmp_path / "summary.csv")
+    assert {r["weights"] for r in summary if r["method"] == "fvc"} == {shipped, f"/elsewhere/{shipped} + {shipped}"}
+
+
+def test_a_run_refuses_another_device_or_data_folder_before_coding(tmp_path, capsys):
+    data, out = tmp_path / "clips", tmp_path / "run"
+    data.mkdir()
+    (data / "a.mp4").write_bytes(b"")  # never read: every refusal comes before coding
+    out.mkdir()
+    rows = [rd_row("a", "x264", "crf20", 0.02, 0.1), rd_row("a", "x264", "crf51", 0.01, 0.3)]
+    rd_curve.write_rows(out / "rd.csv", [{**r, "device": "Other CPU x8"} for r in rows])
+    argv = ["--data", str(data), "--out", str(out), "--methods", "x264", "--size", "64", "--points", "2"]
+    assert rd_curve.main(argv) == 0  # every row done: the reports alone
+    before = (out / "rd.csv").read_text()
+    assert rd_curve.main([*argv, "--points", "3"]) == 2  # one more point, coded on this machine
+    err = capsys.readouterr().err
+    assert "x264 device Other CPU x8 vs " in err and "--allow-mixed" in err
+    other = tmp_path / "other"
+    data.rename(other)
+    assert rd_curve.main([*argv, "--data", str(other)]) == 2
+    assert "other data; " in capsys.readouterr().err
+    assert rd_curve.main([*argv, "--data", str(other), "--allow-mixed"]) == 0
+    assert (out / "rd.csv").read_text() == before

@@ -13,7 +13,11 @@ from bitstream.synthetic import FPS, trace
 AU = b"\0\0\0\1\x65\x88\x84"
 
 
-@pytest.mark.parametrize("kind, bound", [(MotionKind.FV2V, 34.0), (MotionKind.FOMM, 38.0)])
+# fv2v K=20: its target, <= 30 B per MOTION packet (27.6 measured here, 27.5 in spec/bitstream.md).
+# FOMM K=10 has no stated target: about 5 % above its measured 30.4 B. The traces are seeded, so the rate
+# does not vary between runs: the bounds leave room for retuning the coder, and a coder a few percent
+# worse fails (the former 34 and 38 B let an expression or Jacobian decay of 10000 pass).
+@pytest.mark.parametrize("kind, bound", [(MotionKind.FV2V, 30.0), (MotionKind.FOMM, 32.0)])
 def test_motion_packets_fit_the_rate_target(kind, bound):
     header = default_header(kind, 256, 256, FPS, bytes(16))
     motion = trace(kind, 250, seed=11)
@@ -33,7 +37,6 @@ def test_motion_packets_fit_the_rate_target(kind, bound):
     writer.close()
     info = summarize(sink.getvalue())
     per_frame = info["bytes_by_type"]["motion"] / info["motion_packets"]
-    # Target: <= 30 B per MOTION packet for fv2v K=20 (measured 27.5); the bound leaves room for trace noise.
     assert per_frame <= bound
     assert worst <= 0.5 + 1e-4  # lossless beyond the quantiser at mask_threshold 0
     assert len(list(StreamReader(sink.getvalue()))) == 251

@@ -1,10 +1,12 @@
 """Trainer on tiny data with the `test` fv2v config: loss goes down, checkpoints resume exactly, splits join."""
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from codec.data.cache import CacheIndex, write_labels
 from codec.errors import OutputError
 from codec.motion_model import load_model
 from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
@@ -19,6 +21,13 @@ def _trainer(tmp_path, steps=None, **config) -> Trainer:
     config = TrainConfig(config="test", **{"batch_size": 2, "lr": 1e-3, **config})
     options = RunOptions(steps=steps, log_every=1, image_every=2, checkpoint_every=100)
     return Trainer(config, blob_store(), tmp_path, options, val_store=blob_store(1, 2), perceptual_features=TinyFeatures())
+
+
+def _label_poses(cache) -> None:
+    """Constant pose labels in a --centre-crop cache, as face detection would have written them (the
+    synthetic clips hold no face to find)."""
+    for clip in CacheIndex.load(cache).clips:
+        write_labels(cache / clip.poses, np.tile(np.float32([[5.0, -3.0, 1.0]]), (clip.frames, 1)))
 
 
 def test_run_lowers_the_loss_checkpoints_and_exports(tmp_path):
@@ -58,6 +67,32 @@ def test_image_renderer_trains_its_keypoints_towards_the_landmarks(tmp_path):
     assert mean(last, "generator_total") < 0.8 * mean(first, "generator_total")
     trainer.val_data = PairDataset(blob_store(1, 2))
     assert set(trainer.validate()) == {"val_l1", "val_perceptual", "val_landmark_px"}
+
+
+def test_fv2v_refuses_training_frames_without_the_labels_its_losses_need(tmp_path):
+    """As on a cache prepared without face detection: the losses skip NaN labels, so the run would
+    quietly train without them."""
+    store = blob_store()
+    nan = float("nan")
+    no_poses = dataclasses.replace(store, poses=torch.full_like(store.poses, nan))
+    no_landmarks = dataclasses.replace(store, landmarks=torch.full_like(store.landmarks, nan))
+    unlabelled = dataclasses.replace(no_poses, landmarks=no_landmarks.landmarks)
+    fv2v, image = (TrainConfig.for_model("fv2v", config=name) for name in ("test", "test-image"))
+    for config, data, message in (
+            (fv2v, no_poses, "^the head-pose loss needs pose labels, but"),
+            (image, no_landmarks, "^the landmark loss needs face landmarks, but"),
+            (image, unlabelled, "^the head-pose loss needs pose labels and the landmark loss needs face landmarks, "
+                                "but none of the 8 training frames has them")):
+        with pytest.raises(TrainError, match=message) as refused:
+            Trainer(config, data, tmp_path, perceptual_features=TinyFeatures())
+        assert "prepare it again with face detection" in str(refused.value) and "\n" not in str(refused.value)
+    # Face detection misses some frames: one labelled frame will do. FOMM and the feature renderer's
+    # losses need no landmarks.
+    some_poses = dataclasses.replace(no_poses, poses=no_poses.poses.clone())
+    some_poses.poses[3] = store.poses[3]
+    fomm = TrainConfig.for_model("fomm", config="test")
+    for config, data in ((fv2v, some_poses), (fv2v, no_landmarks), (fomm, unlabelled)):
+        Trainer(config, data, tmp_path, perceptual_features=TinyFeatures())
 
 
 @pytest.mark.parametrize("change", [{"lr": 5e-4}, {"batch_size": 3}, {"ema_decay": 0.99}, {"seed": 1}])
@@ -148,6 +183,9 @@ def test_cli_trains_from_a_prepared_cache_and_resumes(tmp_path, capsys):
     cache, run = tmp_path / "cache", tmp_path / "run"
     assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
     common = ["--config", "test", "--cache", str(cache), "--out", str(run), "--batch-size", "2", "--device", "cpu"]
+    assert main(common + ["--steps", "2"]) == 1
+    assert "error: the head-pose loss needs pose labels" in capsys.readouterr().err
+    _label_poses(cache)
     assert main(common + ["--steps", "2", "--split-mib", "0.1"]) == 0
     assert json.loads((run / "fv2v-test.json").read_text())["steps"] == 2
     assert len(list(run.glob("checkpoint.pt.part*"))) > 1
@@ -173,6 +211,7 @@ def test_sigterm_checkpoints_and_exports_after_the_current_step(tmp_path, monkey
             writer.write(np.full((SIZE, SIZE, 3), 40 * t + 20, np.uint8))
     cache, run = tmp_path / "cache", tmp_path / "run"
     assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
+    _label_poses(cache)
     original = Trainer.train_step
 
     def step_then_signal(self):

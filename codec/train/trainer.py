@@ -110,8 +110,10 @@ class Trainer:
             if not torch.cuda.is_available():
                 raise TrainError("--device cuda asked for, but torch sees no CUDA device")
             torch.backends.cudnn.benchmark = True
-        self.model = build_untrained(config.model, config.config, config.seed).to(self.device).train()
         self.kind = kind_name(config.model)
+        if self.kind == "fv2v":
+            _check_labels(config.weights, store)
+        self.model = build_untrained(config.model, config.config, config.seed).to(self.device).train()
         size = store.frames.shape[-1]
         if size < self.model.output_size:  # 0 (image renderer): any cache size will do
             raise TrainError(f"cache frames are {size}², smaller than the model's {self.model.output_size}² output: "
@@ -415,31 +417,57 @@ def data_summary(cache: Path, store: FrameStore, split: str) -> dict:
             "landmark_labelled": _labelled_fraction(store.landmarks)}
 
 
+def _labelled(labels: torch.Tensor) -> torch.Tensor:
+    """Per frame of labels (N, ...): are they all finite."""
+    return torch.isfinite(labels.flatten(1)).all(1)
+
+
 def _labelled_fraction(labels: torch.Tensor) -> float:
     """Share of frames whose labels (N, ...) are all finite."""
-    return round(float(torch.isfinite(labels.flatten(1)).all(1).float().mean()), 4)
+    return round(float(_labelled(labels).float().mean()), 4)
+
+
+def _check_labels(weights: losses.LossWeights, store: FrameStore) -> None:
+    """Refuse an fv2v loss whose labels no training frame has: it skips NaN labels, so the run would
+    go on without it, silently (a cache prepared without face detection has neither)."""
+    needed = {"head-pose loss needs pose labels": (weights.head_pose, store.poses),
+              "landmark loss needs face landmarks": (weights.landmark, store.landmarks)}
+    missing = [what for what, (weight, labels) in needed.items() if weight > 0 and not _labelled(labels).any()]
+    if missing:
+        raise TrainError(f"the {' and the '.join(missing)}, but none of the {len(store.frames)} training frames has "
+                         "them (the cache was prepared with --centre-crop or without MediaPipe): prepare it again "
+                         "with face detection (pip install 'fvc[prepare]', no --centre-crop)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of `fvc train`."""
     p = argparse.ArgumentParser(prog="fvc train", description="Train a motion model on a prepared cache.")
-    p.add_argument("--model", default="fv2v", choices=("fv2v", "fomm"))
-    p.add_argument("--config", default="small", help="model preset (test, small, ...)")
-    p.add_argument("--cache", type=Path, required=True, help="folder written by `fvc prepare`")
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, logs, exported weights)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="stop at this total step count")
+    p.add_argument("--model", default="fv2v", choices=("fv2v", "fomm"), help="model kind (default %(default)s)")
+    p.add_argument("--config", default="small", help="model preset: test, small, ... (default %(default)s)")
+    p.add_argument("--cache", type=Path, required=True, metavar="DIR", help="folder written by `fvc prepare`")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="run folder (checkpoint, logs, exported weights)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device (default %(default)s: cuda when torch sees a GPU, else cpu)")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="source/driving pairs per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and the sampled pairs (default %(default)s)")
+    p.add_argument("--steps", type=int, metavar="N", help="stop at this total step count")
     p.add_argument("--minutes", type=float, help="stop after this much training time in this call")
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--image-every", type=int, default=250)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--max-clips", type=int, help="use only the first N clips (smoke tests)")
-    p.add_argument("--split-mib", type=float, default=0.0,
-                   help="also write checkpoint.pt as parts of at most this many MiB (15 for the device machine)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
+                   help="save checkpoint.pt every N steps, and at the end (default %(default)s)")
+    p.add_argument("--log-every", type=int, default=10, metavar="N",
+                   help="print and append to losses.csv every N steps (default %(default)s)")
+    p.add_argument("--image-every", type=int, default=250, metavar="N",
+                   help="save a sample grid to samples/ every N steps (default %(default)s)")
+    p.add_argument("--val-every", type=int, default=500, metavar="N",
+                   help="validate on the cache's val split into val.csv every N steps (default %(default)s)")
+    p.add_argument("--max-clips", type=int, metavar="N", help="use only the first N clips (smoke tests)")
+    p.add_argument("--split-mib", type=float, default=0.0, metavar="MIB",
+                   help="also write checkpoint.pt as parts of at most this many MiB (15 for the device machine; "
+                        "default %(default)s = no parts)")
     p.add_argument("--data-on-cpu", action="store_true", help="keep decoded frames in host memory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (or its parts)")
     p.add_argument("--force", action="store_true", help="start afresh even though OUT holds a checkpoint")
