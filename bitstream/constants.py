@@ -20,7 +20,8 @@ POSE_RANGE_DEGREES = POSE_BINS * POSE_BIN_DEGREES // 2
 # The .fvc container, format v1 (spec/bitstream.md is normative).
 FVC_MAGIC = b"\x89FVC\r\n\x1a\n"
 FVC_VERSION_MAJOR = 1
-FVC_VERSION_MINOR = 0
+FVC_VERSION_MINOR = 0  # what a stream without extensions declares
+NOTE_MINOR = 1  # NOTE packets (spec §4.4) exist from version 1.1 on
 
 # Every entropy table is integer and sums to 2**ENTROPY_PRECISION; the range coder uses
 # 32-bit words and a 64-bit state (constriction's default RangeEncoder).
@@ -35,4 +36,6 @@ MAX_HEADER_BYTES = 65535
 MAX_KEYFRAME_BYTES = 16 * 1024 * 1024
 MAX_MOTION_BYTES = 65536
 MAX_END_BYTES = 256
+MAX_NOTE_BYTES = 4096
+MAX_NOTE_DEPTH = 16  # arrays and objects inside a NOTE, the top-level object included
 MAX_UNKNOWN_PACKET_BYTES = 16 * 1024 * 1024

@@ -3,16 +3,24 @@ from __future__ import annotations
 
 
 class BitstreamError(Exception):
-    """A malformed, truncated or unsupported .fvc stream; `offset` is the byte where it went wrong."""
+    """A malformed, truncated or unsupported .fvc stream.
 
-    def __init__(self, message: str, offset: int | None):
+    `offset` is the byte where it went wrong: for damage in or after a packet, that packet's first
+    byte, and `packet` is then its index (0 = the first packet after the header; spec §5.3).
+    """
+
+    def __init__(self, message: str, offset: int | None, packet: int | None = None):
         self.message = message
         self.offset = offset
-        where = f" at byte {offset}" if offset is not None else ""
-        super().__init__(f"{message}{where}")
+        self.packet = packet
+        if packet is not None:
+            text = f"packet {packet} at byte {offset}: {message}"
+        else:
+            text = message + (f" at byte {offset}" if offset is not None else "")
+        super().__init__(text)
 
     def __reduce__(self):
-        return (type(self), (self.message, self.offset))
+        return (type(self), (self.message, self.offset, self.packet))
 
 
 class TruncatedStreamError(BitstreamError):

@@ -1,6 +1,8 @@
 """The .fvc file header (spec §3): stream geometry, motion model identity, coding parameters."""
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -75,14 +77,23 @@ class StreamHeader:
             except SymbolError as exc:
                 raise SymbolError(str(exc), f"group {i}") from None
 
-    def pack(self) -> bytes:
-        """Serialised header, CRC included."""
+    def pack(self, minor: int = FVC_VERSION_MINOR) -> bytes:
+        """Serialised header declaring version 1.`minor`, CRC included."""
         body = _FIXED.pack(self.width, self.height, self.fps_num, self.fps_den, self.frame_count,
                            int(self.kind), self.num_keypoints, self.model_id, len(self.params))
         body += b"".join(_GROUP.pack(p.step, p.radius, p.decay, p.escape_freq, p.mask_freq)
                          for p in self.params)
-        head = _PREFIX.pack(FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, len(body)) + body
+        head = _PREFIX.pack(FVC_MAGIC, FVC_VERSION_MAJOR, minor, len(body)) + body
         return head + _CRC.pack(zlib.crc32(head))
+
+
+def weights_model_id(path: str | os.PathLike) -> bytes:
+    """The model_id a header carries for a weights file: the first 16 bytes of its SHA-256 (spec §3)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()[:MODEL_ID_BYTES]
 
 
 def _to_fraction(fps: int | float | Fraction | tuple[int, int]) -> Fraction:

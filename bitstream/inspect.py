@@ -6,27 +6,50 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .packets import PacketType, packet_type_of
+from .avc import slice_qp
+from .errors import BitstreamError
+from .packets import KEYFRAME_REASON, EndPacket, KeyframePacket, MotionPacket, NotePacket, UnknownPacket
 from .reader import StreamReader
 
-_TYPE_NAMES = {PacketType.KEYFRAME: "keyframe", PacketType.MOTION: "motion", PacketType.END: "end"}
+_TYPE_NAMES = {KeyframePacket: "keyframe", MotionPacket: "motion", NotePacket: "note", EndPacket: "end",
+               UnknownPacket: "unknown"}
 
 
-def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO) -> dict:
-    """Frames, keyframes, bytes by packet type, bits per pixel, kbps and model id of a whole stream."""
+def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets: bool = False) -> dict:
+    """Frames, keyframes, bytes by packet type, rate, model id and NOTE members of a stream.
+
+    A stream damaged after its header is summarised up to the damage, which "error" names;
+    `packets` adds every packet's index, type, frame, offset and size.
+    """
     with StreamReader(source) as reader:
         header = reader.header
-        by_type = {"header": reader.parser.header_size, "keyframe": 0, "motion": 0, "end": 0, "unknown": 0}
-        count = {"keyframe": 0, "motion": 0, "end": 0, "unknown": 0}
-        for record in reader.records():
-            name = _TYPE_NAMES.get(packet_type_of(record.packet), "unknown")
-            by_type[name] += record.size
-            count[name] += 1
+        by_type = {"header": reader.parser.header_size, **{name: 0 for name in _TYPE_NAMES.values()}}
+        count = {name: 0 for name in _TYPE_NAMES.values()}
+        notes, keyframes, listing, reason, error = {}, [], [], None, None
+        try:
+            for record in reader.records():
+                packet = record.packet
+                name = _TYPE_NAMES[type(packet)]
+                by_type[name] += record.size
+                count[name] += 1
+                if isinstance(packet, NotePacket):
+                    fields = packet.fields
+                    reason = fields.pop(KEYFRAME_REASON, reason)
+                    notes.update(fields)
+                elif isinstance(packet, KeyframePacket):
+                    keyframes.append({"frame": packet.frame_index, "offset": record.offset, "bytes": record.size,
+                                      "qp": slice_qp(packet.annexb), "reason": reason})
+                    reason = None
+                if packets:
+                    listing.append({"index": record.index, "type": name, "frame": getattr(packet, "frame_index", None),
+                                    "offset": record.offset, "bytes": record.size})
+        except BitstreamError as exc:
+            error = {"message": exc.message, "offset": exc.offset, "packet": exc.packet}
         version = reader.parser.version
+        frames = reader.parser.sequence.frame_count
     total = sum(by_type.values())
-    frames = reader.parser.sequence.frame_count
     seconds = frames / float(header.fps) if frames else 0.0
-    return {
+    summary = {
         "version": f"{version[0]}.{version[1]}",
         "width": header.width,
         "height": header.height,
@@ -37,6 +60,7 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO) -> dict:
         "frames": frames,
         "keyframes": count["keyframe"],
         "motion_packets": count["motion"],
+        "note_packets": count["note"],
         "unknown_packets": count["unknown"],
         "duration_s": seconds,
         "bytes": total,
@@ -47,4 +71,10 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO) -> dict:
         "groups": {g.name: {"step": float(str(np.float32(p.step))), "radius": p.radius, "decay": p.decay,
                             "escape_freq": p.escape_freq, "mask_freq": p.mask_freq}
                    for g, p in zip(header.groups, header.params)},
+        "notes": notes,
+        "keyframe_list": keyframes,
+        "error": error,
     }
+    if packets:
+        summary["packets"] = listing
+    return summary

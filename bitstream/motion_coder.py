@@ -133,6 +133,26 @@ class MotionEncoder:
         # Ideal code length per group of the last packet (-log2 of its table entries), for rate reports.
         self.last_group_bits: dict[str, float] = {}
 
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The integers the decoder holds after the last packet (zeros after `reset`)."""
+        return {k: v.copy() for k, v in self._state.items()}
+
+    def _sent_rows(self, m: _GroupModel, residuals: np.ndarray, mask_threshold: int) -> np.ndarray:
+        if m.mask is None or mask_threshold < 0:
+            return np.ones(m.group.count, dtype=bool)
+        return np.abs(residuals).max(axis=1) > mask_threshold
+
+    def reconstruct(self, ints: Mapping[str, np.ndarray], mask_threshold: int = 0) -> dict[str, np.ndarray]:
+        """The integers the decoder would hold if `ints` were encoded next (no state changes)."""
+        target = check_ints(ints, self.header.groups)
+        out = {}
+        for m in self._models:
+            prev = self._state[m.group.name]
+            sent = self._sent_rows(m, target[m.group.name] - prev, mask_threshold)
+            out[m.group.name] = np.where(sent[:, None], target[m.group.name], prev).astype(np.int32)
+        return out
+
     def encode(self, ints: Mapping[str, np.ndarray], mask_threshold: int = 0) -> tuple[bytes, dict[str, np.ndarray]]:
         """(payload, integers the decoder will reconstruct) for one frame.
 
@@ -149,11 +169,9 @@ class MotionEncoder:
             g, radius = m.group, m.params.radius
             prev = self._state[g.name]
             residuals = target[g.name] - prev
-            sent = np.ones(g.count, dtype=bool)
+            sent = self._sent_rows(m, residuals, mask_threshold)
             bits = 0.0
             if m.mask is not None:
-                if mask_threshold >= 0:
-                    sent = np.abs(residuals).max(axis=1) > mask_threshold
                 encoder.encode(sent.astype(np.int32), m.mask)
                 bits += float(np.sum(m.mask_bits[sent.astype(np.int64)]))
             flat = residuals[sent].ravel()
@@ -212,9 +230,12 @@ class MotionDecoder:
         """Back to the all-zero state of a keyframe."""
         self._state = _zero_state(self.header)
 
-    def decode(self, payload: bytes, offset: int = 0) -> dict[str, np.ndarray]:
-        """The frame's quantised symbols (int32); `offset` locates the payload in error messages."""
+    def decode(self, payload: bytes, offset: int = 0, packet: int | None = None) -> dict[str, np.ndarray]:
+        """The frame's quantised symbols (int32); errors name the payload's packet: its `offset` and index."""
         if len(payload) > 65536:
-            raise BitstreamError("motion payload longer than 65536 bytes", offset)
-        self._state = _decode(self._models, self._state, bytes(payload), offset)
+            raise BitstreamError("motion payload longer than 65536 bytes", offset, packet)
+        try:
+            self._state = _decode(self._models, self._state, bytes(payload), offset)
+        except BitstreamError as exc:
+            raise BitstreamError(exc.message, offset, packet) from None
         return {k: v.astype(np.int32) for k, v in self._state.items()}

@@ -1,26 +1,37 @@
 """Packet types, their bodies and the framing type | length | body | CRC-32 (spec §4-5)."""
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .constants import MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_UNKNOWN_PACKET_BYTES
-from .errors import BitstreamError, TruncatedStreamError
+from .avc import NAL_IDR, nal_units
+from .constants import (MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_NOTE_BYTES, MAX_NOTE_DEPTH,
+                        MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR)
+from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .varint import decode_varint, encode_varint
 
 CRC = struct.Struct("<I")
 MAX_FRAME_INDEX = 2**32 - 2  # so that frame_count = last index + 1 still fits a varint
-IDR_NAL_TYPE = 5
+# The NOTE member that describes the next KEYFRAME rather than the whole stream (spec §4.4).
+KEYFRAME_REASON = "keyframe_reason"
 
 
 class PacketType(IntEnum):
-    """Packet type byte; 0 is invalid, values above END are skipped by v1 readers."""
+    """Packet type byte; 0 is invalid, types a stream's version does not define are skipped."""
 
     KEYFRAME = 1
     MOTION = 2
     END = 3
+    NOTE = 4  # from version 1.1 on
+
+
+def defines(packet_type: int, minor: int) -> bool:
+    """Whether version 1.`minor` defines `packet_type` (the others are unknown and skipped)."""
+    last = PacketType.NOTE if minor >= NOTE_MINOR else PacketType.END
+    return 1 <= packet_type <= last
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,33 @@ class EndPacket:
 
 
 @dataclass(frozen=True)
+class NotePacket:
+    """Informative metadata (version 1.1, spec §4.4): a UTF-8 JSON object that nothing in decoding reads."""
+
+    body: bytes
+
+    @classmethod
+    def of(cls, fields: dict) -> NotePacket:
+        """The NOTE holding `fields`; SymbolError if they are not a JSON object of at most 4096 bytes."""
+        if not isinstance(fields, dict):
+            raise SymbolError(f"a note is a JSON object, not {type(fields).__name__}")
+        try:
+            body = json.dumps(fields, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            raise SymbolError(f"note is not JSON: {exc}") from None
+        if len(body) > MAX_NOTE_BYTES:
+            raise SymbolError(f"note of {len(body)} bytes exceeds the limit {MAX_NOTE_BYTES}")
+        problem = note_problem(body)
+        if problem:
+            raise SymbolError(problem)
+        return cls(body)
+
+    @property
+    def fields(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
 class UnknownPacket:
     """A packet of a type this version does not know; readers skip it."""
 
@@ -57,27 +95,60 @@ class UnknownPacket:
     body: bytes
 
 
-Packet = KeyframePacket | MotionPacket | EndPacket | UnknownPacket
+Packet = KeyframePacket | MotionPacket | EndPacket | NotePacket | UnknownPacket
 
 BODY_CAPS = {PacketType.KEYFRAME: MAX_KEYFRAME_BYTES + 5, PacketType.MOTION: MAX_MOTION_BYTES + 5,
-             PacketType.END: MAX_END_BYTES}
+             PacketType.END: MAX_END_BYTES, PacketType.NOTE: MAX_NOTE_BYTES}
 
 
-def body_cap(packet_type: int) -> int:
-    """Largest body length a reader accepts for `packet_type` (checked before reading it)."""
-    return BODY_CAPS.get(packet_type, MAX_UNKNOWN_PACKET_BYTES)
+def body_cap(packet_type: int, minor: int) -> int:
+    """Largest body length a reader of a 1.`minor` stream accepts for `packet_type` (checked before reading it)."""
+    return BODY_CAPS[packet_type] if defines(packet_type, minor) else MAX_UNKNOWN_PACKET_BYTES
 
 
 def annexb_problem(au: bytes) -> str | None:
     """Why `au` is not an Annex-B access unit with an IDR slice, or None if it is."""
     if not (au.startswith(b"\0\0\1") or au.startswith(b"\0\0\0\1")):
         return "keyframe does not start with an Annex-B start code"
-    pos = 0
-    while (pos := au.find(b"\0\0\1", pos)) >= 0:
-        pos += 3
-        if pos < len(au) and au[pos] & 0x1F == IDR_NAL_TYPE:
-            return None
-    return "keyframe has no IDR slice (NAL type 5)"
+    if not any(unit and unit[0] & 0x1F == NAL_IDR for unit in nal_units(au)):
+        return "keyframe has no IDR slice (NAL type 5)"
+    return None
+
+
+def _unique_members(pairs: list) -> dict:
+    names = [name for name, _ in pairs]
+    if len(set(names)) < len(names):
+        raise ValueError("repeated member name")
+    return dict(pairs)
+
+
+def _deeper_than(value, depth: int) -> bool:
+    """Whether arrays and objects nest more than `depth` levels deep in `value`."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return False
+    return depth == 0 or any(_deeper_than(v, depth - 1) for v in value)
+
+
+def note_problem(body: bytes) -> str | None:
+    """Why `body` is not a NOTE body (spec §4.4: a UTF-8 JSON object, names unique, nesting <= 16), or None."""
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_members)
+    except RecursionError:
+        return f"note nests deeper than {MAX_NOTE_DEPTH}"
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        return f"note is not a UTF-8 JSON object ({exc})"
+    if not isinstance(value, dict):
+        return "note is not a UTF-8 JSON object (its value is not an object)"
+    if _deeper_than(value, MAX_NOTE_DEPTH):
+        return f"note nests deeper than {MAX_NOTE_DEPTH}"
+    try:
+        # Python's parser lets NaN, Infinity, numbers beyond a double and lone surrogate escapes through.
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError as exc:  # UnicodeEncodeError included
+        return f"note is not a UTF-8 JSON object ({exc})"
+    return None
 
 
 def packet_type_of(packet: Packet) -> int:
@@ -87,6 +158,8 @@ def packet_type_of(packet: Packet) -> int:
         return PacketType.MOTION
     if isinstance(packet, EndPacket):
         return PacketType.END
+    if isinstance(packet, NotePacket):
+        return PacketType.NOTE
     return packet.type
 
 
@@ -99,7 +172,7 @@ def encode_body(packet: Packet, last_index: int) -> bytes:
     if isinstance(packet, EndPacket):
         return b"".join(encode_varint(v) for v in (packet.frame_count, packet.keyframe_count,
                                                     packet.motion_count, packet.end_offset))
-    return bytes(packet.body)
+    return bytes(packet.body)  # NOTE and unknown types
 
 
 def frame(packet_type: int, body: bytes) -> bytes:
@@ -108,24 +181,26 @@ def frame(packet_type: int, body: bytes) -> bytes:
     return head + CRC.pack(zlib.crc32(head))
 
 
-def decode_body(packet_type: int, body: bytes, last_index: int, offset: int) -> Packet:
-    """The packet held by `body`; `offset` is the body's position in the stream."""
+def decode_body(packet_type: int, body: bytes, last_index: int, minor: int) -> Packet:
+    """The packet held by `body` in a 1.`minor` stream; errors have no offset (the parser adds it)."""
     try:
         if packet_type == PacketType.KEYFRAME:
-            index, pos = decode_varint(body, 0, offset)
+            index, pos = decode_varint(body, 0)
             return KeyframePacket(index, bytes(body[pos:]))
         if packet_type == PacketType.MOTION:
-            delta, pos = decode_varint(body, 0, offset)
+            delta, pos = decode_varint(body, 0)
             if delta == 0:
-                raise BitstreamError("motion frame index delta is 0 (indices must increase)", offset)
+                raise BitstreamError("motion frame index delta is 0 (indices must increase)", None)
             return MotionPacket(last_index + delta, bytes(body[pos:]))
         if packet_type == PacketType.END:
             values, pos = [], 0
             for _ in range(4):
-                value, pos = decode_varint(body, pos, offset)
+                value, pos = decode_varint(body, pos)
                 values.append(value)
             # Later minor versions may append fields; a v1.0 reader ignores them.
             return EndPacket(*values)
     except TruncatedStreamError as exc:
-        raise BitstreamError(f"packet body too short ({exc.message})", exc.offset) from None
+        raise BitstreamError(f"packet body too short ({exc.message})", None) from None
+    if packet_type == PacketType.NOTE and defines(packet_type, minor):
+        return NotePacket(bytes(body))
     return UnknownPacket(packet_type, bytes(body))

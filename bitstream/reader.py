@@ -5,8 +5,9 @@ import io
 import os
 from typing import BinaryIO, Iterator
 
+from .errors import BitstreamError
 from .header import StreamHeader
-from .packets import Packet, UnknownPacket
+from .packets import NotePacket, Packet, UnknownPacket
 from .parser import PacketInfo, PacketParser
 
 CHUNK = 1 << 16
@@ -31,7 +32,12 @@ class StreamReader:
                 chunk = self._read(CHUNK)
                 if not chunk:
                     self.parser.close()
-                self._pending += self.parser.feed_records(chunk)
+                try:
+                    self._pending += self.parser.feed_records(chunk)
+                except BitstreamError:
+                    if self.parser.header is None:
+                        raise
+                    # Damage right after a good header: the parser keeps it for records() to raise.
         except BaseException:
             self.close()
             raise
@@ -52,7 +58,7 @@ class StreamReader:
         self.close()
 
     def records(self) -> Iterator[PacketInfo]:
-        """Every packet with its offset and size (unknown types included); checks the stream's end."""
+        """Every packet with its index, offset and size (NOTE and unknown types included); checks the stream's end."""
         try:
             yield from self._pending
             self._pending = []
@@ -63,4 +69,5 @@ class StreamReader:
             self.close()
 
     def __iter__(self) -> Iterator[Packet]:
-        return (r.packet for r in self.records() if not isinstance(r.packet, UnknownPacket))
+        """The packets decoding uses: KEYFRAME, MOTION and END."""
+        return (r.packet for r in self.records() if not isinstance(r.packet, (NotePacket, UnknownPacket)))

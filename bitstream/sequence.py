@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .errors import BitstreamError
 from .header import StreamHeader
-from .packets import MAX_FRAME_INDEX, EndPacket, KeyframePacket, MotionPacket, Packet, annexb_problem
+from .packets import (MAX_FRAME_INDEX, EndPacket, KeyframePacket, MotionPacket, NotePacket, Packet, annexb_problem,
+                      note_problem)
 
 
 class StreamSequence:
@@ -58,3 +59,7 @@ class StreamSequence:
                 raise BitstreamError(f"stream has {packet.frame_count} frames, header says "
                                      f"{self.header.frame_count}", offset)
             self.ended = True
+        elif isinstance(packet, NotePacket):
+            problem = note_problem(packet.body)
+            if problem:
+                raise BitstreamError(problem, offset)

@@ -22,20 +22,20 @@ def encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def decode_varint(data: bytes | bytearray | memoryview, pos: int, base: int = 0) -> tuple[int, int]:
-    """(value, next position) of the varint at data[pos]; `base` offsets error positions."""
+def decode_varint(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at data[pos]; error offsets are positions in `data`."""
     value = 0
     for i in range(VARINT_MAX_BYTES):
         if pos + i >= len(data):
-            raise TruncatedStreamError("truncated varint", base + pos + i)
+            raise TruncatedStreamError("truncated varint", pos + i)
         byte = data[pos + i]
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
             # A zero final byte after continuation bytes is an overlong encoding; refusing it
             # makes every value's encoding unique, so re-encoding reproduces the stream.
             if i > 0 and byte == 0:
-                raise BitstreamError("overlong varint", base + pos)
+                raise BitstreamError("overlong varint", pos)
             if value > VARINT_MAX_VALUE:
-                raise BitstreamError("varint exceeds 32 bits", base + pos)
+                raise BitstreamError("varint exceeds 32 bits", pos)
             return value, pos + i + 1
-    raise BitstreamError("varint longer than 5 bytes", base + pos)
+    raise BitstreamError("varint longer than 5 bytes", pos)

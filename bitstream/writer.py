@@ -5,28 +5,31 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from .constants import FVC_VERSION_MINOR, NOTE_MINOR
 from .errors import BitstreamError
 from .header import StreamHeader
-from .packets import (EndPacket, MotionPacket, Packet, PacketType, UnknownPacket, body_cap, encode_body, frame,
+from .packets import (EndPacket, MotionPacket, NotePacket, Packet, UnknownPacket, body_cap, defines, encode_body, frame,
                       packet_type_of)
 from .sequence import StreamSequence
 
 
 class StreamWriter:
-    """Writes a .fvc stream to `sink`; refuses any packet a reader would refuse.
+    """Writes a .fvc stream of version 1.`minor` to `sink`; refuses any packet a reader would refuse.
 
     `close()` appends the END packet. With `flush=True` the sink is flushed after the
     header and every packet, so a receiver can decode while the stream is being written.
+    NOTE packets need `minor` >= 1: the header, written first, must announce them.
     """
 
-    def __init__(self, sink: BinaryIO, header: StreamHeader, flush: bool = False):
+    def __init__(self, sink: BinaryIO, header: StreamHeader, flush: bool = False, minor: int = FVC_VERSION_MINOR):
         self._sink = sink
         self._flush = flush
         self.header = header
+        self.minor = minor
         self.sequence = StreamSequence(header)
         self.offset = 0
         self.packet_sizes: list[int] = []
-        self._emit(header.pack())
+        self._emit(header.pack(minor))
         self.header_size = self.offset
 
     def _emit(self, data: bytes) -> None:
@@ -36,18 +39,22 @@ class StreamWriter:
         self.offset += len(data)
 
     def write(self, packet: Packet) -> int:
-        """Write one KEYFRAME or MOTION packet (or an unknown type, to test readers); returns its size."""
+        """Write one KEYFRAME, MOTION or NOTE packet (or an unknown type, to test readers); returns its size."""
         if isinstance(packet, EndPacket):
             raise BitstreamError("END is written by close()", self.offset)
-        if isinstance(packet, UnknownPacket) and not PacketType.END < packet.type <= 255:
-            raise BitstreamError(f"packet type {packet.type} is not an unknown (reserved-for-future) type", self.offset)
+        if isinstance(packet, NotePacket) and self.minor < NOTE_MINOR:
+            raise BitstreamError(f"NOTE packets need version 1.{NOTE_MINOR} (this stream is 1.{self.minor})",
+                                 self.offset)
+        if isinstance(packet, UnknownPacket) and (defines(packet.type, self.minor) or not 0 < packet.type <= 255):
+            raise BitstreamError(f"packet type {packet.type} is not an unknown type of version 1.{self.minor}",
+                                 self.offset)
         if isinstance(packet, MotionPacket) and len(packet.payload) > 65536:
             raise BitstreamError("motion payload longer than 65536 bytes", self.offset)
         body = encode_body(packet, self.sequence.last_index)
         packet_type = packet_type_of(packet)
-        if len(body) > body_cap(packet_type):
-            raise BitstreamError(f"packet body of {len(body)} bytes exceeds the limit {body_cap(packet_type)}",
-                                 self.offset)
+        cap = body_cap(packet_type, self.minor)
+        if len(body) > cap:
+            raise BitstreamError(f"packet body of {len(body)} bytes exceeds the limit {cap}", self.offset)
         self.sequence.admit(packet, self.offset)
         data = frame(packet_type, body)
         self._emit(data)
@@ -74,12 +81,13 @@ class StreamWriter:
 class FileStreamWriter(StreamWriter):
     """A StreamWriter on a path: writes `<path>.tmp` and renames it only when closed cleanly."""
 
-    def __init__(self, path: str | os.PathLike, header: StreamHeader, force: bool = False, flush: bool = False):
+    def __init__(self, path: str | os.PathLike, header: StreamHeader, force: bool = False, flush: bool = False,
+                 minor: int = FVC_VERSION_MINOR):
         self.path = Path(path)
         if self.path.exists() and not force:
             raise FileExistsError(f"{self.path} exists (use force to overwrite)")
         self._tmp = self.path.with_name(self.path.name + ".tmp")
-        super().__init__(open(self._tmp, "wb"), header, flush)
+        super().__init__(open(self._tmp, "wb"), header, flush, minor)
 
     def close(self) -> EndPacket:
         end = super().close()

@@ -24,6 +24,11 @@ EXIT_ERROR = 1  # bad input, refused output, damaged stream (frames before the d
 EXIT_INTERRUPTED = 130
 UNTRAINED_PREFIX = "untrained-"
 DEFAULT_SIZE = 512
+# The extensions of codec.video.VIDEO_CONTAINERS, spelled out here because that module needs PyAV.
+VIDEO_NAMES = ".mp4, .mkv, .mov or .avi"
+# Names that promise a picture or a video, which an .fvc stream is not.
+MEDIA_SUFFIXES = frozenset(".mp4 .m4v .mkv .mov .avi .webm .flv .wmv .mpg .mpeg .ts .3gp .y4m .yuv .gif .png .jpg "
+                           ".jpeg .bmp .tif .tiff .webp".split())
 
 
 # ---------------------------------------------------------------- arguments shared by commands
@@ -43,6 +48,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _frame_index(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a frame index (0 or more)")
     return value
 
 
@@ -71,24 +83,30 @@ def _frames_text(count: int) -> str:
 
 
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keyframe-qp", type=int, default=30, help="constant H.264 QP of keyframes (default 30)")
+    p.add_argument("--keyframe-qp", "--qp", type=int, default=30, metavar="QP",
+                   help="constant H.264 QP of keyframes (default 30)")
     p.add_argument("--refresh-threshold", type=float, default=DEFAULT_REFRESH_DB, metavar="DB",
                    help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
                         f"model's analysis size (default {DEFAULT_REFRESH_DB:g}; 0 = off, and the encoder "
                         "renders nothing)")
-    p.add_argument("--max-gop", type=_positive_int, default=250, help="most frames per keyframe (default 250)")
+    p.add_argument("--max-gop", "--keyint", type=_positive_int, default=250, metavar="N",
+                   help="most frames per keyframe (default 250)")
     p.add_argument("--kp-threshold", type=int, default=0,
                    help="skip an expression keypoint whose quantised change is at most this many steps "
                         "(default 0: only unchanged ones; -1: send every keypoint)")
     p.add_argument("--kbps", type=float, metavar="TARGET",
-                   help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps")
+                   help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
+                        "(out of reach: the nearest reachable rate is written, with a warning)")
+    p.add_argument("--strict-rate", action="store_true",
+                   help="with --kbps: refuse a target out of reach (after the first pass) instead of writing "
+                        "the nearest rate")
 
 
 def version_text() -> str:
     """Package and bitstream versions and the shipped weights with their model ids."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bitstream.constants import FVC_VERSION_MAJOR, FVC_VERSION_MINOR
+    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR
 
     from . import motion_model
 
@@ -98,7 +116,8 @@ def version_text() -> str:
         package = "(not installed)"
     weights = [f"{path.stem} ({motion_model.model_id(path).hex()[:8]}…)"
                for kind in motion_model.REGISTRY for path in motion_model.shipped_weights(kind)]
-    return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{FVC_VERSION_MINOR}, "
+    # The encoder writes 1.1 (NOTE packets); the decoder reads every 1.x stream.
+    return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{NOTE_MINOR} (reads {FVC_VERSION_MAJOR}.x), "
             f"weights: {', '.join(weights) or 'none shipped'}")
 
 
@@ -137,10 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Decode an .fvc stream. A damaged stream is decoded up to the damage; "
                                    "those frames are written and the exit code is 1.")
     p.add_argument("input", help="input .fvc stream")
-    p.add_argument("output", help="output video (.mp4), a folder for --format png, or - for raw rgb24 on stdout")
-    p.add_argument("--format", choices=("mp4", "png"), default="mp4",
-                   help="mp4 video or a folder of PNG frames (default mp4; output - is always raw rgb24)")
-    p.add_argument("--crf", type=int, default=18, help="x264 CRF of the mp4 output (default 18)")
+    p.add_argument("output", help=f"output video ({VIDEO_NAMES}), a folder for --format png, or - for raw "
+                                  "rgb24 on stdout")
+    p.add_argument("--format", choices=("video", "png"), default="video",
+                   help="H.264 video in the container the output's extension names, or a folder of PNG frames "
+                        "(default video; output - is always raw rgb24)")
+    p.add_argument("--start", type=_frame_index, default=0, metavar="N",
+                   help="write from frame N on (counted from 0; default 0); earlier frames are decoded, not written")
+    p.add_argument("--frames", type=_positive_int, metavar="N", help="write at most N frames")
+    p.add_argument("--crf", type=int, default=18, help="x264 CRF of the video output (default 18)")
     for axis in ("yaw", "pitch", "roll"):
         p.add_argument(f"--{axis}", type=float, default=0.0, metavar="DEG",
                        help=f"free view (fv2v): add DEG degrees of {axis} to the head rotation")
@@ -149,16 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
-    p = sub.add_parser("info", help="describe an .fvc stream", description="Print what an .fvc stream holds.")
+    p = sub.add_parser("info", help="describe an .fvc stream",
+                       description="Print what an .fvc stream holds. A damaged stream is described up to the "
+                                   "damage, which is named on stderr, and the exit code is 1.")
     p.add_argument("input", help="input .fvc stream")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--packets", action="store_true", help="also list every packet: index, type, frame, offset, size")
 
     p = sub.add_parser("animate", help="animate a still portrait with the motion of a driving video",
                        description="Cross-identity animation with relative motion: the source's own motion "
                                    "plus the driving video's change since its first frame.")
     p.add_argument("source", help="source portrait (any image PyAV can read)")
     p.add_argument("driving", help="driving video")
-    p.add_argument("output", help="output .mp4")
+    p.add_argument("output", help=f"output video ({VIDEO_NAMES})")
     _add_input_geometry_args(p, "driving-video")
     p.add_argument("--crf", type=int, default=18, help="x264 CRF of the output (default 18)")
     _add_model_args(p)
@@ -168,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="encode and decode the built-in astronaut clip, print rate and quality",
                        description="Builds demo/astronaut.mp4 (scikit-image's public-domain astronaut portrait on a "
                                    "smooth head-motion path), encodes, decodes, and compares with x264.")
-    p.add_argument("--out-dir", default="demo", help="folder for the clip, stream and decoded video (default demo)")
+    p.add_argument("--out-dir", default="demo", metavar="DIR",
+                   help="folder for the clip, stream and decoded video (default demo)")
     p.add_argument("--seconds", type=float, default=3.0, help="clip length (default 3 s at 25 fps)")
     p.add_argument("--size", type=_positive_int, default=DEFAULT_SIZE, help=f"frame side (default {DEFAULT_SIZE})")
     _add_coding_args(p)
@@ -289,10 +317,66 @@ def check_output(path: str, force: bool) -> Path:
     return p
 
 
+def check_encode_files(src: Path, out: Path) -> None:
+    """Refuses an .fvc stream as the input and a video or image name for the output stream."""
+    refuse_fvc_stream(src)
+    if out.suffix.lower() in MEDIA_SUFFIXES:
+        raise OutputError(f"{out}: fvc streams are written as .fvc files, not {out.suffix} "
+                          f"(name it e.g. {out.with_suffix('.fvc').name})")
+
+
+def refuse_fvc_stream(path: Path) -> None:
+    """InputError when the video or image input `path` is an .fvc stream."""
+    from bitstream.constants import FVC_MAGIC
+
+    with open(path, "rb") as f:
+        if f.read(len(FVC_MAGIC)) == FVC_MAGIC:
+            raise InputError(f"{path} is an fvc stream; did you mean fvc decode?")
+
+
+def _video_format(out: Path, alternative: str = "") -> str:
+    """The video format `out`'s extension names; OutputError for any other name."""
+    from . import video
+
+    container = video.video_format(out)
+    if container is None:
+        raise OutputError(f"cannot write {out}: video output is H.264 in {VIDEO_NAMES}{alternative}")
+    return container
+
+
 def _progress(total: int | None, desc: str, quiet: bool):
+    """A progress bar on stderr that counts frames ("5 frames", "3/6 frames") and their rate in fps."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=" frames", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    class FrameBar(tqdm):
+        @property
+        def format_dict(self):
+            values = super().format_dict
+            elapsed = values["elapsed"]
+            rate = values["rate"] or (values["n"] / elapsed if elapsed else None)
+            # tqdm's own texts read "5frame" and, below one per second, "2.50s/frame".
+            return {**values, "frames": _frames_text(values["n"]), "fps": f"{rate:.2f} fps" if rate else "? fps"}
+
+    if total:
+        counted = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}"
+    else:
+        counted = "{frames} [{elapsed}"
+    return FrameBar(total=total, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True,
+                    bar_format="{desc}: " + counted + ", {fps}{postfix}]")
+
+
+def _speed_text(frames: int, seconds: float, latency: list[float], what: str) -> str:
+    """The timing end of a summary: "in 2.0 s (3.00 fps; per-frame decode latency mean 330 ms, p95 350 ms)"."""
+    ms = sorted(latency)
+    return (f"in {seconds:.1f} s ({frames / seconds:.2f} fps; per-frame {what} latency mean "
+            f"{sum(ms) / len(ms):.0f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:.0f} ms)")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def resolve_crop(args, path: Path, info, quiet: bool) -> tuple[int, int, int] | None:
@@ -319,9 +403,9 @@ def resolve_crop(args, path: Path, info, quiet: bool) -> tuple[int, int, int] | 
 # ---------------------------------------------------------------- commands
 
 def _encode_frames(frame_source, total: int | None, loaded: LoadedModel, config, kbps: float | None,
-                   out: Path, force: bool, quiet: bool):
+                   strict_rate: bool, out: Path, force: bool, quiet: bool):
     """Encode the clip `frame_source()` yields into `out` (with rate control when `kbps` is set)."""
-    from .encoder import encode_clip, encode_to_rate
+    from .encoder import encode_clip, encode_to_rate, rate_knob
 
     def bar_callback(bar):
         def update(stats):
@@ -342,10 +426,16 @@ def _encode_frames(frame_source, total: int | None, loaded: LoadedModel, config,
             bars.append(_progress(total, f"pass {number} (QP {cfg.keyframe_qp})", quiet))
             return bar_callback(bars[-1])
         try:
-            clip, choice = encode_to_rate(frame_source, loaded.model, config, loaded.model_id, kbps, on_pass=on_pass)
+            clip, choice = encode_to_rate(frame_source, loaded.model, config, loaded.model_id, kbps,
+                                          strict=strict_rate, on_pass=on_pass)
         finally:
             if bars:
                 bars[-1].close()
+        if choice.missed:
+            low, high = choice.reachable
+            print(f"warning: --kbps {kbps:g} is out of reach ({low:.1f}..{high:.1f} kbps with this clip's keyframes); "
+                  f"wrote the nearest, {choice.kbps:.1f} kbps at keyframe QP {choice.keyframe_qp} "
+                  f"({rate_knob(kbps, low)}; --strict-rate refuses instead)", file=sys.stderr)
     clip.write(out, force=force)
     return clip, choice
 
@@ -356,6 +446,7 @@ def _cmd_encode(args) -> int:
 
     src = check_input(args.input)
     out = check_output(args.output, args.force)
+    check_encode_files(src, out)
     if out.exists() and out.resolve() == src.resolve():
         raise OutputError(f"{args.output} is the input; choose another output path")
     info = video.probe(src)
@@ -376,9 +467,12 @@ def _cmd_encode(args) -> int:
 
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
                            refresh_threshold=args.refresh_threshold, max_gop=args.max_gop,
-                           kp_threshold=args.kp_threshold)
+                           kp_threshold=args.kp_threshold,
+                           note={"source": {"width": info.width, "height": info.height},
+                                 "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()
-    clip, choice = _encode_frames(frame_source, total, loaded, config, args.kbps, out, args.force, args.quiet)
+    clip, choice = _encode_frames(frame_source, total, loaded, config, args.kbps, args.strict_rate, out,
+                                  args.force, args.quiet)
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(encode_summary(out, clip, choice, seconds))
@@ -404,9 +498,18 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
         f"rate: {s['bits_per_pixel']:.5f} bpp, {s['kbps']:.1f} kbps",
     ]
     if choice is not None:
+        passes = ", ".join(f"{t:.1f}" for t in choice.pass_seconds)
+        moved = (f"; keyframe positions from the QP {choice.decided_at_qp} pass"
+                 if choice.decided_at_qp != choice.keyframe_qp else "")
         lines.append(f"rate control: target {choice.target_kbps:g} kbps -> keyframe QP {choice.keyframe_qp}, "
                      f"{choice.kbps:.1f} kbps ({choice.kbps / choice.target_kbps - 1:+.1%}); "
-                     f"{choice.full_passes} full + {choice.fast_passes} fast passes")
+                     f"{choice.full_passes} full passes ({passes} s) + {choice.fast_passes} fast{moved}")
+    if stats.motion_proxy_db:
+        lines.append(f"closed-loop quality: motion frames {mean(stats.motion_proxy_db):.1f} dB mean luma PSNR "
+                     f"at the model's analysis size (min {min(stats.motion_proxy_db):.1f}; refresh below "
+                     f"{clip.config.refresh_threshold:g} dB)")
+    elif motion_frames:
+        lines.append("closed-loop quality: not measured (--refresh-threshold 0 encodes open loop)")
     if motion_frames:
         lines.append(f"motion: {s['motion_bytes_per_packet']:.1f} B/frame payload+framing; adaptive keypoints "
                      f"saved {saved:,} of {stats.unmasked_motion_bytes:,} payload bytes "
@@ -418,6 +521,15 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
 
 
 def _cmd_decode(args) -> int:
+    try:
+        return _decode(args)
+    except BrokenPipeError:
+        # `fvc decode s.fvc - | head`: the reader has what it wants; stop quietly, as cat does.
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _decode(args) -> int:
     from bitstream import BitstreamError, StreamReader
 
     from . import video
@@ -426,6 +538,12 @@ def _cmd_decode(args) -> int:
     src = check_input(args.input)
     to_stdout = args.output == "-"
     out = None if to_stdout else check_output(args.output, args.force)
+    if to_stdout:
+        container = "raw"
+    elif args.format == "png":
+        container = "png"
+    else:
+        container = _video_format(out, " (--format png writes PNG frames into a folder)")
     report = sys.stderr if to_stdout else sys.stdout
     options = DecoderOptions(args.yaw, args.pitch, args.roll, args.frontalize)
     try:
@@ -434,22 +552,24 @@ def _cmd_decode(args) -> int:
         raise InputError(f"{src}: {exc}") from None
     with reader:
         header = reader.header
+        if header.frame_count and args.start >= header.frame_count:
+            raise _past_the_end(src, args.start, header.frame_count)
+        stop = args.start + args.frames if args.frames else None
+        ends = [n for n in (stop, header.frame_count) if n]
         loaded = model_for_stream(header, args.model, args.device)
         _warn_untrained(loaded)
         decoder = Decoder(loaded.model, header, options)
         sink = video.VideoWriter(video.STDOUT if to_stdout else out, fps=header.fps, crf=args.crf,
-                                 format="raw" if to_stdout else args.format, force=args.force)
-        written, damage, latency = 0, None, []
+                                 format=container, force=args.force)
+        seen, written, damage, latency = 0, 0, None, []
         start = time.perf_counter()
         try:
-            with _progress(header.frame_count or None, "decode", args.quiet or to_stdout) as bar:
+            with _progress(min(ends) - args.start if ends else None, "decode", args.quiet or to_stdout) as bar:
                 try:
-                    for record in reader.records():
-                        t0 = time.perf_counter()
-                        frames = decoder.push(record.packet, record.offset)
-                        if frames:
-                            latency.append((time.perf_counter() - t0) * 1000.0)
-                        for frame in frames:
+                    # Frames before --start are decoded all the same: motion frames build on their keyframe.
+                    frames = itertools.islice(_stream_frames(reader, decoder, latency), stop)
+                    for seen, frame in enumerate(frames, 1):
+                        if seen > args.start:
                             sink.write(frame)
                             written += 1
                             bar.update(1)
@@ -458,49 +578,93 @@ def _cmd_decode(args) -> int:
         except BaseException:
             sink.abort()
             raise
-        if damage is not None and written == 0:
+        if written == 0:
             sink.abort()
-            raise damage
+            raise InputError(f"{src}: {damage}") if damage else _past_the_end(src, args.start, seen)
         sink.close()
     seconds = time.perf_counter() - start
     where = "stdout" if to_stdout else str(out)
     if damage is not None:
-        raise TruncatedDecode(f"{src}: decoding stopped at byte {damage.offset} ({damage.message}); "
+        where_damaged = f"packet {damage.packet} at byte" if damage.packet is not None else "byte"
+        raise TruncatedDecode(f"{src}: decoding stopped at {where_damaged} {damage.offset} ({damage.message}); "
                               f"wrote the {_frames_text(written)} before it to {where}", written)
     if not args.quiet:
-        latency.sort()
         print(f"wrote {_frames_text(written)} {header.width}x{header.height} at {header.fps_num}/{header.fps_den} fps "
-              f"to {where} in {seconds:.1f} s ({written / seconds:.2f} fps; per-frame decode latency mean "
-              f"{sum(latency) / len(latency):.0f} ms, p95 {latency[int(0.95 * (len(latency) - 1))]:.0f} ms)",
-              file=report)
+              f"to {where} {_speed_text(written, seconds, latency, 'decode')}", file=report)
     return EXIT_OK
 
 
-def _cmd_info(args) -> int:
-    from bitstream import summarize
+def _stream_frames(reader, decoder, latency: list[float]):
+    """Every frame of the stream, in order; the time of each packet decode that yields frames goes to `latency`."""
+    for record in reader.records():
+        t0 = time.perf_counter()
+        frames = decoder.push(record.packet, record.offset)
+        if frames:
+            latency.append((time.perf_counter() - t0) * 1000.0)
+        yield from frames
 
-    from bitstream import BitstreamError
+
+def _past_the_end(src: Path, start: int, count: int) -> InputError:
+    """The error for a --start at or beyond the stream's `count` frames."""
+    return InputError(f"{src}: --start {start} is past the end of the stream ({_frames_text(count)}; the first "
+                      f"is frame 0)")
+
+
+def _cmd_info(args) -> int:
+    from collections import Counter
+
+    from bitstream import BitstreamError, summarize
+    from bitstream.header import weights_model_id
 
     try:
-        summary = summarize(check_input(args.input))
+        summary = summarize(check_input(args.input), packets=args.packets)
     except BitstreamError as exc:
         raise InputError(f"{args.input}: {exc}") from None
+    # Hashes the shipped weights here: codec.motion_model would import torch, seconds for a quick look.
+    weights = Path(__file__).resolve().with_name("weights")
+    summary["model_name"] = next((path.stem for path in sorted(weights.glob(f"{summary['motion_kind']}-*.pt"))
+                                  if weights_model_id(path).hex() == summary["model_id"]), None)
+    error = summary["error"]
     if args.json:
         print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    by_type = summary["bytes_by_type"]
-    print(f"{args.input}: fvc {summary['version']}, {summary['motion_kind']} motion, "
-          f"{summary['num_keypoints']} keypoints, model {summary['model_id']}")
-    print(f"video: {summary['width']}x{summary['height']} at {summary['fps']} fps, {_frames_text(summary['frames'])} "
-          f"({summary['duration_s']:.2f} s)")
-    print(f"packets: {summary['keyframes']} keyframes, {summary['motion_packets']} motion"
-          + (f", {summary['unknown_packets']} unknown (skipped)" if summary["unknown_packets"] else ""))
-    print("bytes: " + ", ".join(f"{k} {v:,}" for k, v in by_type.items() if v) + f"; total {summary['bytes']:,}")
-    print(f"rate: {summary['bits_per_pixel']:.5f} bpp, {summary['kbps']:.1f} kbps, motion "
-          f"{summary['motion_bytes_per_packet']:.1f} B/packet")
-    for name, g in summary["groups"].items():
-        print(f"group {name}: step {g['step']:g}, radius {g['radius']}, decay {g['decay']}, "
-              f"escape {g['escape_freq']}" + (f", mask {g['mask_freq']}" if g["mask_freq"] else ""))
+    else:
+        model_id, name = summary["model_id"], summary["model_name"]
+        model = f"{name} ({model_id[:8]}…)" if name else f"{model_id} (unknown weights)"
+        print(f"{args.input}: fvc {summary['version']}, {summary['motion_kind']} motion, "
+              f"{summary['num_keypoints']} keypoints, model {model}")
+        if summary["notes"]:
+            print("notes: " + ", ".join(f"{k} {v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                                        for k, v in summary["notes"].items()))
+        print(f"video: {summary['width']}x{summary['height']} at {summary['fps']} fps, "
+              f"{_frames_text(summary['frames'])} ({summary['duration_s']:.2f} s)")
+        keyframes = summary["keyframe_list"]
+        if keyframes:
+            line = f"keyframes: {len(keyframes)}"
+            reasons = Counter(str(k["reason"]) for k in keyframes if k["reason"] is not None)
+            if reasons:
+                line += " (" + ", ".join(f"{reason} {n}" for reason, n in reasons.items()) + ")"
+            qps = sorted({k["qp"] for k in keyframes if k["qp"] is not None})
+            if qps:
+                line += f", QP {qps[0]}" + (f"..{qps[-1]}" if len(qps) > 1 else "")
+            print(line + f", {sum(k['bytes'] for k in keyframes) / len(keyframes):,.0f} B on average")
+        print(f"packets: {summary['keyframes']} keyframes, {summary['motion_packets']} motion"
+              + (f", {summary['note_packets']} notes" if summary["note_packets"] else "")
+              + (f", {summary['unknown_packets']} unknown (skipped)" if summary["unknown_packets"] else ""))
+        print("bytes: " + ", ".join(f"{k} {v:,}" for k, v in summary["bytes_by_type"].items() if v)
+              + f"; total {summary['bytes']:,}")
+        print(f"rate: {summary['bits_per_pixel']:.5f} bpp, {summary['kbps']:.1f} kbps, motion "
+              f"{summary['motion_bytes_per_packet']:.1f} B/packet")
+        for group, g in summary["groups"].items():
+            print(f"group {group}: step {g['step']:g}, radius {g['radius']}, decay {g['decay']}, "
+                  f"escape {g['escape_freq']}" + (f", mask {g['mask_freq']}" if g["mask_freq"] else ""))
+        for packet in summary.get("packets", []):
+            print(f"packet {packet['index']} at byte {packet['offset']}: {packet['type']}"
+                  + (f" frame {packet['frame']}" if packet["frame"] is not None else "") + f", {packet['bytes']:,} B")
+        if error is not None:
+            print(f"damaged at byte {error['offset']}: the lines above describe the {summary['bytes']:,} bytes "
+                  "before it")
+    if error is not None:
+        raise InputError(f"{args.input}: {BitstreamError(**error)}")
     return EXIT_OK
 
 
@@ -509,7 +673,10 @@ def _cmd_animate(args) -> int:
     from .decoder import Animator
 
     source_path, driving_path = check_input(args.source), check_input(args.driving)
+    refuse_fvc_stream(source_path)
+    refuse_fvc_stream(driving_path)
     out = check_output(args.output, args.force)
+    container = _video_format(out)
     info = video.probe(driving_path)
     source = next(iter(video.read_frames(source_path, size=args.size)), None)
     if source is None:
@@ -518,22 +685,27 @@ def _cmd_animate(args) -> int:
     _warn_untrained(loaded)
     crop = resolve_crop(args, driving_path, info, args.quiet)
     animator = Animator(loaded.model, source, args.size)
-    writer = video.VideoWriter(out, fps=info.fps, crf=args.crf, format="mp4", force=args.force)
-    written = 0
+    writer = video.VideoWriter(out, fps=info.fps, crf=args.crf, format=container, force=args.force)
+    latency = []
+    start = time.perf_counter()
     try:
         with _progress(info.frames or None, "animate", args.quiet) as bar:
             for frame in video.read_frames(driving_path, size=args.size, crop=crop):
-                writer.write(animator.push(frame))
-                written += 1
+                t0 = time.perf_counter()
+                animated = animator.push(frame)
+                latency.append((time.perf_counter() - t0) * 1000.0)
+                writer.write(animated)
                 bar.update(1)
-        if written == 0:
+        if not latency:
             raise InputError(f"{args.driving}: no video frames")
     except BaseException:
         writer.abort()
         raise
     writer.close()
+    seconds = time.perf_counter() - start
     if not args.quiet:
-        print(f"wrote {out}: {_frames_text(written)} {args.size}x{args.size}")
+        print(f"wrote {_frames_text(len(latency))} {args.size}x{args.size} at {info.fps.numerator}/"
+              f"{info.fps.denominator} fps to {out} {_speed_text(len(latency), seconds, latency, 'animation')}")
     return EXIT_OK
 
 
@@ -545,7 +717,7 @@ def _cmd_demo(args) -> int:
     if spec is None:
         shipped = mm.default_weights("fv2v")
         spec = str(shipped) if shipped else UNTRAINED_PREFIX + mm.REGISTRY["fv2v"].default_config
-    run_demo(args, spec, load_model_spec(spec, args.device).untrained)
+    run_demo(args, spec, load_model_spec(spec, args.device).untrained, main)
     return EXIT_OK
 
 

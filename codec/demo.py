@@ -5,7 +5,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -124,9 +124,11 @@ def _x264_near(frames_path: Path, size: int, target_bytes: int, out_dir: Path, f
     return best, out_dir / f"x264_crf{best}.mp4"
 
 
-def run_demo(args, model_spec: str, untrained: bool) -> list[Scored]:
-    """Build the clip, run `fvc encode` and `fvc decode` on it, score both against x264; print a table."""
-    from .cli import main as fvc
+def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], int]) -> list[Scored]:
+    """Build the clip, run `fvc encode` and `fvc decode` through `fvc` (argv -> exit code), score both against x264.
+
+    The command runner is passed in so that the demo shows real CLI use without depending on the CLI module.
+    """
     from .errors import CodecError
     from PIL import Image
 
@@ -149,6 +151,7 @@ def run_demo(args, model_spec: str, untrained: bool) -> list[Scored]:
     coding = ["--keyframe-qp", str(args.keyframe_qp), "--refresh-threshold", str(args.refresh_threshold),
               "--max-gop", str(args.max_gop), "--kp-threshold", str(args.kp_threshold)]
     coding += ["--kbps", str(args.kbps)] if args.kbps is not None else []
+    coding += ["--strict-rate"] if args.strict_rate else []
     quiet = ["--quiet"] if args.quiet else []
     steps = (["encode", str(clip), str(stream), "--size", str(config.size), "--model", model_spec,
               "--device", args.device, "--force", *coding, *quiet],

@@ -14,13 +14,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, StreamHeader, StreamWriter,
-                       default_header, quantize)
+from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, NotePacket, StreamHeader,
+                       StreamWriter, SymbolError, default_header, quantize)
+from bitstream.constants import NOTE_MINOR
+from bitstream.packets import KEYFRAME_REASON
 
+from . import __version__
 from .coding_defaults import DEFAULT_REFRESH_DB
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, encode_intra
+from .motion_search import MotionSearch, SearchConfig
 Packet = KeyframePacket | MotionPacket
 
 
@@ -49,6 +53,8 @@ class EncoderConfig:
     max_gop: int = 250
     kp_threshold: int = 0
     frame_count: int = 0
+    search: SearchConfig | None = None  # motion search against the true frame (the slow preset)
+    note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
         object.__setattr__(self, "fps", Fraction(self.fps).limit_denominator(1001))
@@ -64,6 +70,10 @@ class EncoderConfig:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
         if self.kp_threshold < -1:
             raise InputError(f"--kp-threshold {self.kp_threshold} must be >= -1 (-1 sends every keypoint)")
+        try:
+            stream_note(self)  # refused now rather than when the stream is written, after the whole encode
+        except SymbolError as exc:
+            raise InputError(f"encoder note: {exc}") from None
 
 
 @dataclass
@@ -71,16 +81,22 @@ class EncodeStats:
     """What the encoder decided and spent, for the summary and for rate control."""
 
     frames: int = 0
-    keyframe_reasons: Counter = field(default_factory=Counter)
+    keyframe_log: dict[int, KeyframeReason] = field(default_factory=dict)  # frame index -> why it is a keyframe
     keyframe_bytes: int = 0  # H.264 access units
     motion_bytes: int = 0  # entropy-coded payloads as sent (adaptive keypoint count)
     unmasked_motion_bytes: int = 0  # the same frames with every keypoint sent
     frame_ms: list[float] = field(default_factory=list)
     proxy_db: list[float] = field(default_factory=list)  # refresh proxy of every frame (with refresh on)
+    motion_proxy_db: list[float] = field(default_factory=list)  # the same, motion frames only
+    searched: int = 0  # motion frames whose symbols the search changed
+
+    @property
+    def keyframe_reasons(self) -> Counter:
+        return Counter(self.keyframe_log.values())
 
     @property
     def keyframes(self) -> int:
-        return sum(self.keyframe_reasons.values())
+        return len(self.keyframe_log)
 
 
 def luma_psnr(decoded: np.ndarray, original: np.ndarray, size: int) -> float:
@@ -109,6 +125,10 @@ class Encoder:
         self._motion = MotionEncoder(self.header)
         # Runs beside the real coder with every keypoint sent, to measure what masking saves.
         self._unmasked = MotionEncoder(self.header)
+        self._search = MotionSearch(model, self.header, config.search) if config.search else None
+        # The reconstruction serves the refresh decision and the search; without either the encoder
+        # is open loop and runs H (+Δ) alone, an order of magnitude faster on a CPU.
+        self._closed_loop = bool(config.refresh_threshold) or self._search is not None
         self._since_keyframe = 0
         self.stats = EncodeStats()
 
@@ -140,33 +160,52 @@ class Encoder:
 
     def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
         packet = KeyframePacket(index, encode_intra(frame, self.config.keyframe_qp))
-        if self.config.refresh_threshold:
+        if self._closed_loop:
             # Closed loop: later frames are rendered from the keyframe as decoded, not as input.
-            self.stats.proxy_db.append(luma_psnr(self._decoder.push(packet)[0], frame, self.model.analysis_size))
+            decoded = self._decoder.push(packet)[0]
+            if self.config.refresh_threshold:
+                self.stats.proxy_db.append(luma_psnr(decoded, frame, self.model.analysis_size))
+            if self._search is not None:
+                self._search.reset(self._decoder.state)
         self._motion.reset()
         self._unmasked.reset()
         self._since_keyframe = 1
-        self.stats.keyframe_reasons[reason] += 1
+        self.stats.keyframe_log[index] = reason
         self.stats.keyframe_bytes += len(packet.annexb)
         return packet
 
     def _motion_or_refresh(self, frame: np.ndarray, index: int) -> Packet:
-        motion = self.model.estimate_motion(frame_to_tensor(frame, self.device))
-        ints = quantize({k: v.detach().cpu().numpy() for k, v in motion.items()}, self.header)
+        image = frame_to_tensor(frame, self.device)
+        motion = self.model.estimate_motion(image)
+        if self._search is None:
+            ints = quantize({k: v.detach().cpu().numpy() for k, v in motion.items()}, self.header)
+        else:
+            ints = self._searched(motion, image)
         payload, _ = self._motion.encode(ints, self.config.kp_threshold)
         unmasked_payload, _ = self._unmasked.encode(ints, -1)
         packet = MotionPacket(index, payload)
         if self.config.refresh_threshold:
-            # Only the refresh decision needs the reconstruction; without it the encoder is open loop
-            # and runs H (+Δ) alone, an order of magnitude faster on a CPU.
             proxy = luma_psnr(self._decoder.push(packet)[0], frame, self.model.analysis_size)
             if proxy < self.config.refresh_threshold:
                 return self._keyframe(frame, index, KeyframeReason.QUALITY)
             self.stats.proxy_db.append(proxy)
+            self.stats.motion_proxy_db.append(proxy)
+        elif self._search is not None:
+            self._decoder.push(packet)  # keeps the decoder's motion state in step with the stream
         self._since_keyframe += 1
         self.stats.motion_bytes += len(payload)
         self.stats.unmasked_motion_bytes += len(unmasked_payload)
         return packet
+
+    def _searched(self, motion: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, np.ndarray]:
+        """Symbols from the motion search, judged by the decoder's own rendering of what it will hold."""
+        def shown(ints: dict[str, np.ndarray]) -> torch.Tensor:
+            held = self._motion.reconstruct(ints, self.config.kp_threshold)
+            return frame_to_tensor(self._decoder.render(held), self.device)
+
+        result = self._search.refine(motion, image, self._motion.state, shown)
+        self.stats.searched += int(result.searched)
+        return result.ints
 
 
 @dataclass
@@ -182,22 +221,36 @@ class EncodedClip:
     def to_bytes(self, packets: Iterable[Packet] | None = None) -> bytes:
         """The serialised stream (with `packets` in place of the clip's own when given)."""
         sink = io.BytesIO()
-        writer = StreamWriter(sink, self.header)
-        for packet in self.packets if packets is None else packets:
-            writer.write(packet)
+        writer = StreamWriter(sink, self.header, minor=NOTE_MINOR)
+        self._write_packets(writer, self.packets if packets is None else packets)
         writer.close()
         return sink.getvalue()
 
     def write(self, path, force: bool = False) -> None:
         """Write the stream to `path` through a temporary file renamed only when complete."""
-        with FileStreamWriter(path, self.header, force=force) as writer:
-            for packet in self.packets:
-                writer.write(packet)
+        with FileStreamWriter(path, self.header, force=force, minor=NOTE_MINOR) as writer:
+            self._write_packets(writer, self.packets)
+
+    def _write_packets(self, writer: StreamWriter, packets: Iterable[Packet]) -> None:
+        """The stream's NOTE, then `packets` with a NOTE of its reason before each keyframe (spec §4.4).
+
+        Both kinds of NOTE are known when their place in the stream comes, so a live sender writes them too.
+        """
+        writer.write(stream_note(self.config))
+        for packet in packets:
+            if isinstance(packet, KeyframePacket):
+                writer.write(NotePacket.of({KEYFRAME_REASON: self.stats.keyframe_log[packet.frame_index].value}))
+            writer.write(packet)
 
     def kbps(self, size: int | None = None) -> float:
         """Bit rate of the stream (of `size` bytes when given) over the clip's duration."""
         size = len(self.to_bytes()) if size is None else size
         return size * 8 * float(self.config.fps) / max(1, self.stats.frames) / 1000.0
+
+
+def stream_note(config: EncoderConfig) -> NotePacket:
+    """The NOTE written after the header: which fvc wrote the stream, plus the config's `note` members."""
+    return NotePacket.of({"writer": f"fvc {__version__}", **(config.note or {})})
 
 
 def encode_clip(frames: Iterable[np.ndarray], model, config: EncoderConfig, model_id: bytes,
@@ -223,13 +276,20 @@ def encode_clip(frames: Iterable[np.ndarray], model, config: EncoderConfig, mode
 
 @dataclass(frozen=True)
 class RateChoice:
-    """What --kbps rate control settled on and how many passes it took."""
+    """What --kbps rate control settled on, what it cost, and the reachable range when it missed."""
 
     target_kbps: float
     keyframe_qp: int
     kbps: float
     full_passes: int
     fast_passes: int
+    pass_seconds: tuple[float, ...]  # wall time of each full (closed-loop) pass
+    decided_at_qp: int  # keyframe positions come from the full pass at this QP
+    reachable: tuple[float, float] | None = None  # (lowest, highest) kbps when the target was out of reach
+
+    @property
+    def missed(self) -> bool:
+        return self.reachable is not None
 
 
 class _QpRateModel:
@@ -244,8 +304,7 @@ class _QpRateModel:
         self.cache = cache
         self.passes = 0
 
-    def kbps(self, qp: int) -> float:
-        self.passes += 1
+    def _packets(self, qp: int) -> list[Packet]:
         packets = []
         for packet in self.clip.packets:
             if isinstance(packet, KeyframePacket):
@@ -254,7 +313,18 @@ class _QpRateModel:
                     self.cache[key] = encode_intra(self.clip.keyframe_inputs[packet.frame_index], qp)
                 packet = KeyframePacket(packet.frame_index, self.cache[key])
             packets.append(packet)
-        return self.clip.kbps(len(self.clip.to_bytes(packets)))
+        return packets
+
+    def kbps(self, qp: int) -> float:
+        self.passes += 1
+        return self.clip.kbps(len(self.clip.to_bytes(self._packets(qp))))
+
+    def clip_at(self, qp: int) -> EncodedClip:
+        """The clip with its keyframes re-coded at `qp` and every other packet unchanged."""
+        packets = self._packets(qp)
+        keyframe_bytes = sum(len(p.annexb) for p in packets if isinstance(p, KeyframePacket))
+        stats = replace(self.clip.stats, keyframe_bytes=keyframe_bytes)
+        return replace(self.clip, packets=packets, stats=stats, config=replace(self.clip.config, keyframe_qp=qp))
 
     def best_qp(self, target: float) -> int:
         """The QP whose rate is nearest `target` (in ratio), by bisection on a decreasing curve."""
@@ -272,44 +342,67 @@ class _QpRateModel:
         return min((lo, hi), key=lambda qp: abs(math.log(self.kbps(qp) / target)))
 
 
+def rate_knob(target: float, low: float) -> str:
+    """Which setting moves an out-of-reach rate toward `target` (`low` is the lowest reachable kbps)."""
+    return ("raise --max-gop or lower --refresh-threshold to code fewer keyframes" if target < low
+            else "raise --refresh-threshold to code more keyframes")
+
+
+def _out_of_reach(target: float, clip: EncodedClip, low: float, high: float) -> str:
+    """The one-line explanation of why `target` lies outside `low`..`high` kbps, with the knob to turn."""
+    reasons = ", ".join(f"{n} {r.value}" for r, n in clip.stats.keyframe_reasons.items())
+    return (f"--kbps {target:g} is out of reach: with this clip's {clip.stats.keyframes} keyframes ({reasons}) "
+            f"keyframe QP {QP_MAX}..{QP_MIN} gives {low:.1f}..{high:.1f} kbps; {rate_knob(target, low)}")
+
+
 def encode_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], model, config: EncoderConfig,
-                   model_id: bytes, target_kbps: float, tolerance: float = 0.15,
+                   model_id: bytes, target_kbps: float, tolerance: float = 0.15, strict: bool = False,
                    on_pass: Callable[[int, EncoderConfig], Callable[[EncodeStats], None] | None] | None = None,
                    ) -> tuple[EncodedClip, RateChoice]:
     """Encode the clip `frame_source()` yields at the keyframe QP that lands nearest `target_kbps`.
 
-    A full pass fixes the keyframe positions, fast passes bisect the QP, and a full pass at the
-    chosen QP confirms (quality refresh may move keyframes when their quality changes).
-    Raises RateControlError when the result is outside ±tolerance of the target.
+    At most two closed-loop passes: the first fixes keyframe positions and fast passes bisect the
+    QP on them; a second at the chosen QP lets quality refresh move keyframes, and if that moves the
+    rate off target the QP is re-fitted on its positions without rendering again. An unreachable
+    target raises RateControlError after the first pass when `strict`, else the nearest rate is kept.
     """
     if not (math.isfinite(target_kbps) and target_kbps > 0):
         raise InputError(f"--kbps {target_kbps} must be a positive number")
     cache: dict[tuple[int, int], bytes] = {}
-    full = fast = 0
+    seconds: list[float] = []
+    fast = 0
 
     def full_pass(cfg: EncoderConfig) -> EncodedClip:
-        nonlocal full
-        full += 1
-        callback = on_pass(full, cfg) if on_pass is not None else None
-        return encode_clip(frame_source(), model, cfg, model_id, callback, keep_keyframe_inputs=True)
+        callback = on_pass(len(seconds) + 1, cfg) if on_pass is not None else None
+        start = time.perf_counter()
+        clip = encode_clip(frame_source(), model, cfg, model_id, callback, keep_keyframe_inputs=True)
+        seconds.append(time.perf_counter() - start)
+        return clip
 
-    clip = full_pass(config)
-    for _ in range(3):
+    def fit(clip: EncodedClip) -> tuple[_QpRateModel, int, tuple[float, float]]:
+        nonlocal fast
         rates = _QpRateModel(clip, cache)
         qp = rates.best_qp(target_kbps)
+        span = (rates.kbps(QP_MAX), rates.kbps(QP_MIN))
         fast += rates.passes
-        if qp == clip.config.keyframe_qp:
-            break
+        return rates, qp, span
+
+    def off_target(kbps: float) -> bool:
+        return abs(kbps / target_kbps - 1.0) > tolerance
+
+    clip = full_pass(config)
+    rates, qp, span = fit(clip)
+    if strict and off_target(min(max(target_kbps, span[0]), span[1])):
+        raise RateControlError(_out_of_reach(target_kbps, clip, *span))
+    decided_at = qp
+    if qp != clip.config.keyframe_qp:
         clip = full_pass(replace(config, keyframe_qp=qp))
-        if abs(clip.kbps() / target_kbps - 1.0) <= tolerance:
-            break
+        if off_target(clip.kbps()):
+            rates, refit, span = fit(clip)
+            clip = rates.clip_at(refit)
     kbps = clip.kbps()
-    if abs(kbps / target_kbps - 1.0) > tolerance:
-        rates = _QpRateModel(clip, cache)
-        low, high = rates.kbps(QP_MAX), rates.kbps(QP_MIN)
-        reasons = ", ".join(f"{n} {r.value}" for r, n in clip.stats.keyframe_reasons.items())
-        raise RateControlError(
-            f"--kbps {target_kbps:g} is out of reach: with this clip's {clip.stats.keyframes} keyframes "
-            f"({reasons}) keyframe QP {QP_MAX}..{QP_MIN} gives {low:.1f}..{high:.1f} kbps; "
-            f"change --refresh-threshold or --max-gop to move the keyframe count")
-    return clip, RateChoice(target_kbps, clip.config.keyframe_qp, kbps, full, fast)
+    missed = off_target(kbps)
+    if missed and strict:
+        raise RateControlError(_out_of_reach(target_kbps, clip, *span))
+    return clip, RateChoice(target_kbps, clip.config.keyframe_qp, kbps, len(seconds), fast, tuple(seconds),
+                            decided_at, span if missed else None)

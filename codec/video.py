@@ -1,7 +1,7 @@
-"""Video files ⇄ RGB uint8 frames: probe, read (crop, resize, resample) and write mp4 / png / raw.
+"""Video files ⇄ RGB uint8 frames: probe, read (crop, resize, resample) and write video / png / raw.
 
 Colour: decoded YUV is converted with the matrix and range the file signals (BT.601 when it says
-nothing), with full chroma interpolation; written mp4 is yuv420p BT.601 limited range, tagged so.
+nothing), with full chroma interpolation; written video is H.264 yuv420p BT.601 limited range, tagged so.
 """
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from PIL import Image
 
-FORMATS = ("mp4", "png", "raw")
+# Written video formats (each named as its file extension) and their PyAV muxers; all hold H.264.
+# webm is absent because it only allows VP8/VP9/AV1.
+VIDEO_CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "mov": "mov", "avi": "avi"}
+FORMATS = (*VIDEO_CONTAINERS, "png", "raw")
 STDOUT = "-"
 PNG_PATTERN = "frame_{:06d}.png"
 MP4_PRESET = "medium"
@@ -70,6 +73,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                          has_audio=bool(container.streams.audio), codec=stream.codec_context.name)
 
 
+def video_format(path: str | os.PathLike) -> str | None:
+    """The video format `path`'s extension names (a key of VIDEO_CONTAINERS), or None."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in VIDEO_CONTAINERS else None
+
+
 def read_frames(path: str | os.PathLike, size: int = 512, crop: tuple[int, int, int] | None = None,
                 fps: float | Fraction | None = None) -> Iterator[np.ndarray]:
     """Frames of `path` as (size, size, 3) uint8 RGB, cropped square and Lanczos-resized.
@@ -88,11 +97,12 @@ def read_frames(path: str | os.PathLike, size: int = 512, crop: tuple[int, int, 
 
 
 class VideoWriter:
-    """Writes RGB frames to mp4 (libx264 yuv420p, CRF), a folder of PNGs, or raw rgb24 ("-" = stdout).
+    """Writes RGB frames to video (libx264 yuv420p, CRF, in an mp4/mkv/mov/avi container), a folder of
+    PNGs, or raw rgb24 ("-" = stdout).
 
     Output goes to a hidden temporary path beside `path` and is renamed into place by a successful
     `close()`; an exception inside the `with` block (or `abort()`) removes it. An existing `path` is
-    refused unless `force`.
+    refused unless `force`. A reader that closes stdout raises BrokenPipeError, for the caller to stop.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float | Fraction, crf: int = 18, format: str = "mp4",
@@ -139,7 +149,7 @@ class VideoWriter:
         if self.frames_written == 0:
             self._start(frame.shape)
         try:
-            if self.format == "mp4":
+            if self.format in VIDEO_CONTAINERS:
                 video_frame = rgb_to_yuv420p(frame)
                 video_frame.pts = self.frames_written
                 for packet in self._stream.encode(video_frame):
@@ -148,6 +158,9 @@ class VideoWriter:
                 Image.fromarray(frame).save(self._temp / PNG_PATTERN.format(self.frames_written))
             else:
                 self._raw.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self.abort()
+            raise
         except (OSError, av.FFmpegError) as exc:
             self.abort()
             raise VideoError(f"cannot write {self.path}: {_reason(exc)}") from None
@@ -161,7 +174,7 @@ class VideoWriter:
             self.abort()
             raise VideoError(f"cannot write {self.path}: no frames were written")
         try:
-            if self.format == "mp4":
+            if self.format in VIDEO_CONTAINERS:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
                 self._container.close()
@@ -171,6 +184,9 @@ class VideoWriter:
                     self._raw.close()
             if not self.to_stdout:
                 self._move_into_place()
+        except BrokenPipeError:
+            self.abort()
+            raise
         except (OSError, av.FFmpegError) as exc:
             self.abort()
             raise VideoError(f"cannot write {self.path}: {_reason(exc)}") from None
@@ -195,8 +211,8 @@ class VideoWriter:
         if self._shape is not None and frame.shape != self._shape:
             raise VideoError(f"cannot write {self.path}: frame of shape {frame.shape} after frames of {self._shape}")
         height, width, _ = frame.shape
-        if self.format == "mp4" and (height % 2 or width % 2):
-            raise VideoError(f"cannot write {self.path}: mp4 (yuv420p) needs even sizes, got {width}x{height}")
+        if self.format in VIDEO_CONTAINERS and (height % 2 or width % 2):
+            raise VideoError(f"cannot write {self.path}: H.264 video (yuv420p) needs even sizes, got {width}x{height}")
 
     def _start(self, shape: tuple[int, ...]) -> None:
         self._shape = shape
@@ -214,7 +230,7 @@ class VideoWriter:
             if self.format == "raw":
                 self._raw = open(self._temp, "wb")
                 return
-            self._container = av.open(str(self._temp), "w", format="mp4")
+            self._container = av.open(str(self._temp), "w", format=VIDEO_CONTAINERS[self.format])
         except (OSError, av.FFmpegError) as exc:
             self.abort()
             raise VideoError(f"cannot write {self.path}: {_reason(exc)}") from None

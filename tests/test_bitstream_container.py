@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 import zlib
 
 import numpy as np
 import pytest
 
-from bitstream import (BitstreamError, EndPacket, FileStreamWriter, KeyframePacket, MotionEncoder, MotionKind,
-                       MotionPacket, PacketParser, StreamReader, StreamWriter, TruncatedStreamError, UnknownPacket,
-                       default_header)
+from bitstream import (BitstreamError, EndPacket, FileStreamWriter, KeyframePacket, MotionDecoder, MotionEncoder,
+                       MotionKind, MotionPacket, PacketParser, StreamReader, StreamWriter, TruncatedStreamError,
+                       UnknownPacket, default_header)
 from bitstream.packets import PacketType, frame
 
 AU = b"\0\0\0\1\x67\x42\0\0\0\1\x65\x88\x80"
@@ -121,9 +122,9 @@ def test_truncation_yields_complete_packets_then_raises():
     for k, start in enumerate(offsets):
         got, err = error_of(data[:start + 3])
         assert got == packets[:k] and isinstance(err, TruncatedStreamError)
-        assert err.offset == start and "inside a packet" in err.message
+        assert (err.offset, err.packet) == (start, k) and "inside a packet" in err.message
     got, err = error_of(data[:offsets[-1]])
-    assert got == packets[:-1] and "without an END" in err.message
+    assert got == packets[:-1] and "without an END" in err.message and err.packet == len(packets) - 1
 
 
 def packet_offsets(data: bytes) -> list[int]:
@@ -136,15 +137,17 @@ def test_packet_crc_and_length_errors():
     bad = bytearray(data)
     bad[offsets[2] + 4] ^= 0x10  # inside the third packet's body
     got, err = error_of(bytes(bad))
-    assert got == packets[:2] and "CRC mismatch" in err.message and err.offset == offsets[3] - 4
+    # Reported where the damaged packet starts, not where the check fired (its CRC field).
+    assert got == packets[:2] and "CRC mismatch" in err.message and (err.offset, err.packet) == (offsets[2], 2)
+    assert str(err).startswith(f"packet 2 at byte {offsets[2]}: CRC mismatch")
     head = header.pack()
     huge = frame(PacketType.KEYFRAME, b"\0" + AU)[:1] + b"\xff\xff\xff\xff\x0f"
     _, err = error_of(head + huge)
-    assert "exceeds the limit" in err.message and err.offset == len(head) + 1
+    assert "exceeds the limit" in err.message and (err.offset, err.packet) == (len(head), 0)
     _, err = error_of(head + bytes([PacketType.MOTION, 0x80, 0x80, 0x84, 0x00]))
     assert "limit" in err.message or "overlong" in err.message
     _, err = error_of(head + b"\x01\x80\x00")
-    assert "overlong varint" in err.message and err.offset == len(head) + 1
+    assert "overlong varint" in err.message and (err.offset, err.packet) == (len(head), 0)
     _, err = error_of(head + b"\x01\xff\xff\xff\xff\xff")
     assert "varint" in err.message
     _, err = error_of(head + b"\x00\x00")
@@ -228,3 +231,49 @@ def test_file_writer_never_leaves_partial_output(tmp_path):
             writer.write(packets[0])
             raise RuntimeError("encoder crashed")
     assert path.read_bytes() == before and not (tmp_path / "out.fvc.tmp").exists()
+
+
+def test_damage_anywhere_in_a_packet_names_that_packet_and_its_start():
+    """spec §5.3: whichever check fires (cap, varint, CRC, body, order), the report is the packet's first byte."""
+    data, packets, _ = make_stream(unknown=True)
+    records = list(StreamReader(data).records())
+    for record in records:
+        for pos in range(record.offset, record.offset + record.size):
+            bad = bytearray(data)
+            bad[pos] ^= 0x41
+            got, err = error_of(bytes(bad))
+            assert (err.offset, err.packet) == (record.offset, record.index), (pos, str(err))
+            assert str(err).startswith(f"packet {record.index} at byte {record.offset}: ")
+            assert got == [r.packet for r in records[:record.index] if not isinstance(r.packet, UnknownPacket)]
+
+
+def test_index_counts_every_packet_and_motion_errors_can_name_it():
+    data, _, header = make_stream(unknown=True)
+    records = list(StreamReader(data).records())
+    assert [r.index for r in records] == list(range(len(records)))
+    assert isinstance(records[3].packet, UnknownPacket)  # counted like any other packet
+    with pytest.raises(BitstreamError) as info:
+        MotionDecoder(header).decode(b"\xff" * 8, offset=records[4].offset, packet=records[4].index)
+    assert str(info.value) == f"packet 4 at byte {records[4].offset}: invalid range-coded motion payload"
+
+
+def test_trailing_data_and_a_missing_end_are_numbered_after_the_last_packet():
+    data, packets, _ = make_stream()
+    got, err = error_of(data + b"\x02")
+    assert got == packets and (err.offset, err.packet) == (len(data), len(packets))
+    end = packet_offsets(data)[-1]
+    got, err = error_of(data[:end])
+    assert isinstance(err, TruncatedStreamError) and (err.offset, err.packet) == (end, len(packets) - 1)
+
+
+def test_damage_in_the_first_packet_leaves_the_header_readable():
+    data, _, header = make_stream()
+    start = len(header.pack())
+    bad = bytearray(data)
+    bad[start + 3] ^= 1
+    reader = StreamReader(bytes(bad))
+    assert reader.header == header
+    with pytest.raises(BitstreamError, match="CRC mismatch") as info:
+        list(reader)
+    assert (info.value.offset, info.value.packet) == (start, 0)
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # errors cross process pools whole

@@ -1,5 +1,7 @@
 """`fvc` end to end (in-process, tiny untrained model, 64² frames) and its one-line errors."""
+import argparse
 import json
+import shlex
 import subprocess
 import sys
 import types
@@ -64,7 +66,7 @@ def test_version_names_package_bitstream_and_every_shipped_weights_file(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     out = capsys.readouterr().out
-    assert exit_info.value.code == 0 and out.startswith("fvc ") and "bitstream 1.0" in out
+    assert exit_info.value.code == 0 and out.startswith("fvc ") and "bitstream 1.1 (reads 1.x)" in out
     for path in WEIGHTS_DIR.glob("*.pt"):
         assert f"{path.stem} ({model_id(path).hex()[:8]}…)" in out
 
@@ -127,9 +129,19 @@ def test_kbps_rate_control_lands_near_the_target(clip, tmp_path, capsys):
     assert json.loads(run(["info", out, "--json"], capsys)[1])["kbps"] == pytest.approx(150, rel=0.15)
 
 
-def test_unreachable_kbps_fails_without_output(clip, tmp_path, capsys):
+def test_unreachable_kbps_writes_the_nearest_rate_with_a_warning(clip, tmp_path, capsys):
     out = tmp_path / "k.fvc"
-    assert_one_line_error(*run(["encode", clip, out, *FAST, "--kbps", "0.5"], capsys)[::2], "out of reach")
+    code, _, err = run(["encode", clip, out, *FAST, "--kbps", "0.5"], capsys)
+    assert code == 0 and out.exists()
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "out of reach" in warning[0] and "--max-gop" in warning[0]
+    assert "keyframe QP 51" in warning[0]  # the coarsest QP is the nearest to a rate below the floor
+
+
+def test_unreachable_kbps_with_strict_rate_fails_without_output(clip, tmp_path, capsys):
+    out = tmp_path / "k.fvc"
+    assert_one_line_error(*run(["encode", clip, out, *FAST, "--kbps", "0.5", "--strict-rate"], capsys)[::2],
+                          "out of reach", "--max-gop")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -233,7 +245,7 @@ def test_truncated_stream_keeps_the_frames_before_the_damage(stream, tmp_path, c
     cut.write_bytes(data[: len(data) - 40])  # inside the last motion packets
     out = tmp_path / "part.mp4"
     code, _, err = run(["decode", cut, out, *MODEL, "--quiet"], capsys)
-    assert_one_line_error(code, err, "cut.fvc: decoding stopped at byte", "wrote the")
+    assert_one_line_error(code, err, "cut.fvc: decoding stopped at packet", "wrote the")
     written = int(err.split("wrote the ")[1].split()[0])
     assert 1 <= written < FRAMES
     assert len(list(read_frames(out, size=SIZE))) == written
@@ -313,3 +325,250 @@ def test_console_script_reports_errors_in_one_line(tmp_path):
     assert good.returncode == 0 and json.loads(good.stdout)["frames"] >= 1
     bad = subprocess.run([fvc, "info", tmp_path / "missing.fvc"], capture_output=True, text=True)
     assert bad.returncode == EXIT_ERROR and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+
+
+# ---------------------------------------------------------------- issue 16: output names, refused inputs, pipes,
+# ---------------------------------------------------------------- --start/--frames, progress and help texts
+
+@pytest.mark.parametrize("name, offset, magic", [("dec.mkv", 0, b"\x1a\x45\xdf\xa3"), ("dec.mov", 4, b"ftypqt  "),
+                                                 ("dec.avi", 8, b"AVI "), ("dec.MP4", 4, b"ftypisom")])
+def test_decode_writes_the_container_its_output_name_says(stream, tmp_path, capsys, name, offset, magic):
+    out = tmp_path / name
+    code, _, err = run(["decode", stream, out, *MODEL, "--quiet"], capsys)
+    assert code == 0, err
+    assert out.read_bytes()[offset:offset + len(magic)] == magic
+    assert len(list(read_frames(out, size=SIZE))) == FRAMES
+
+
+@pytest.mark.parametrize("name", ["dec.png", "dec.webm", "dec"])
+def test_decode_refuses_an_output_name_of_no_video_container(stream, tmp_path, capsys, name):
+    from codec.cli import VIDEO_NAMES
+    from codec.video import VIDEO_CONTAINERS
+
+    assert all(f".{extension}" in VIDEO_NAMES for extension in VIDEO_CONTAINERS)
+    code, _, err = run(["decode", stream, tmp_path / name, *MODEL], capsys)
+    assert_one_line_error(code, err, name, VIDEO_NAMES, "--format png")
+    assert list(tmp_path.iterdir()) == []
+    assert run(["decode", stream, tmp_path / name, *MODEL, "--format", "png", "--quiet"], capsys)[0] == 0
+    assert len(list((tmp_path / name).glob("frame_*.png"))) == FRAMES
+
+
+@pytest.mark.parametrize("name", ["x.mp4", "x.MKV", "x.png", "x.jpg"])
+def test_encode_refuses_a_video_or_image_name_for_the_stream(clip, tmp_path, capsys, name):
+    code, _, err = run(["encode", clip, tmp_path / name, *FAST], capsys)
+    assert_one_line_error(code, err, name, "fvc streams are written as .fvc", "x.fvc")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_accepts_a_name_without_a_media_extension(clip, tmp_path, capsys):
+    out = tmp_path / "talk"
+    assert run(["encode", clip, out, *FAST, "--frames", "1"], capsys)[0] == 0
+    assert out.read_bytes()[:4] == b"\x89FVC"
+
+
+def test_an_fvc_stream_is_refused_as_video_input_whatever_its_name(stream, clip, tmp_path, capsys):
+    disguised = tmp_path / "talk.mp4"
+    disguised.write_bytes(stream.read_bytes())
+    for source in (stream, disguised):
+        code, _, err = run(["encode", source, tmp_path / "again.fvc", *FAST], capsys)
+        assert_one_line_error(code, err, f"{source} is an fvc stream; did you mean fvc decode?")
+    for inputs in ((disguised, clip), (clip, stream)):
+        code, _, err = run(["animate", *inputs, tmp_path / "anim.mp4", "--size", SIZE, *MODEL], capsys)
+        assert_one_line_error(code, err, "is an fvc stream; did you mean fvc decode?")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
+
+
+def test_decode_into_a_pipe_closed_early_ends_quietly(stream):
+    # 6 frames of 64² rgb24 are 72 KiB, more than a pipe holds: writing must hit the closed pipe.
+    fvc = Path(sys.executable).with_name("fvc")
+    pipeline = (f"set -o pipefail; {shlex.quote(str(fvc))} decode {shlex.quote(str(stream))} - "
+                f"--model untrained-test | head -c 100 | wc -c")
+    result = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "100"
+    assert [line for line in result.stderr.splitlines() if not line.startswith("WARNING")] == []
+
+
+def test_stream_damaged_before_its_first_frame_names_the_file(stream, tmp_path, capsys):
+    from bitstream import StreamReader
+
+    with StreamReader(stream) as reader:
+        first = next(reader.records())
+    cut = tmp_path / "early.fvc"
+    cut.write_bytes(stream.read_bytes()[:first.offset + first.size - 1])
+    code, _, err = run(["decode", cut, tmp_path / "o.mp4", *MODEL, "--quiet"], capsys)
+    assert_one_line_error(code, err, f"{cut}: ", f"byte {first.offset}")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_progress_bar_says_frames_and_fps_with_or_without_a_total(capsys):
+    from codec.cli import _progress
+
+    bar = _progress(None, "decode", quiet=False)
+    bar.n = 1
+    assert str(bar).startswith("decode: 1 frame [")
+    bar.n, bar.start_t = 5, bar.start_t - 10  # slower than a frame a second: tqdm would say "2.00s/frame"
+    assert str(bar).startswith("decode: 5 frames [") and "0.50 fps" in str(bar)
+    bar.close()
+    bar = _progress(6, "decode", quiet=False)
+    bar.update(3)
+    assert "| 3/6 frames [" in str(bar) and " fps]" in str(bar)
+    bar.close()
+
+
+def test_decode_start_and_frames_write_that_span_of_the_stream(stream, tmp_path, capsysbinary):
+    frame_bytes = SIZE * SIZE * 3
+    assert main(["decode", str(stream), "-", *MODEL, "--quiet"]) == 0
+    everything = capsysbinary.readouterr().out
+    # Frame 2 is a motion frame of the keyframe at 0 (--max-gop 3): it needs frames before --start decoded.
+    assert main(["decode", str(stream), "-", *MODEL, "--quiet", "--start", "2", "--frames", "3"]) == 0
+    assert capsysbinary.readouterr().out == everything[2 * frame_bytes:5 * frame_bytes]
+    code, out, err = run(["decode", stream, tmp_path / "tail.mp4", *MODEL, "--start", "4", "--frames", "9"],
+                         capsysbinary)
+    assert code == 0 and b"wrote 2 frames" in out and b"| 2/2 frames [" in err
+    assert len(list(read_frames(tmp_path / "tail.mp4", size=SIZE))) == 2
+
+
+def test_decode_start_past_the_end_is_refused_with_or_without_a_frame_count(stream, tmp_path, capsys):
+    from dataclasses import replace
+
+    from bitstream import parse_header
+
+    data = stream.read_bytes()
+    header, used, _ = parse_header(data)
+    live = tmp_path / "live.fvc"  # a frame count of 0 means live: the end is found by decoding
+    live.write_bytes(replace(header, frame_count=0).pack() + data[used:])
+    # Only the live stream shows a progress bar before the end is found.
+    for source, quiet in ((stream, []), (live, ["--quiet"])):
+        code, _, err = run(["decode", source, tmp_path / "o.mp4", *MODEL, "--start", FRAMES, *quiet], capsys)
+        assert_one_line_error(code, err, f"{source}: --start {FRAMES} is past the end", f"{FRAMES} frames")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.fvc"]
+
+
+def test_animate_reports_its_speed_like_decode(clip, tmp_path, capsys):
+    from PIL import Image
+
+    source = tmp_path / "face.png"
+    Image.fromarray(next(astronaut_frames(DemoClipConfig(size=80)))).save(source)
+    out = tmp_path / "anim.mkv"
+    code, text, _ = run(["animate", source, clip, out, "--size", SIZE, *MODEL], capsys)
+    assert code == 0
+    assert f"wrote {FRAMES} frames {SIZE}x{SIZE} at 25/1 fps to {out} in " in text
+    assert "fps; per-frame animation latency mean " in text and " ms, p95 " in text
+    assert out.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
+
+
+def test_x264_style_aliases_and_metavars(capsys):
+    from codec.cli import build_parser
+
+    args = build_parser().parse_args(["encode", "a.mp4", "a.fvc", "--keyint", "12", "--qp", "26"])
+    assert (args.max_gop, args.keyframe_qp) == (12, 26)
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    text = capsys.readouterr().out
+    assert "--keyframe-qp QP, --qp QP" in text and "--max-gop N, --keyint N" in text
+
+
+def _expanded_help(parser, action) -> str:
+    return " ".join((action.help % {**vars(action), "prog": parser.prog}).split())
+
+
+def test_every_train_option_has_help_that_shows_its_default():
+    from codec.train.trainer import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, action.option_strings
+        if action.default is not None and action.nargs != 0:  # flags are off unless given
+            assert f"default {action.default}" in _expanded_help(parser, action), action.option_strings
+
+
+def test_prepare_help_names_no_machine_specific_path():
+    from codec.data.prepare import DEFAULT_LANDMARKER, LANDMARKER_ENV, build_parser
+
+    parser = build_parser()
+    landmarker = next(a for a in parser._actions if "--landmarker" in a.option_strings)
+    text = _expanded_help(parser, landmarker)
+    assert f"${LANDMARKER_ENV}" in text and "shared folder" in text
+    assert str(DEFAULT_LANDMARKER.parents[1]) not in text
+
+
+# ---------------------------------------------------------------- fvc info: damage, keyframes, packets, weights
+# (issue 16; the stream fixture has keyframes at frames 0 and 3)
+
+def info_json(path, capsys, *flags) -> tuple[int, dict]:
+    code, out, _ = run(["info", path, "--json", *flags], capsys)
+    return code, json.loads(out)
+
+
+def test_info_lists_packets_keyframes_with_qp_and_reason_and_the_writer(stream, capsys):
+    import codec
+
+    code, summary = info_json(stream, capsys, "--packets")
+    assert code == 0 and summary["version"] == "1.1" and summary["error"] is None
+    packets = summary["packets"]
+    assert [p["index"] for p in packets] == list(range(len(packets)))
+    assert packets[0]["offset"] == summary["bytes_by_type"]["header"]
+    assert all(a["offset"] + a["bytes"] == b["offset"] for a, b in zip(packets, packets[1:]))
+    assert packets[-1]["offset"] + packets[-1]["bytes"] == stream.stat().st_size
+    keyframes = [p for p in packets if p["type"] == "keyframe"]
+    listed = summary["keyframe_list"]
+    assert [(k["frame"], k["offset"], k["bytes"]) for k in listed] == [(p["frame"], p["offset"], p["bytes"])
+                                                                      for p in keyframes]
+    assert [k["reason"] for k in listed] == ["first", "max_gop"]
+    assert all(isinstance(k["qp"], int) and 0 <= k["qp"] <= 30 for k in listed)  # --keyframe-qp 30
+    assert summary["notes"]["writer"] == f"fvc {codec.__version__}" and summary["model_name"] is None
+    code, text, _ = run(["info", stream, "--packets"], capsys)
+    assert code == 0 and f"keyframes: 2 (first 1, max_gop 1), QP {listed[0]['qp']}" in text
+    assert "(unknown weights)" in text and f"writer fvc {codec.__version__}" in text
+    assert f"packet {keyframes[1]['index']} at byte {keyframes[1]['offset']}: keyframe frame 3" in text
+
+
+def test_info_on_a_damaged_stream_describes_the_part_before_the_damage_and_exits_1(stream, tmp_path, capsys):
+    packets = info_json(stream, capsys, "--packets")[1]["packets"]
+    target = next(p for p in packets if p["type"] == "motion" and p["frame"] == 4)
+    bad = bytearray(stream.read_bytes())
+    bad[target["offset"] + target["bytes"] - 5] ^= 0x10  # its last body byte; the CRC check fires 4 bytes on
+    damaged = tmp_path / "damaged.fvc"
+    damaged.write_bytes(bad)
+    code, out, err = run(["info", damaged], capsys)
+    assert_one_line_error(code, err, f"damaged.fvc: packet {target['index']} at byte {target['offset']}: "
+                                     "CRC mismatch")
+    assert f"{SIZE}x{SIZE} at 25/1 fps, 4 frames" in out and "keyframes: 2 (first 1, max_gop 1)" in out
+    assert f"damaged at byte {target['offset']}" in out
+    code, summary = info_json(damaged, capsys)
+    assert code == EXIT_ERROR and summary["frames"] == 4 and summary["bytes"] == target["offset"]
+    assert (summary["error"]["offset"], summary["error"]["packet"]) == (target["offset"], target["index"])
+    assert "CRC mismatch" in summary["error"]["message"]
+
+
+def test_info_names_the_shipped_weights_a_stream_was_coded_with(tmp_path, capsys):
+    from bitstream import FileStreamWriter, KeyframePacket, MotionKind, default_header
+    from bitstream.header import weights_model_id
+    from codec.motion_model import WEIGHTS_DIR, model_id, shipped_weights
+
+    shipped = shipped_weights("fv2v")
+    if not shipped:
+        pytest.skip("no fv2v weights ship in this checkout")
+    weights = shipped[-1]
+    assert weights_model_id(weights) == model_id(weights)  # the torch-free hash is the model id
+    for kind, ident, name in ((MotionKind.FV2V, model_id(weights), weights.stem),
+                              (MotionKind.FOMM, model_id(weights), None),  # an id of the other kind's file
+                              (MotionKind.FV2V, bytes(16), None)):
+        path = tmp_path / f"{kind.name}-{ident.hex()}.fvc"
+        with FileStreamWriter(path, default_header(kind, 64, 64, 25, ident)) as writer:
+            writer.write(KeyframePacket(0, b"\0\0\0\1\x65\x88"))
+        code, summary = info_json(path, capsys)
+        assert code == 0 and summary["model_name"] == name
+        text = run(["info", path], capsys)[1]
+        assert (f"model {name} ({ident.hex()[:8]}…)" if name else f"model {ident.hex()} (unknown weights)") in text
+    assert REPO / "codec" / "weights" == WEIGHTS_DIR  # where `fvc info` looks, without importing motion_model
+
+
+def test_info_stays_torch_free(stream):
+    script = (f"import sys; from codec.cli import main; assert main(['info', {str(stream)!r}, '--packets']) == 0; "
+              "assert 'torch' not in sys.modules, 'fvc info imported torch'")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr

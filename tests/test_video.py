@@ -1,6 +1,10 @@
 """Video I/O on tiny clips the tests write themselves: probe, crop/resize, resampling, safe writing."""
+import errno
+import io
 import os
 import stat
+import sys
+import types
 from fractions import Fraction
 
 import av
@@ -8,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.video import VideoError, VideoInfo, VideoWriter, probe, read_frames
+from codec.video import VideoError, VideoInfo, VideoWriter, probe, read_frames, video_format
 
 LEVEL_STEP = 12  # frame i is mostly grey level 20 + 12 i, so a decoded frame tells its index
 
@@ -196,3 +200,33 @@ def test_outputs_get_the_permissions_of_a_plain_write(tmp_path, format, name, um
     finally:
         os.umask(before)
     assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+# ---------------------------------------------------------------- issue 16: containers by name, closed pipes
+
+@pytest.mark.parametrize("format", ["mkv", "mov", "avi"])
+def test_h264_in_other_containers_round_trips(tmp_path, format):
+    path = write_clip(tmp_path / f"a.{format.upper()}", clip(6), 25, format=format)
+    assert video_format(path) == format
+    assert [index_of(f) for f in read_frames(path, size=16)] == list(range(6))
+    with av.open(str(path)) as container:
+        assert {"mkv": "matroska", "mov": "mov", "avi": "avi"}[format] in container.format.name
+
+
+@pytest.mark.parametrize("name", ["frames", "a.webm", "a.png", "a.mp4.partial"])
+def test_names_of_no_h264_container_have_no_video_format(name):
+    assert video_format(name) is None
+
+
+def test_a_closed_stdout_pipe_raises_broken_pipe_for_the_caller(monkeypatch):
+    class ClosedPipe(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=ClosedPipe()))
+    writer = VideoWriter("-", 25, format="raw")
+    with pytest.raises(BrokenPipeError):
+        writer.write(clip(1)[0])

@@ -247,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_even_side, default=256, help="frame side: 256, or 512 for 512² models (default 256)")
     p.add_argument("--crf", type=int, default=DEFAULT_CRF, help=f"x264 CRF of the cached clips (default {DEFAULT_CRF})")
     p.add_argument("--centre-crop", action="store_true", help="skip face detection: centre crops, no pose labels")
-    p.add_argument("--landmarker", type=Path, help=f"MediaPipe face_landmarker.task (default ${LANDMARKER_ENV} "
-                                                   f"or {DEFAULT_LANDMARKER})")
+    p.add_argument("--landmarker", type=Path, metavar="PATH",
+                   help=f"MediaPipe face_landmarker.task (default: ${LANDMARKER_ENV}, else "
+                        "models/face_landmarker.task in the shared folder beside the checkout)")
     p.add_argument("--limit", type=int, help="prepare only the first N clips (by id)")
     p.add_argument("--force", action="store_true", help="rebuild a finished cache or write into a foreign folder")
     return p

@@ -95,11 +95,14 @@ class FaceVid2Vid(nn.Module):
                                                out["expression"])
         return out
 
-    def _animate(self, state: KeyframeState, motion) -> dict[str, torch.Tensor]:
+    def _animate(self, state: KeyframeState, motion, keypoint_grad: bool = True) -> dict[str, torch.Tensor]:
         angles = motion["rotation"][:, 0]
         kp_driving = transform_keypoints(state.canonical, angles, motion["translation"][:, 0], motion["expression"])
         if self.image_space:
-            return {**self._warp_keyframe(state.image, state.keypoints, kp_driving), "keypoints": kp_driving}
+            src, drv = state.keypoints, kp_driving
+            if not keypoint_grad:
+                src, drv = src.detach(), drv.detach()
+            return {**self._warp_keyframe(state.image, src, drv), "keypoints": kp_driving}
         field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(angles))
         return {"prediction": self.generator(state.volume, field["flow"], field["occlusion"]),
                 "occlusion": field["occlusion"], "keypoints": kp_driving}
@@ -110,8 +113,6 @@ class FaceVid2Vid(nn.Module):
         applied to the keyframe at its own size and filled where the keyframe shows nothing."""
         cfg = self.config.image
         src, drv = kp_source[..., :2], kp_driving[..., :2]
-        if not cfg.image_trains_keypoints:
-            src, drv = src.detach(), drv.detach()
         spline = thin_plate_grid(drv, src, cfg.size, cfg.anchors_per_side, cfg.regularisation)
         small = prepare_image(keyframe, cfg.size)
         warped_small = F.grid_sample(small, spline, padding_mode="border", align_corners=True)
@@ -138,7 +139,8 @@ class FaceVid2Vid(nn.Module):
         state, kp_s = self._analyze(source)
         kp_d = self.pose(driving)
         kp_d["canonical"] = kp_s["canonical"]
-        out = self._animate(state, _motion_groups(kp_d))
+        # Unless asked, the picture losses train the refiner, not the keypoints (docs/training.md).
+        out = self._animate(state, _motion_groups(kp_d), keypoint_grad=self.config.image.image_trains_keypoints)
         kp_d["keypoints"] = out["keypoints"]
         return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d}
 

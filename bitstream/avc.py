@@ -1,0 +1,165 @@
+"""Just enough H.264 syntax (ITU-T H.264 §7.3) to read a keyframe's QP: NAL units, SPS, PPS, slice header."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
+# Profiles whose SPS carries chroma_format_idc, bit depths and scaling lists (§7.3.2.1.1).
+_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+# Parameter sets and slice headers end long before this; a huge slice is never converted whole.
+_PREFIX_BYTES = 4096
+
+
+class _Unreadable(Exception):
+    """Syntax this reader does not follow (or a broken unit): the QP stays unknown."""
+
+
+def nal_units(annexb: bytes) -> list[bytes]:
+    """The NAL units of an Annex-B byte stream, each from its header byte, in order."""
+    # A unit never ends in 0x00 (§7.4.1), so trailing zeros belong to the next 4-byte start code.
+    return [unit.rstrip(b"\0") for unit in annexb.split(b"\0\0\1")[1:]]
+
+
+class _Bits:
+    """MSB-first reader of a unit's RBSP (emulation prevention bytes removed), with exp-Golomb codes."""
+
+    def __init__(self, unit: bytes):
+        rbsp = unit[1:_PREFIX_BYTES].replace(b"\0\0\3", b"\0\0")
+        self._value = int.from_bytes(rbsp, "big")
+        self._left = 8 * len(rbsp)
+
+    def u(self, n: int) -> int:
+        if n > self._left:
+            raise _Unreadable("unit ends early")
+        self._left -= n
+        return (self._value >> self._left) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.u(1):
+            zeros += 1
+            if zeros > 31:
+                raise _Unreadable("exp-Golomb code longer than 32 bits")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k % 2 else -(k // 2)
+
+
+@dataclass(frozen=True)
+class _Sps:
+    separate_colour_planes: bool
+    frame_num_bits: int
+    poc_type: int
+    poc_lsb_bits: int
+    delta_pic_order_always_zero: bool
+    frame_mbs_only: bool
+
+
+@dataclass(frozen=True)
+class _Pps:
+    sps_id: int
+    bottom_field_pic_order_present: bool
+    pic_init_qp: int
+    redundant_pic_cnt_present: bool
+
+
+def _skip_scaling_list(bits: _Bits, size: int) -> None:
+    last = next_scale = 8
+    for _ in range(size):
+        if next_scale:
+            next_scale = (last + bits.se() + 256) % 256
+        last = next_scale or last
+
+
+def _sps(bits: _Bits) -> tuple[int, _Sps]:
+    profile = bits.u(8)
+    bits.u(16)  # constraint flags, level_idc
+    sps_id = bits.ue()
+    separate = False
+    if profile in _HIGH_PROFILES:
+        chroma_format = bits.ue()
+        if chroma_format == 3:
+            separate = bool(bits.u(1))
+        bits.ue(), bits.ue(), bits.u(1)  # bit depths, qpprime_y_zero_transform_bypass_flag
+        if bits.u(1):  # seq_scaling_matrix_present_flag
+            for i in range(8 if chroma_format != 3 else 12):
+                if bits.u(1):
+                    _skip_scaling_list(bits, 16 if i < 6 else 64)
+    frame_num_bits = bits.ue() + 4
+    poc_type, poc_lsb_bits, always_zero = bits.ue(), 0, False
+    if poc_type == 0:
+        poc_lsb_bits = bits.ue() + 4
+    elif poc_type == 1:
+        always_zero = bool(bits.u(1))
+        bits.se(), bits.se()  # offset_for_non_ref_pic, offset_for_top_to_bottom_field
+        for _ in range(bits.ue()):
+            bits.se()
+    bits.ue(), bits.u(1), bits.ue(), bits.ue()  # max_num_ref_frames, gaps flag, width and height in MBs
+    return sps_id, _Sps(separate, frame_num_bits, poc_type, poc_lsb_bits, always_zero, bool(bits.u(1)))
+
+
+def _pps(bits: _Bits) -> tuple[int, _Pps]:
+    pps_id, sps_id = bits.ue(), bits.ue()
+    bits.u(1)  # entropy_coding_mode_flag: only P and B slice headers depend on it
+    bottom_field_pic_order = bool(bits.u(1))
+    if bits.ue():
+        raise _Unreadable("slice groups (FMO)")
+    bits.ue(), bits.ue(), bits.u(1), bits.u(2)  # default ref counts, weighted prediction
+    pic_init_qp = 26 + bits.se()
+    bits.se(), bits.se(), bits.u(1), bits.u(1)  # qs, chroma offset, deblocking and intra flags
+    return pps_id, _Pps(sps_id, bottom_field_pic_order, pic_init_qp, bool(bits.u(1)))
+
+
+def _idr_slice_qp(bits: _Bits, nal_ref_idc: int, sps: dict[int, _Sps], pps: dict[int, _Pps]) -> int:
+    bits.ue()  # first_mb_in_slice
+    if bits.ue() % 5 not in (2, 4):
+        raise _Unreadable("an IDR slice must be I or SI")
+    p = pps[bits.ue()]
+    s = sps[p.sps_id]
+    if s.separate_colour_planes:
+        bits.u(2)
+    bits.u(s.frame_num_bits)
+    field_pic = False
+    if not s.frame_mbs_only:
+        field_pic = bool(bits.u(1))
+        if field_pic:
+            bits.u(1)
+    bits.ue()  # idr_pic_id
+    if s.poc_type == 0:
+        bits.u(s.poc_lsb_bits)
+        if p.bottom_field_pic_order_present and not field_pic:
+            bits.se()
+    elif s.poc_type == 1 and not s.delta_pic_order_always_zero:
+        bits.se()
+        if p.bottom_field_pic_order_present and not field_pic:
+            bits.se()
+    if p.redundant_pic_cnt_present:
+        bits.ue()
+    # I and SI slices have no reference list, weight or CABAC-init syntax before the QP.
+    if nal_ref_idc:
+        bits.u(2)  # dec_ref_pic_marking of an IDR picture
+    return p.pic_init_qp + bits.se()
+
+
+def slice_qp(annexb: bytes) -> int | None:
+    """SliceQPY of the access unit's first IDR slice, from its own SPS and PPS; None if unreadable."""
+    sps: dict[int, _Sps] = {}
+    pps: dict[int, _Pps] = {}
+    try:
+        for unit in nal_units(annexb):
+            if not unit:
+                continue
+            kind = unit[0] & 0x1F
+            if kind == NAL_SPS:
+                key, value = _sps(_Bits(unit))
+                sps[key] = value
+            elif kind == NAL_PPS:
+                key, value = _pps(_Bits(unit))
+                pps[key] = value
+            elif kind == NAL_IDR:
+                return _idr_slice_qp(_Bits(unit), unit[0] >> 5 & 3, sps, pps)
+    except (_Unreadable, KeyError):
+        return None
+    return None
