@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
-from .coding_defaults import DEFAULT_REFRESH_DB
+from .coding_defaults import DEFAULT_PRESET, DEFAULT_REFRESH_DB, PRESETS
 from .errors import InputError, ModelMismatchError, OutputError, TruncatedDecode, is_user_error, one_line
 
 EXIT_OK = 0
@@ -85,13 +85,16 @@ def _frames_text(count: int) -> str:
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyframe-qp", "--qp", type=int, default=30, metavar="QP",
                    help="constant H.264 QP of keyframes (default 30)")
-    p.add_argument("--refresh-threshold", type=float, default=DEFAULT_REFRESH_DB, metavar="DB",
+    p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                   help="speed/quality: " + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+                        + f" (default {DEFAULT_PRESET})")
+    p.add_argument("--refresh-threshold", type=float, metavar="DB",
                    help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
-                        f"model's analysis size (default {DEFAULT_REFRESH_DB:g}; 0 = off, and the encoder "
-                        "renders nothing)")
+                        f"model's analysis size (default: the preset's, {DEFAULT_REFRESH_DB:g} for medium and "
+                        "slow; 0 = off, and without the search the encoder renders nothing)")
     p.add_argument("--max-gop", "--keyint", type=_positive_int, default=250, metavar="N",
                    help="most frames per keyframe (default 250)")
-    p.add_argument("--kp-threshold", type=int, default=0,
+    p.add_argument("--kp-threshold", type=int, default=0, metavar="T",
                    help="skip an expression keypoint whose quantised change is at most this many steps "
                         "(default 0: only unchanged ones; -1: send every keypoint)")
     p.add_argument("--kbps", type=float, metavar="TARGET",
@@ -465,21 +468,37 @@ def _cmd_encode(args) -> int:
         frames = video.read_frames(src, size=args.size, crop=crop, fps=args.fps)
         return itertools.islice(frames, args.frames) if args.frames else frames
 
+    preset = PRESETS[args.preset]
+    refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
-                           refresh_threshold=args.refresh_threshold, max_gop=args.max_gop,
-                           kp_threshold=args.kp_threshold,
-                           note={"source": {"width": info.width, "height": info.height},
+                           refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
+                           search=preset.search,
+                           note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()
     clip, choice = _encode_frames(frame_source, total, loaded, config, args.kbps, args.strict_rate, out,
                                   args.force, args.quiet)
     seconds = time.perf_counter() - start
     if not args.quiet:
-        print(encode_summary(out, clip, choice, seconds))
+        print(encode_summary(out, clip, choice, seconds, geometry_text(info, crop, args.size)))
     return EXIT_OK
 
 
-def encode_summary(out: Path, clip, choice, seconds: float) -> str:
+def geometry_text(info, crop: tuple[int, int, int] | None, size: int) -> str:
+    """What happened to the input's picture on its way to the codec: crop and resize, or neither."""
+    from .video import crop_region
+
+    x, y, side = crop_region(crop, info)
+    steps = []
+    if (x, y, side) != (0, 0, info.width) or info.width != info.height:
+        how = "cropped" if crop is not None else "centre-cropped"
+        steps.append(f"{how} to {side}x{side} at ({x},{y})")
+    if side != size:
+        steps.append(f"{'up' if side < size else 'down'}scaled to {size}x{size}")
+    return f"input: {info.width}x{info.height}, " + (", ".join(steps) if steps else "used as it is")
+
+
+def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> str:
     """The lines `fvc encode` prints when it is done."""
     from statistics import mean
 
@@ -487,6 +506,7 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
 
     s = summarize(out)
     stats = clip.stats
+    preset = PRESETS[(clip.config.note or {}).get("preset", DEFAULT_PRESET)]
     reasons = ", ".join(f"{r.value} {n}" for r, n in sorted(stats.keyframe_reasons.items(), key=lambda x: x[0].value))
     by_type = s["bytes_by_type"]
     motion_frames = s["motion_packets"]
@@ -496,6 +516,9 @@ def encode_summary(out: Path, clip, choice, seconds: float) -> str:
         f"keyframes: {stats.keyframes} ({reasons}) at QP {clip.config.keyframe_qp}",
         "bytes: " + ", ".join(f"{k} {v:,}" for k, v in by_type.items() if v) + f"; total {s['bytes']:,}",
         f"rate: {s['bits_per_pixel']:.5f} bpp, {s['kbps']:.1f} kbps",
+        geometry,
+        f"preset: {preset.name} ({preset.summary})"
+        + (f"; the search changed {stats.searched} of {motion_frames} motion frames" if clip.config.search else ""),
     ]
     if choice is not None:
         passes = ", ".join(f"{t:.1f}" for t in choice.pass_seconds)

@@ -1,7 +1,45 @@
-"""Encoder defaults the CLI shows too, in a torch-free module so `fvc --help` starts fast."""
+"""Encoder defaults and speed presets the CLI shows too, in a torch-free module so `fvc --help` starts fast."""
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 # Default refresh threshold. With the image renderer (warp128) luma PSNR at the 128² analysis size
 # tracks LPIPS as well as at 32² or 64² (rank correlation 0.92 on the held-out cache clips), and
 # frames cross LPIPS 0.2 near 16 dB (benchmarks/refresh_proxy.py). A sharp warp a pixel off scores
 # low PSNR yet looks right, hence far below the 22 dB the blurry feature renderers needed.
 DEFAULT_REFRESH_DB = 16.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Encoder motion search (codec/motion_search.py): J = D + rate_weight · bits, D the rendering's error."""
+
+    steps: int = 12
+    lr: float = 1.0  # Adam step in units of each group's quantisation step
+    rate_weight: float = 5e-5
+    warm_start: bool = True  # start from this frame's estimate plus the previous frame's correction
+    size: int = 512  # side at which the rendering is compared with the frame (0: the model's analysis size)
+    loss: str = "l1"  # "l1" or "mse" between the rendering and the frame
+
+    def __post_init__(self):
+        if self.loss not in ("l1", "mse"):
+            raise ValueError(f"search loss {self.loss!r} is not l1 or mse")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An x264-style speed preset: how much of the decoder the encoder runs per frame."""
+
+    name: str
+    refresh_threshold: float  # 0: open loop, nothing rendered
+    search: SearchConfig | None
+    summary: str
+
+
+PRESETS = {p.name: p for p in (
+    Preset("fast", 0.0, None, "open loop: H+Δ only, no rendering, no quality refresh"),
+    Preset("medium", DEFAULT_REFRESH_DB, None, "closed loop: renders every frame for quality refresh"),
+    Preset("slow", DEFAULT_REFRESH_DB, SearchConfig(),
+           "closed loop plus motion search: fits each frame's symbols to the frame through the decoder"),
+)}
+DEFAULT_PRESET = "medium"

@@ -148,8 +148,9 @@ def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], 
     writer.close()
     print(f"built {clip}: {config.frame_count} frames {config.size}x{config.size} at {config.fps} fps")
 
-    coding = ["--keyframe-qp", str(args.keyframe_qp), "--refresh-threshold", str(args.refresh_threshold),
-              "--max-gop", str(args.max_gop), "--kp-threshold", str(args.kp_threshold)]
+    coding = ["--preset", args.preset, "--keyframe-qp", str(args.keyframe_qp), "--max-gop", str(args.max_gop),
+              "--kp-threshold", str(args.kp_threshold)]
+    coding += ["--refresh-threshold", str(args.refresh_threshold)] if args.refresh_threshold is not None else []
     coding += ["--kbps", str(args.kbps)] if args.kbps is not None else []
     coding += ["--strict-rate"] if args.strict_rate else []
     quiet = ["--quiet"] if args.quiet else []

@@ -20,11 +20,11 @@ from bitstream.constants import NOTE_MINOR
 from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
-from .coding_defaults import DEFAULT_REFRESH_DB
+from .coding_defaults import DEFAULT_REFRESH_DB, SearchConfig
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, encode_intra
-from .motion_search import MotionSearch, SearchConfig
+from .motion_search import MotionSearch
 Packet = KeyframePacket | MotionPacket
 
 
@@ -89,6 +89,7 @@ class EncodeStats:
     proxy_db: list[float] = field(default_factory=list)  # refresh proxy of every frame (with refresh on)
     motion_proxy_db: list[float] = field(default_factory=list)  # the same, motion frames only
     searched: int = 0  # motion frames whose symbols the search changed
+    search_costs: list[tuple[float, float]] = field(default_factory=list)  # (estimate's J, chosen J) per frame
 
     @property
     def keyframe_reasons(self) -> Counter:
@@ -205,6 +206,7 @@ class Encoder:
 
         result = self._search.refine(motion, image, self._motion.state, shown)
         self.stats.searched += int(result.searched)
+        self.stats.search_costs.append((result.start_cost, result.cost))
         return result.ints
 
 

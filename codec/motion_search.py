@@ -17,17 +17,7 @@ import torch.nn.functional as F
 
 from bitstream import StreamHeader, quantize
 
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """How hard the encoder searches; `rate_weight` prices a bit in units of the distortion (J = D + λ·bits)."""
-
-    steps: int = 8
-    lr: float = 0.5  # Adam step in units of each group's quantisation step
-    rate_weight: float = 2e-6
-    warm_start: bool = True  # start from this frame's estimate plus the previous frame's correction
-    size: int = 0  # side of the rendering compared with the frame (0: the model's analysis size)
-    loss: str = "mse"  # "mse" or "l1" between the rendering and the frame
+from .coding_defaults import SearchConfig
 
 
 @dataclass
@@ -80,7 +70,8 @@ class MotionSearch:
         self.model = model
         self.header = header
         self.config = config
-        self.size = config.size or model.analysis_size
+        # Never compare above the stream's own size: that would only interpolate.
+        self.size = min(config.size or model.analysis_size, header.width, header.height)
         self._steps = {g.name: p.step for g, p in zip(header.groups, header.params)}
         self._bits = bits_per_step(header)
         self._state = None

@@ -91,7 +91,7 @@ def read_frames(path: str | os.PathLike, size: int = 512, crop: tuple[int, int, 
     info = probe(path)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise VideoError(f"size must be a positive integer, got {size!r}")
-    region = _crop_region(crop, info)
+    region = crop_region(crop, info)
     rate = None if fps is None else _as_rate(fps, "fps")
     return _read(Path(path), size, region, rate)
 
@@ -351,7 +351,8 @@ def _quarter_turns(frame: av.VideoFrame) -> int:
     return round((frame.rotation or 0) / 90) % 4
 
 
-def _crop_region(crop, info: VideoInfo) -> tuple[int, int, int]:
+def crop_region(crop, info: VideoInfo) -> tuple[int, int, int]:
+    """The (x, y, side) square `read_frames` takes: `crop` checked against the frame, or the centred largest."""
     if crop is None:
         side = min(info.width, info.height)
         return (info.width - side) // 2, (info.height - side) // 2, side

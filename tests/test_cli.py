@@ -7,6 +7,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codec.cli import EXIT_ERROR, main
@@ -93,6 +94,37 @@ def test_encode_summary_reports_keyframe_reasons_rate_and_speed(clip, tmp_path, 
     assert "keyframes: 2 (first 1, max_gop 1) at QP 30" in out
     assert "adaptive keypoints saved" in out and "bpp" in out and "kbps" in out and "fps" in out
     assert "UNTRAINED" in err and "NOT meaningful" in err
+
+
+def test_encode_summary_says_how_the_input_was_cropped_and_scaled(clip, tmp_path, capsys):
+    wide = tmp_path / "wide.mp4"
+    with VideoWriter(wide, fps=25, crf=10) as writer:
+        for frame in astronaut_frames(DemoClipConfig(seconds=2 / 25, size=96)):
+            writer.write(np.pad(frame, ((0, 0), (16, 16), (0, 0))))  # 128x96
+    expected = {(wide, ()): "input: 128x96, centre-cropped to 96x96 at (16,0), downscaled to 64x64",
+                (clip, ("--size", "96")): "input: 96x96, used as it is",
+                (clip, ("--size", "128", "--crop", "8,8,80")): "input: 96x96, cropped to 80x80 at (8,8), upscaled"}
+    for n, ((source, extra), line) in enumerate(expected.items()):
+        code, out, _ = run(["encode", source, tmp_path / f"{n}.fvc", *FAST[:-1], "--frames", "2", *extra], capsys)
+        assert code == 0 and line in out, out
+
+
+@pytest.mark.parametrize("preset, refresh, rendered", [("fast", None, False), ("medium", None, True),
+                                                       ("slow", "0", True)])
+def test_preset_is_named_in_the_summary_and_by_info(clip, tmp_path, capsys, monkeypatch, preset, refresh, rendered):
+    import codec.decoder
+
+    renders = []
+    real = codec.decoder.Decoder.render
+    monkeypatch.setattr(codec.decoder.Decoder, "render", lambda self, ints: renders.append(1) or real(self, ints))
+    out = tmp_path / "p.fvc"
+    argv = ["encode", clip, out, "--size", str(SIZE), *MODEL, "--preset", preset, "--frames", "3"]
+    code, text, _ = run(argv + (["--refresh-threshold", refresh] if refresh else []), capsys)
+    assert code == 0 and f"preset: {preset} (" in text
+    assert bool(renders) == rendered  # fast runs open loop; slow searches even with refresh off
+    assert ("the search changed" in text) == (preset == "slow")
+    info = json.loads(run(["info", out, "--json"], capsys)[1])
+    assert info["notes"]["preset"] == preset
 
 
 def test_info_bpp_is_file_bits_over_pixels(stream, capsys):

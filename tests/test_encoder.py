@@ -1,4 +1,5 @@
 """Streaming Encoder: closed loop, keyframe decisions, adaptive keypoints, rate control, refused input."""
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -6,9 +7,11 @@ import pytest
 import torch
 
 from bitstream import KeyframePacket, MotionKind, MotionPacket, StreamReader
+from codec.coding_defaults import PRESETS, SearchConfig
 from codec.decoder import Decoder
 from codec.demo import DemoClipConfig, astronaut_frames
-from codec.encoder import (Encoder, EncoderConfig, KeyframeReason, encode_clip, encode_to_rate, luma_psnr)
+from codec.encoder import (EncodedClip, Encoder, EncoderConfig, KeyframeReason, encode_clip, encode_to_rate,
+                           luma_psnr)
 from codec.errors import InputError, RateControlError
 from codec.h264 import QP_MAX
 from codec.motion_model import build_untrained, default_weights, load_model, model_id, untrained_model_id
@@ -170,3 +173,55 @@ def test_rate_control_with_refresh_on_lands_within_15_percent_in_two_passes(trai
         assert decode_all(model, clip.to_bytes())[0].shape == (SIZE, SIZE, 3)
         positions.append([p.frame_index for p in clip.packets if isinstance(p, KeyframePacket)])
     assert len(positions[0]) > len(positions[1])
+
+
+# ---------------------------------------------------------------- motion search (the slow preset)
+
+def searched_clip(trained, frames, **search) -> EncodedClip:
+    model, ident = trained
+    cfg = config(refresh_threshold=0, search=SearchConfig(**{"steps": 4, **search}))
+    return encode_clip(frames, model, cfg, ident)
+
+
+@pytest.fixture(scope="module")
+def moving():
+    return list(astronaut_frames(DemoClipConfig(seconds=0.4, size=SIZE)))  # 10 frames
+
+
+def test_search_never_raises_the_rendered_cost_it_starts_from_and_lowers_it_on_some_frames(trained, moving):
+    clip = searched_clip(trained, moving)
+    costs = clip.stats.search_costs
+    assert len(costs) == len(moving) - 1
+    assert all(chosen <= start for start, chosen in costs)
+    assert clip.stats.searched >= 1 and sum(c for _, c in costs) < sum(s for s, _ in costs)
+
+
+def test_searched_stream_decodes_with_the_plain_decoder_as_the_encoder_saw_it(trained, moving):
+    model, ident = trained
+    clip = encode_clip(moving, model, config(refresh_threshold=1.0, search=SearchConfig(steps=4)), ident)
+    decoded = decode_all(model, clip.to_bytes())
+    assert len(decoded) == len(moving)
+    assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, moving, strict=True)]
+
+
+def test_search_lowers_the_error_of_the_decoded_frames(trained, moving):
+    model, ident = trained
+    plain = decode_all(model, encode_clip(moving, model, config(refresh_threshold=0), ident).to_bytes())
+    searched = decode_all(model, searched_clip(trained, moving).to_bytes())
+    error = lambda frames: np.mean([np.abs(d.astype(float) - f).mean() for d, f in zip(frames[1:], moving[1:])])  # noqa: E731
+    assert error(searched) < error(plain)
+
+
+def test_every_preset_is_reproducible(trained, moving):
+    model, ident = trained
+    for preset in PRESETS.values():
+        cfg = config(refresh_threshold=preset.refresh_threshold, search=preset.search and replace(preset.search, steps=2))
+        runs = [encode_clip(moving[:4], model, cfg, ident).to_bytes() for _ in range(2)]
+        assert runs[0] == runs[1], preset.name
+
+
+def test_a_search_that_overshoots_falls_back_to_the_estimate(trained, moving):
+    # Steps of 50 quantisation steps throw the keypoints about: those results must not be sent.
+    clip = searched_clip(trained, moving, lr=50.0)
+    assert all(chosen <= start for start, chosen in clip.stats.search_costs)
+    assert clip.stats.searched < len(moving) - 1
