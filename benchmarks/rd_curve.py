@@ -38,7 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
 RESULTS = REPO / "benchmarks" / "results"
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
-ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold")
+ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold", "fvc-slow")
+# fvc-slow encodes at ~1 frame/s on the 2-core CPU: it runs only when named.
+DEFAULT_METHODS = ALL_METHODS[:-1]
 RD_COLUMNS = ["clip", "method", "point", "frames", "width", "height", "fps", "bytes", "bpp", "kbps",
               "lpips", "psnr", "ssim", "encode_fps", "decode_fps", "device", "weights"]
 # The standard protocol: the first 10 s of every clip, metrics on every 10th frame. Whole clips at
@@ -157,9 +159,10 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         return X264(X264Settings(tune="zerolatency"))
     if name == "hold":
         return Hold()
-    from rdcodecs.fvc import Fomm, Fvc
+    from rdcodecs.fvc import Fomm, Fvc, FvcSlow
 
-    cls, given = (Fvc, config.model) if name == "fvc" else (Fomm, config.fomm_model)
+    cls, given = {"fvc": (Fvc, config.model), "fvc-slow": (FvcSlow, config.model),
+                  "fomm": (Fomm, config.fomm_model)}[name]
     if given is None and config.untrained_fallback:
         from codec import motion_model as mm
         from codec.cli import UNTRAINED_PREFIX
@@ -447,7 +450,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                    help=f"folder of clips (default {DEFAULT_DATA} when it exists)")
     p.add_argument("--run-name", default=None, help="results go to benchmarks/results/<run-name> (default: dev, quick)")
     p.add_argument("--out", type=Path, default=None, help="results folder (overrides --run-name)")
-    p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated, of {', '.join(ALL_METHODS)}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, of {', '.join(ALL_METHODS)} (default: all but fvc-slow)")
     p.add_argument("--clips", nargs="+", default=None, help="N (the first N clips by name) or clip names (stems)")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help=f"first N frames of each clip after resampling, 0 = all (default {DEFAULT_FRAMES}: 10 s)")

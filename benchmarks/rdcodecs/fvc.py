@@ -8,6 +8,8 @@ import numpy as np
 
 from bitstream import StreamReader
 
+from codec.coding_defaults import PRESETS
+
 from .base import BenchmarkError, Codec, CodedClip, collect_frames
 
 
@@ -43,6 +45,10 @@ class Fvc(Codec):
         self.model, self.model_id = loaded.model, loaded.model_id
         self.weights, self.untrained = loaded.label, loaded.untrained
 
+    def encoder_search(self):
+        """The encoder's motion search: none (the fast and medium presets)."""
+        return None
+
     def operating_points(self) -> list[str]:
         return [p.label for p in POINTS]
 
@@ -66,7 +72,7 @@ class Fvc(Codec):
             raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {known}")
         n, height, width, _ = frames.shape
         config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
-                               refresh_threshold=chosen.refresh_threshold, frame_count=n)
+                               refresh_threshold=chosen.refresh_threshold, frame_count=n, search=self.encoder_search())
         start = time.perf_counter()
         stream = encode_clip(frames, self.model, config, self.model_id).to_bytes()
         encode_seconds = time.perf_counter() - start
@@ -78,6 +84,18 @@ class Fvc(Codec):
         decoded = collect_frames(pictures, frames, f"{self.name} {point}")
         decode_seconds = time.perf_counter() - start
         return CodedClip(stream, decoded, encode_seconds, decode_seconds)
+
+
+class FvcSlow(Fvc):
+    """fvc with the slow preset's motion search (same decoder and stream); its own method, as it costs ~1 s/frame."""
+
+    name = "fvc-slow"
+
+    def settings(self) -> dict[str, str]:
+        return {**super().settings(), "search": repr(PRESETS["slow"].search)}
+
+    def encoder_search(self):
+        return PRESETS["slow"].search
 
 
 class Fomm(Fvc):
