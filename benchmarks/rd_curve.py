@@ -1,21 +1,26 @@
-"""Rate-distortion benchmark: bpp vs LPIPS/PSNR/SSIM of fvc, FOMM and x264 on 512x512 talking heads.
+"""Rate-distortion benchmark: bpp vs LPIPS/PSNR/SSIM, AKD and temporal error on 512x512 talking heads.
 
 Every clip is read once through `codec.video.read_frames` (same resize and fps for every method),
 each method codes it at each operating point, and the metrics compare decoded and source frames.
 Writes benchmarks/results/<run-name>/{rd.csv, summary.csv, bd_rate.csv, quality.csv, run.json,
-rd_lpips.png, rd_psnr.png}; rerunning skips the rows already in rd.csv. By default the first 250
-frames of every clip are coded and every 10th is measured. Usage:
+rd_lpips.png, rd_psnr.png, rd_motion.png}; rerunning skips the rows already in rd.csv. By default the
+first 250 frames of every clip are coded and every 10th is measured. AKD (motion fidelity: distance
+between face landmarks of decoded and source frames) needs MediaPipe; --no-akd runs without it. Usage:
     .venv/bin/python benchmarks/rd_curve.py --quick
     .venv/bin/python benchmarks/rd_curve.py --methods x264,x264-zerolatency --run-name bench512
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import fnmatch
+import hashlib
+import importlib.metadata
 import io
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -31,6 +36,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
 
 from bd_rate import CurveError, bd_rate, pareto_front, rate_for_quality  # noqa: E402
+from codec.data.face_track import FaceLandmarker, FaceTrackError, mesh_points, native_stderr_silenced  # noqa: E402
 from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
 from rdcodecs.hold import Hold  # noqa: E402
 
@@ -41,14 +47,20 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold", "fvc-slow")
 # fvc-slow encodes at ~1 frame/s on the 2-core CPU: it runs only when named.
 DEFAULT_METHODS = ALL_METHODS[:-1]
+# Motion fidelity (AKD, MediaPipe face mesh) and temporal consistency: rows written before these columns
+# existed lack them, and read as NaN ("not measured").
+MOTION_COLUMNS = ["akd", "akd_lips", "face_found", "temporal"]
 RD_COLUMNS = ["clip", "method", "point", "frames", "width", "height", "fps", "bytes", "bpp", "kbps",
-              "lpips", "psnr", "ssim", "encode_fps", "decode_fps", "device", "weights"]
+              "lpips", "psnr", "ssim", *MOTION_COLUMNS, "encode_fps", "decode_fps", "device", "weights"]
+LEGACY_COLUMNS = [c for c in RD_COLUMNS if c not in MOTION_COLUMNS]
 # The standard protocol: the first 10 s of every clip, metrics on every 10th frame. Whole clips at
 # stride 1 would take LPIPS alone ~0.2 s x 5000 frames per operating point on a 2-core CPU.
 DEFAULT_FRAMES = 250
 DEFAULT_METRIC_STRIDE = 10
 # What a resumed run must share with the rows already written, or its rows would not be comparable.
-RUN_KEYS = ("size", "fps", "frames", "metric_stride", "lpips")
+RUN_KEYS = ("size", "fps", "frames", "metric_stride", "lpips", "akd", "temporal")
+TEMPORAL_METHOD = "mean |(d_t - d_t-1) - (r_t - r_t-1)|, BT.601 luma 0-255, t = every scored frame but 0"
+NO_AKD = "off (--no-akd)"
 
 
 @dataclass
@@ -71,6 +83,8 @@ class BenchConfig:
     untrained_fallback: bool = False  # without shipped weights, use the development model (--quick)
     force: bool = False
     allow_mixed: bool = False  # add rows of other data or devices; report a method's rows of other weights
+    akd: bool = True  # False = --no-akd: run without MediaPipe, AKD columns NaN
+    landmarker: Path | None = None  # MediaPipe's face_landmarker.task; None = codec.data.prepare's default
 
 
 def device_description(device: str) -> str:
@@ -114,31 +128,63 @@ def spread(points: list[str], count: int | None) -> list[str]:
 
 
 class Metrics:
-    """LPIPS (AlexNet v0.1), PSNR and SSIM of decoded vs source frames, on every `stride`-th frame.
+    """LPIPS (AlexNet v0.1), PSNR, SSIM, AKD and temporal error of decoded vs source frames, on every
+    `stride`-th frame; AKD is NaN without a landmarker (--no-akd)."""
 
-    Each is the mean of per-frame values; a frame identical to its source counts as PSNR_CAP dB.
-    """
-
-    PSNR_CAP = 100.0
+    PSNR_CAP = 100.0  # a frame identical to its source counts as this many dB
     CHUNK = 32  # frames per metric call: bounds float copies of long 512² clips
 
-    def __init__(self, device: str, stride: int):
+    def __init__(self, device: str, stride: int, landmarker: FaceLandmarker | None = None):
         from codec import metrics
 
         self._metrics = metrics
         self.device = device
         self.stride = stride
+        self.landmarker = landmarker
         self.lpips_variant = metrics.LPIPS_VARIANT
 
-    def __call__(self, source: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
-        ref, test = source[:: self.stride], decoded[:: self.stride]
-        values: dict[str, list[np.ndarray]] = {"lpips": [], "psnr": [], "ssim": []}
+    def face_points(self, frames: np.ndarray) -> np.ndarray | None:
+        """Face-mesh points (pixels) of the scored frames, None without a landmarker."""
+        return None if self.landmarker is None else mesh_points(self.landmarker, frames[:: self.stride])
+
+    def __call__(self, source: np.ndarray, decoded: np.ndarray, source_points: np.ndarray | None) -> dict[str, float]:
+        """Means over the scored frames; `source_points` = face_points(source), found once per clip."""
+        s = self.stride
+        ref, test = source[::s], decoded[::s]
+        values: dict[str, list[np.ndarray]] = {"lpips": [], "psnr": [], "ssim": [], "temporal": []}
         for start in range(0, len(ref), self.CHUNK):
             a, b = ref[start:start + self.CHUNK], test[start:start + self.CHUNK]
             values["lpips"].append(self._metrics.lpips_distance(a, b, device=self.device))
             values["psnr"].append(np.minimum(self._metrics.psnr(a, b), self.PSNR_CAP))
             values["ssim"].append(self._metrics.ssim(a, b))
-        return {name: float(np.concatenate(v).mean()) for name, v in values.items()}
+        # Each scored frame t >= 1 with frame t-1: slices of the clips already in memory, nothing copied.
+        pairs = (source[s - 1:-1:s], source[s::s], decoded[s - 1:-1:s], decoded[s::s])
+        for start in range(0, len(pairs[0]), self.CHUNK):
+            values["temporal"].append(self._metrics.temporal_error(*(p[start:start + self.CHUNK] for p in pairs)))
+        scores = {name: float(np.concatenate(v).mean()) if v else math.nan for name, v in values.items()}
+        if source_points is None:
+            return {**scores, **dict.fromkeys(("akd", "akd_lips", "face_found"), math.nan)}
+        return {**scores, **self._metrics.akd_scores(source_points, self.face_points(decoded))}
+
+
+def open_landmarker(config: BenchConfig) -> tuple[FaceLandmarker | None, str]:
+    """MediaPipe's face landmarker for AKD and how run.json names it, (None, NO_AKD) with --no-akd; refuses
+    in one line when mediapipe or the model file is missing, as AKD is never dropped silently."""
+    if not config.akd:
+        return None, NO_AKD
+    from codec.data.prepare import LANDMARKER_ENV, landmarker_path
+    from codec.metrics import AKD_POINTS
+
+    path = landmarker_path(config.landmarker)
+    try:
+        with native_stderr_silenced():  # MediaPipe's C++ start-up log ignores every log level
+            landmarker = FaceLandmarker(path)
+    except FaceTrackError as exc:
+        raise BenchmarkError(f"AKD needs MediaPipe's face landmarker: {exc}; --landmarker PATH (or ${LANDMARKER_ENV}) "
+                             "names the model file, --no-akd runs without AKD") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return landmarker, (f"mediapipe {importlib.metadata.version('mediapipe')}, {path.name} ({digest}), "
+                        f"{len(AKD_POINTS)} face-mesh points")
 
 
 def load_clip(path: Path, config: BenchConfig) -> np.ndarray:
@@ -189,9 +235,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     if not text.endswith("\n"):  # the last row was being written when the run stopped
         text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames != RD_COLUMNS:
+    if reader.fieldnames not in (RD_COLUMNS, LEGACY_COLUMNS):
         raise BenchmarkError(f"{path} has columns {reader.fieldnames}, expected {RD_COLUMNS}")
-    return [row for row in reader if all(row.get(c) not in (None, "") for c in RD_COLUMNS)]
+    rows = [{**dict.fromkeys(MOTION_COLUMNS, "nan"), **row} for row in reader]  # legacy rows: not measured
+    return [row for row in rows if all(row.get(c) not in (None, "") for c in RD_COLUMNS)]
 
 
 def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
@@ -255,14 +302,21 @@ def warn_untrained(codecs: list[Codec]) -> None:
 
 def run(config: BenchConfig) -> Path:
     """Fill rd.csv for every clip x method x point not already there, then write the reports."""
+    clips = find_clips(config.data, config.clips)
+    landmarker, akd_method = open_landmarker(config)
+    with landmarker or contextlib.nullcontext():
+        return fill(config, clips, Metrics(config.device, config.metric_stride, landmarker), akd_method)
+
+
+def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: str) -> Path:
+    """`run` once the clips are found and the landmarker (if any) is open."""
     from tqdm import tqdm
 
-    clips = find_clips(config.data, config.clips)
     codecs = [build_codec(name, config) for name in config.methods]
-    metrics = Metrics(config.device, config.metric_stride)
     device = device_description(config.device)
     run_info = {"size": config.size, "fps": config.fps, "frames": config.frames, "metric_stride": config.metric_stride,
-                "lpips": metrics.lpips_variant, "device": device, "data": str(config.data),
+                "lpips": metrics.lpips_variant, "akd": akd_method, "temporal": TEMPORAL_METHOD,
+                "device": device, "data": str(config.data),
                 "clips": [p.stem for p in clips],
                 "methods": {c.name: {**c.settings(), "weights": c.weights, "points": c.operating_points()}
                             for c in codecs},
@@ -290,12 +344,15 @@ def run(config: BenchConfig) -> Path:
     warn_untrained(codecs)
 
     print(f"{len(done)} rows already in {rd_path}, {len(jobs)} to run; metrics on every "
-          f"{config.metric_stride}. frame, LPIPS {metrics.lpips_variant} on {device}", file=sys.stderr)
-    loaded: tuple[Path, np.ndarray] | None = None
+          f"{config.metric_stride}. frame, LPIPS {metrics.lpips_variant} on {device}, AKD {akd_method}",
+          file=sys.stderr)
+    loaded: tuple[Path, np.ndarray, np.ndarray | None] | None = None
     for clip, codec, point in tqdm(jobs, unit="point", file=sys.stderr):
         if loaded is None or loaded[0] != clip:
-            loaded = (clip, load_clip(clip, config))
-        source = loaded[1]
+            source = load_clip(clip, config)
+            # The source's landmarks do not depend on the method: found once per clip.
+            loaded = (clip, source, metrics.face_points(source))
+        _, source, source_points = loaded
         coded = codec.code(source, config.fps, point)
         if coded.frames.shape != source.shape:
             raise BenchmarkError(f"{codec.name} {point} on {clip.stem}: decoded {coded.frames.shape}, "
@@ -306,7 +363,7 @@ def run(config: BenchConfig) -> Path:
             "clip": clip.stem, "method": codec.name, "point": point, "frames": n, "width": width,
             "height": height, "fps": config.fps, "bytes": len(coded.stream),
             "bpp": f"{bits / (width * height * n):.6g}", "kbps": f"{bits / (n / config.fps) / 1000:.6g}",
-            **{k: f"{v:.6g}" for k, v in metrics(source, coded.frames).items()},
+            **{k: f"{v:.6g}" for k, v in metrics(source, coded.frames, source_points).items()},
             "encode_fps": f"{n / coded.encode_seconds:.4g}", "decode_fps": f"{n / coded.decode_seconds:.4g}",
             "device": device, "weights": codec.weights})
     write_reports(config.out, config.allow_mixed)
@@ -317,8 +374,19 @@ def run(config: BenchConfig) -> Path:
 # Reports: everything below reads only rd.csv, so a resumed or merged run reports all its rows.
 BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "fomm"), ("fomm", "x264"),
             ("x264-zerolatency", "x264"))
-BD_METRICS = {"lpips": False, "psnr": True}  # metric -> higher is better
+# Plotted metric -> (axis label, higher is better).
+AXES = {"lpips": ("LPIPS AlexNet v0.1 (lower is better)", False), "psnr": ("PSNR RGB (dB)", True),
+        "akd": ("AKD, px at the coded size (lower is better)", False),
+        "temporal": ("temporal error, luma 0-255 (lower is better)", False)}
+BD_METRICS = {metric: AXES[metric][1] for metric in ("lpips", "psnr")}
 LPIPS_TARGETS = (0.20, 0.15)
+# quality.csv's joint target: LPIPS 0.20 with AKD at most the anchor's where the anchor's LPIPS is 0.20.
+JOINT_LPIPS, ANCHOR = 0.20, "x264"
+JOINT_COLUMN = f"bpp_for_lpips_{JOINT_LPIPS:.2f}_and_{ANCHOR}_akd"
+# What "not measured" (NaN) means in the reports, keyed by the summary column that shows it.
+NOT_MEASURED = {"face_found": ("AKD", "rows from before rd_curve measured it, run with --no-akd, or of a clip "
+                                      "whose scored source frames show no face"),
+                "temporal": ("temporal error", "rows from before rd_curve measured it")}
 
 
 def weights_id(label: str) -> str:
@@ -344,9 +412,15 @@ def check_mixed(rd: pd.DataFrame) -> None:
 
 def summarize(rd: pd.DataFrame) -> pd.DataFrame:
     """Per method and point: means over clips (clips = how many were averaged)."""
-    numeric = ["bpp", "kbps", "lpips", "psnr", "ssim", "encode_fps", "decode_fps"]
+    numeric = ["bpp", "kbps", "lpips", "psnr", "ssim", *MOTION_COLUMNS, "encode_fps", "decode_fps"]
     grouped = rd.groupby(["method", "point"], sort=False)
     summary = grouped[numeric].mean()
+    # AKD and the temporal error of a point are not measured (NaN) unless every clip was: a mean over some
+    # clips would not compare with the others. A measured clip whose decoded frames never showed a face has
+    # no AKD: the AKD means skip it, face_found counts it.
+    unmeasured = grouped[["face_found", "temporal"]].count().lt(grouped.size(), axis=0)
+    summary.loc[unmeasured.face_found, ["akd", "akd_lips", "face_found"]] = np.nan
+    summary.loc[unmeasured.temporal, "temporal"] = np.nan
     summary.insert(0, "clips", grouped["clip"].nunique())
     summary["weights"] = grouped["weights"].agg(lambda labels: " + ".join(labels.unique()))
     return summary.reset_index().sort_values(["method", "bpp"], kind="stable", ignore_index=True)
@@ -377,66 +451,113 @@ def bd_table(rd: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["test", "anchor", "metric", "clip", "clips_used", "bd_rate_pct"])
 
 
+def rate_label(bpp: float, how: str) -> str:
+    """A `rate_for_quality` answer as quality.csv writes it."""
+    return {"interpolated": f"{bpp:.5g}", "below-range": f"<={bpp:.5g}", "not-reached": "not reached"}[how]
+
+
+def at_joint_lpips(curve: pd.DataFrame, column: str) -> float:
+    """`column` where the curve's LPIPS reaches JOINT_LPIPS, linear in log bpp between the points of its LPIPS
+    Pareto front; NaN where that rate is not interpolated (reached below or above the curve's range)."""
+    bpp, how = rate_for_quality(curve.bpp, curve.lpips, JOINT_LPIPS, higher_is_better=False)
+    if how != "interpolated":
+        return math.nan
+    front_bpp, _ = pareto_front(curve.bpp, curve.lpips, higher_is_better=False)
+    values = curve.sort_values(["bpp", "lpips"]).drop_duplicates("bpp").set_index("bpp")[column]
+    return float(np.interp(np.log(bpp), np.log(front_bpp), values.loc[front_bpp]))
+
+
+def joint_rate(curve: pd.DataFrame, anchor_akd: float) -> str:
+    """The bpp at which max(LPIPS / JOINT_LPIPS, AKD / anchor_akd) reaches 1 (both targets met), as quality.csv
+    writes it: interpolated like the LPIPS targets, over the points whose AKD was measured."""
+    if curve.akd.isna().all():
+        return "not measured"
+    if not anchor_akd > 0:  # also NaN: no anchor, or its LPIPS 0.20 rate is not interpolated
+        return f"no {ANCHOR} AKD at LPIPS {JOINT_LPIPS:.2f}"
+    score = np.maximum(curve.lpips / JOINT_LPIPS, curve.akd / anchor_akd)
+    kept = score.notna()
+    return rate_label(*rate_for_quality(curve.bpp[kept], score[kept], 1.0, higher_is_better=False))
+
+
 def quality_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per method: LPIPS at its lowest rate, and the bpp it needs for each LPIPS target."""
+    """Per method: LPIPS at its lowest rate, the bpp it needs for each LPIPS target, AKD and temporal error
+    where its LPIPS is 0.20, and the bpp it needs for LPIPS 0.20 with AKD at most x264's there."""
+    curves = dict(list(summary.groupby("method", sort=False)))
+    anchor_akd = at_joint_lpips(curves[ANCHOR], "akd") if ANCHOR in curves else math.nan
     rows = []
-    for method, curve in summary.groupby("method", sort=False):
+    for method, curve in curves.items():
         lowest = curve.loc[curve.bpp.idxmin()]
         row = {"method": method, "lowest_bpp": lowest.bpp, "lpips_at_lowest_bpp": lowest.lpips}
         for target in LPIPS_TARGETS:
-            bpp, how = rate_for_quality(curve.bpp, curve.lpips, target, higher_is_better=False)
-            row[f"bpp_for_lpips_{target:.2f}"] = {"interpolated": f"{bpp:.5g}", "below-range": f"<={bpp:.5g}",
-                                                  "not-reached": "not reached"}[how]
+            row[f"bpp_for_lpips_{target:.2f}"] = rate_label(*rate_for_quality(curve.bpp, curve.lpips, target,
+                                                                              higher_is_better=False))
+        for column in ("akd", "temporal"):
+            value = at_joint_lpips(curve, column)
+            row[f"{column}_at_lpips_{JOINT_LPIPS:.2f}"] = (
+                "not measured" if curve[column].isna().all() else f"{value:.4g}" if math.isfinite(value) else "-")
+        row[JOINT_COLUMN] = joint_rate(curve, anchor_akd)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def plot(summary: pd.DataFrame, metric: str, path: Path, title: str) -> None:
+def plot(summary: pd.DataFrame, metrics: tuple[str, ...], path: Path, title: str) -> None:
+    """One panel per metric against bpp, side by side; a metric no row measured says so in its panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for method, curve in summary.groupby("method", sort=False):
-        weights = curve.weights.iloc[0]
-        label = method if weights == "-" else f"{method} ({weights})"
-        # Markers for every point; the line joins the Pareto front, which is what BD-rate integrates.
-        front_bpp, front_metric = pareto_front(curve.bpp, curve[metric], higher_is_better=BD_METRICS[metric])
-        (line,) = ax.plot(front_bpp, front_metric, label=label)
-        ax.plot(curve.bpp, curve[metric], linestyle="none", marker="o", markersize=4, color=line.get_color())
-    if metric == "lpips":
-        for target in LPIPS_TARGETS:
-            ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per pixel (all stream bytes)")
-    ax.set_ylabel({"lpips": "LPIPS AlexNet v0.1 (lower is better)", "psnr": "PSNR RGB (dB)"}[metric])
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", linewidth=0.3)
-    ax.legend(fontsize=7)
+    colours = {method: f"C{i}" for i, method in enumerate(summary.method.unique())}  # the same in every panel
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics), 4.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        label, higher = AXES[metric]
+        measured = summary.dropna(subset=[metric])
+        for method, curve in measured.groupby("method", sort=False):
+            weights = curve.weights.iloc[0]
+            # Markers for every point; the line joins the Pareto front, which is what BD-rate integrates.
+            front_bpp, front_metric = pareto_front(curve.bpp, curve[metric], higher_is_better=higher)
+            ax.plot(front_bpp, front_metric, color=colours[method],
+                    label=method if weights == "-" else f"{method} ({weights})")
+            ax.plot(curve.bpp, curve[metric], linestyle="none", marker="o", markersize=4, color=colours[method])
+        if measured.empty:
+            ax.text(0.5, 0.5, f"{metric}: not measured", transform=ax.transAxes, ha="center", va="center")
+        else:
+            ax.set_xscale("log")
+            ax.legend(fontsize=7)
+        if metric == "lpips":
+            for target in LPIPS_TARGETS:
+                ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
+        ax.set_xlabel("bits per pixel (all stream bytes)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", linewidth=0.3)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def write_reports(out: Path, allow_mixed: bool = False) -> None:
-    """summary.csv, bd_rate.csv, quality.csv and the two plots from rd.csv; prints the tables."""
-    rd = pd.read_csv(out / "rd.csv")
+    """summary.csv, bd_rate.csv, quality.csv and the three plots from rd.csv; prints the tables."""
+    rd = pd.read_csv(out / "rd.csv").reindex(columns=RD_COLUMNS)  # rows from before MOTION_COLUMNS: NaN
     if not allow_mixed:
         check_mixed(rd)
     summary = summarize(rd)
     bd = bd_table(rd)
     quality = quality_table(summary)
-    summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.6g", na_rep="nan")
     bd.to_csv(out / "bd_rate.csv", index=False, float_format="%.4g")
     quality.to_csv(out / "quality.csv", index=False, float_format="%.6g")
     frames = f"{rd.frames.min()}" if rd.frames.min() == rd.frames.max() else f"{rd.frames.min()}-{rd.frames.max()}"
     title = (f"{out.name}: {rd['clip'].nunique()} clips, {frames} frames, "
              f"{rd.width.iloc[0]}x{rd.height.iloc[0]} @ {rd.fps.iloc[0]:g} fps")
-    for metric in ("lpips", "psnr"):
-        plot(summary, metric, out / f"rd_{metric}.png", title)
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", 200):
+    for name, metrics in (("lpips", ("lpips",)), ("psnr", ("psnr",)), ("motion", ("lpips", "akd", "temporal"))):
+        plot(summary, metrics, out / f"rd_{name}.png", title)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
         print(summary.drop(columns="weights").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        for column, (what, why) in NOT_MEASURED.items():
+            methods = summary.method[summary[column].isna()].unique()
+            if len(methods):
+                print(f"{what} not measured (NaN) on points of {', '.join(methods)}: {why}")
         means = bd[bd["clip"] == "mean"]
         print("\nBD-rate (PCHIP, mean over clips; negative = test needs fewer bits for the same quality):")
         print(means.to_string(index=False, float_format=lambda v: f"{v:.1f}") if len(means) else "  (no pair present)")
@@ -471,6 +592,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--quick", action="store_true",
                    help="1 clip, 16 frames, 3 points per method, metric stride 2; the untrained development "
                         "models when no weights ship")
+    p.add_argument("--no-akd", action="store_true",
+                   help="run without MediaPipe: the AKD columns (akd, akd_lips, face_found) read nan and the "
+                        "reports say AKD was not measured; the temporal error is still measured")
+    p.add_argument("--landmarker", type=Path, default=None, metavar="PATH",
+                   help="MediaPipe face_landmarker.task for AKD (default: $FVC_FACE_LANDMARKER, else "
+                        "models/face_landmarker.task in the shared folder beside the checkout)")
     p.add_argument("--force", action="store_true", help="discard the rows of an earlier run in the same folder")
     p.add_argument("--allow-mixed", action="store_true",
                    help="add rows from another data folder or device to a run, and report one method's rows made "
@@ -498,7 +625,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     return BenchConfig(data=a.data, out=out, methods=methods, clips=a.clips, frames=a.frames, size=a.size,
                        fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points,
                        point_pattern=a.point_pattern, device=a.device, model=a.model, fomm_model=a.fomm_model,
-                       untrained_fallback=a.quick, force=a.force, allow_mixed=a.allow_mixed)
+                       untrained_fallback=a.quick, force=a.force, allow_mixed=a.allow_mixed, akd=not a.no_akd,
+                       landmarker=a.landmarker)
 
 
 def main(argv: list[str] | None = None) -> int:

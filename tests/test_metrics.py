@@ -127,3 +127,71 @@ def test_checkpoint_unpickler_refuses_code():
     arrays = {"k": np.arange(6, dtype=np.float32).reshape(2, 3)}
     loaded = metrics._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(arrays))).load()
     np.testing.assert_array_equal(loaded["k"], arrays["k"])
+
+
+def test_temporal_error_is_zero_for_a_still_clip_and_costs_a_frozen_one():
+    still = np.repeat(textured_pair(shape=(1, 24, 24, 3))[0], 4, axis=0)
+    np.testing.assert_array_equal(metrics.temporal_error(still[:-1], still[1:], still[:-1], still[1:]), [0, 0, 0])
+    moving = np.stack([np.full((24, 24, 3), 20 * i, np.uint8) for i in range(4)])  # luma +20 a frame
+    frozen = np.repeat(moving[:1], 4, axis=0)
+    np.testing.assert_allclose(metrics.temporal_error(moving[:-1], moving[1:], frozen[:-1], frozen[1:]), [20] * 3)
+    # A constant error (here +10 everywhere) changes as the source does: not a temporal error.
+    offset = moving + 10
+    np.testing.assert_allclose(metrics.temporal_error(moving[:-1], moving[1:], offset[:-1], offset[1:]), [0] * 3,
+                               atol=1e-9)
+    with pytest.raises(MetricsError, match="different shapes"):
+        metrics.temporal_error(moving[:-1], moving[1:], frozen[:-2], frozen[1:])
+
+
+def test_akd_counts_a_decoded_frame_without_a_face_as_a_failure_not_a_skip():
+    source = np.random.default_rng(0).uniform(100, 400, (4, 478, 2))
+    decoded = source + [3.0, 4.0]  # every point 5 px away
+    decoded[1] = np.nan  # the decoded frame 1 shows no face
+    source[3] = np.nan  # no face in the source's frame 3: it does not count at all
+    assert metrics.akd_scores(source, decoded) == pytest.approx({"akd": 5.0, "akd_lips": 5.0, "face_found": 2 / 3})
+    lips_moved = source.copy()
+    lips_moved[:, list(metrics.AKD_LIPS)] += [0.0, 6.0]
+    assert metrics.akd_scores(source, lips_moved) == pytest.approx(
+        {"akd": 6.0 * len(metrics.AKD_LIPS) / len(metrics.AKD_POINTS), "akd_lips": 6.0, "face_found": 1.0})
+    faceless = metrics.akd_scores(source, np.full_like(source, np.nan))
+    assert faceless["face_found"] == 0 and np.isnan(faceless["akd"]) and np.isnan(faceless["akd_lips"])
+    assert all(np.isnan(v) for v in metrics.akd_scores(decoded[[1]], decoded[[1]]).values())
+    assert len(set(metrics.AKD_POINTS)) == len(metrics.AKD_POINTS) == 93 and max(metrics.AKD_POINTS) < 478
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    """MediaPipe's face landmarker; skips when mediapipe or its model file is absent."""
+    pytest.importorskip("mediapipe")  # optional: the `prepare` extra
+    from codec.data.face_track import FaceLandmarker, native_stderr_silenced
+    from codec.data.prepare import landmarker_path
+
+    path = landmarker_path(None)
+    if not path.is_file():
+        pytest.skip(f"no face landmarker model at {path}")
+    with native_stderr_silenced():
+        found = FaceLandmarker(path)
+    yield found
+    found.close()
+
+
+def test_akd_of_the_astronaut_shifted_by_k_pixels_is_about_k(landmarker):
+    from skimage import data
+
+    from codec.data.face_track import mesh_points
+
+    portrait = data.astronaut()  # 512², the bench512 size, with a face MediaPipe finds
+    k = 4
+    shifted = np.concatenate([np.repeat(portrait[:, :1], k, axis=1), portrait[:, :-k]], axis=1)  # k px right
+    source = mesh_points(landmarker, [portrait] * 3)
+    decoded = mesh_points(landmarker, [portrait, shifted, np.full_like(portrait, 128)])
+    assert source.shape == (3, 478, 2) and not np.isnan(source).any()
+    assert metrics.akd_scores(source[:1], decoded[:1]) == pytest.approx({"akd": 0, "akd_lips": 0, "face_found": 1},
+                                                                        abs=0.05)
+    moved = metrics.akd_scores(source[1:2], decoded[1:2])
+    assert 3 <= moved["akd"] <= 5 and 3 <= moved["akd_lips"] <= 5 and moved["face_found"] == 1
+    grey = metrics.akd_scores(source[2:], decoded[2:])
+    assert grey["face_found"] == 0 and np.isnan(grey["akd"])
+    together = metrics.akd_scores(source, decoded)
+    assert together["face_found"] == pytest.approx(2 / 3)
+    assert together["akd"] == pytest.approx(moved["akd"] / 2, abs=0.05)  # the faceless frame is left out

@@ -19,6 +19,9 @@ import numpy as np
 # the face like the face-centred 256² training clips and the bench512 clips (face ≈ 0.5-0.6 of the side).
 CROP_SCALE = 1.9
 
+# Points of MediaPipe's face mesh: 468 on the face, 10 on the irises.
+MESH_POINTS = 478
+
 # MediaPipe's camera space is OpenGL's (y up, z towards the viewer); ours has y down, z into the picture.
 _GL_TO_IMAGE = np.diag([1.0, -1.0, -1.0])
 
@@ -129,6 +132,16 @@ class FaceLandmarker:
         box = (*pts.min(0), *pts.max(0))
         return FaceObservation(tuple(float(v) for v in box),
                                pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])), points)
+
+
+def mesh_points(landmarker: FaceLandmarker, frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Face-mesh points (N, 478, 2) in pixels of each RGB frame, NaN where the landmarker finds no face."""
+    rows = []
+    for frame in frames:
+        hit = landmarker.detect(frame)
+        height, width = frame.shape[:2]
+        rows.append(np.full((MESH_POINTS, 2), np.nan) if hit is None else hit.points * (width, height))
+    return np.array(rows, np.float64).reshape(-1, MESH_POINTS, 2)
 
 
 def tiles(width: int, height: int) -> list[SquareBox]:
