@@ -7,7 +7,7 @@ from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .header import StreamHeader, default_header, parse_header
 from .inspect import summarize
 from .motion_coder import MotionDecoder, MotionEncoder
-from .packets import EndPacket, KeyframePacket, MotionPacket, NotePacket, PacketType, UnknownPacket
+from .packets import EndPacket, KeyframePacket, MotionPacket, NotePacket, PacketType, UnknownPacket, UseSlotPacket
 from .parser import PacketInfo, PacketParser
 from .reader import StreamReader
 from .symbols import GroupParams, SymbolGroup, default_params, dequantize, layout, quantize
@@ -17,6 +17,6 @@ __all__ = [
     "BitstreamError", "EndPacket", "FileStreamWriter", "GroupParams", "KeyframePacket", "MotionDecoder",
     "MotionEncoder", "MotionKind", "MotionPacket", "NotePacket", "PacketInfo", "PacketParser", "PacketType",
     "StreamHeader", "StreamReader", "StreamWriter", "SymbolError", "SymbolGroup", "TruncatedStreamError",
-    "UnknownPacket", "default_header", "default_params", "dequantize", "layout", "parse_header",
+    "UnknownPacket", "UseSlotPacket", "default_header", "default_params", "dequantize", "layout", "parse_header",
     "quantize", "summarize",
 ]

@@ -22,6 +22,9 @@ FVC_MAGIC = b"\x89FVC\r\n\x1a\n"
 FVC_VERSION_MAJOR = 1
 FVC_VERSION_MINOR = 0  # what a stream without extensions declares
 NOTE_MINOR = 1  # NOTE packets (spec §4.4) exist from version 1.1 on
+# Reference slots (spec §5.6) need version 2.0: a 1.x decoder would render motion from the wrong keyframe.
+SLOTS_MAJOR = 2
+MAX_REF_SLOTS = 8
 
 # Every entropy table is integer and sums to 2**ENTROPY_PRECISION; the range coder uses
 # 32-bit words and a 64-bit state (constriction's default RangeEncoder).

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from .constants import FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MotionKind
+from .constants import FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MAX_REF_SLOTS, SLOTS_MAJOR, MotionKind
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .symbols import GroupParams, SymbolGroup, default_num_keypoints, default_params, layout
 
@@ -33,6 +33,7 @@ class StreamHeader:
     num_keypoints: int
     model_id: bytes
     params: tuple[GroupParams, ...]
+    ref_slots: int = 1  # reference buffer size N (spec §5.6); more than 1 needs version 2.0
 
     def __post_init__(self):
         object.__setattr__(self, "kind", MotionKind(self.kind))
@@ -76,14 +77,23 @@ class StreamHeader:
                 p.check(g)
             except SymbolError as exc:
                 raise SymbolError(str(exc), f"group {i}") from None
+        if not 1 <= self.ref_slots <= MAX_REF_SLOTS:
+            raise SymbolError(f"ref_slots {self.ref_slots} outside 1..{MAX_REF_SLOTS}", "ref_slots")
+
+    def version(self, minor: int = FVC_VERSION_MINOR) -> tuple[int, int]:
+        """The version a writer declares: 2.0 with several reference slots (only 2.x has them), else 1.`minor`."""
+        return (SLOTS_MAJOR, 0) if self.ref_slots > 1 else (FVC_VERSION_MAJOR, minor)
 
     def pack(self, minor: int = FVC_VERSION_MINOR) -> bytes:
-        """Serialised header declaring version 1.`minor`, CRC included."""
+        """Serialised header declaring `version(minor)`, CRC included."""
+        major, minor = self.version(minor)
         body = _FIXED.pack(self.width, self.height, self.fps_num, self.fps_den, self.frame_count,
                            int(self.kind), self.num_keypoints, self.model_id, len(self.params))
         body += b"".join(_GROUP.pack(p.step, p.radius, p.decay, p.escape_freq, p.mask_freq)
                          for p in self.params)
-        head = _PREFIX.pack(FVC_MAGIC, FVC_VERSION_MAJOR, minor, len(body)) + body
+        if major >= SLOTS_MAJOR:
+            body += bytes([self.ref_slots])
+        head = _PREFIX.pack(FVC_MAGIC, major, minor, len(body)) + body
         return head + _CRC.pack(zlib.crc32(head))
 
 
@@ -107,7 +117,7 @@ def _to_fraction(fps: int | float | Fraction | tuple[int, int]) -> Fraction:
 
 def default_header(kind: MotionKind, width: int, height: int, fps: int | float | Fraction | tuple[int, int],
                    model_id: bytes, num_keypoints: int | None = None, frame_count: int = 0,
-                   params: Sequence[GroupParams] | None = None) -> StreamHeader:
+                   params: Sequence[GroupParams] | None = None, ref_slots: int = 1) -> StreamHeader:
     """A header with the default coding parameters of `kind` unless `params` is given."""
     kind = MotionKind(kind)
     rate = _to_fraction(fps)
@@ -116,7 +126,8 @@ def default_header(kind: MotionKind, width: int, height: int, fps: int | float |
     return StreamHeader(width=width, height=height, fps_num=rate.numerator, fps_den=rate.denominator,
                         frame_count=frame_count, kind=kind,
                         num_keypoints=default_num_keypoints(kind) if num_keypoints is None else num_keypoints,
-                        model_id=model_id, params=tuple(params) if params is not None else default_params(kind))
+                        model_id=model_id, params=tuple(params) if params is not None else default_params(kind),
+                        ref_slots=ref_slots)
 
 
 # Byte offsets of the v1.0 header fields (spec §3), for error messages.
@@ -124,9 +135,11 @@ _FIELD_OFFSETS = {"width": 12, "height": 14, "fps_num": 16, "fps_den": 20, "fram
                   "num_keypoints": 29, "model_id": 30, "group_count": 46}
 
 
-def _field_offset(field: str | None) -> int:
+def _field_offset(field: str | None, group_count: int) -> int:
     if field and field.startswith("group "):
         return _PREFIX.size + _FIXED.size + int(field.split()[1]) * _GROUP.size
+    if field == "ref_slots":  # the byte after the group records (2.x)
+        return _PREFIX.size + _FIXED.size + group_count * _GROUP.size
     return _FIELD_OFFSETS.get(field, _PREFIX.size)
 
 
@@ -142,8 +155,9 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     magic, major, minor, body_len = _PREFIX.unpack_from(data, 0)
     if magic != FVC_MAGIC:
         raise BitstreamError("not an .fvc stream (wrong magic)", 0)
-    if major != FVC_VERSION_MAJOR:
-        raise BitstreamError(f"unsupported format version {major}.{minor} (this decoder reads {FVC_VERSION_MAJOR}.x)", 8)
+    if major not in (FVC_VERSION_MAJOR, SLOTS_MAJOR):
+        raise BitstreamError(f"unsupported format version {major}.{minor} (this decoder reads "
+                             f"{FVC_VERSION_MAJOR}.x and {SLOTS_MAJOR}.x)", 8)
     end = _PREFIX.size + body_len
     if len(data) < end + _CRC.size:
         raise TruncatedStreamError("truncated header", len(data))
@@ -155,14 +169,18 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
         raise BitstreamError("header body too short", _PREFIX.size + len(body))
     width, height, fps_num, fps_den, frames, kind, k, model_id, ngroups = _FIXED.unpack_from(body, 0)
     if kind not in MotionKind.__members__.values():
-        raise BitstreamError(f"unknown motion kind {kind}", _field_offset("motion_kind"))
-    needed = _FIXED.size + ngroups * _GROUP.size
-    if len(body) < needed:
-        raise BitstreamError("header body too short for its groups", _PREFIX.size + len(body))
+        raise BitstreamError(f"unknown motion kind {kind}", _field_offset("motion_kind", ngroups))
+    groups_end = _FIXED.size + ngroups * _GROUP.size
+    slotted = major >= SLOTS_MAJOR
+    if len(body) < groups_end + slotted:
+        raise BitstreamError("header body too short for its groups" + (" and ref_slots" if slotted else ""),
+                             _PREFIX.size + len(body))
     params = tuple(GroupParams(*_GROUP.unpack_from(body, _FIXED.size + i * _GROUP.size)) for i in range(ngroups))
-    # Bytes after the v1.0 fields belong to a newer minor version; a 1.0 reader ignores them.
+    ref_slots = body[groups_end] if slotted else 1
+    # Bytes after the fields of the stream's major version belong to a newer minor version: ignored.
     try:
-        header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params)
+        header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params,
+                              ref_slots)
     except SymbolError as exc:
-        raise BitstreamError(f"invalid header: {exc}", _field_offset(exc.field)) from None
+        raise BitstreamError(f"invalid header: {exc}", _field_offset(exc.field, ngroups)) from None
     return header, end + _CRC.size, (major, minor)

@@ -8,21 +8,23 @@ import numpy as np
 
 from .avc import slice_qp
 from .errors import BitstreamError
-from .packets import KEYFRAME_REASON, EndPacket, KeyframePacket, MotionPacket, NotePacket, UnknownPacket
+from .packets import KEYFRAME_REASON, EndPacket, KeyframePacket, MotionPacket, NotePacket, UnknownPacket, UseSlotPacket
 from .reader import StreamReader
 
-_TYPE_NAMES = {KeyframePacket: "keyframe", MotionPacket: "motion", NotePacket: "note", EndPacket: "end",
-               UnknownPacket: "unknown"}
+_TYPE_NAMES = {KeyframePacket: "keyframe", MotionPacket: "motion", NotePacket: "note", UseSlotPacket: "use_slot",
+               EndPacket: "end", UnknownPacket: "unknown"}
 
 
 def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets: bool = False) -> dict:
-    """Frames, keyframes, bytes by packet type, rate, model id and NOTE members of a stream.
+    """Frames, keyframes, bytes by packet type, rate, model id, reference slots and NOTE members of a stream.
 
     A stream damaged after its header is summarised up to the damage, which "error" names;
-    `packets` adds every packet's index, type, frame, offset and size.
+    `packets` adds every packet's index, type, frame, offset and size. With several reference
+    slots, keyframes and listed packets also name their slot.
     """
     with StreamReader(source) as reader:
         header = reader.header
+        slotted = header.ref_slots > 1  # with one slot, always 0, the listings stay as in 1.x
         by_type = {"header": reader.parser.header_size, **{name: 0 for name in _TYPE_NAMES.values()}}
         count = {name: 0 for name in _TYPE_NAMES.values()}
         notes, keyframes, listing, reason, error = {}, [], [], None, None
@@ -38,11 +40,13 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
                     notes.update(fields)
                 elif isinstance(packet, KeyframePacket):
                     keyframes.append({"frame": packet.frame_index, "offset": record.offset, "bytes": record.size,
-                                      "qp": slice_qp(packet.annexb), "reason": reason})
+                                      "qp": slice_qp(packet.annexb), "reason": reason,
+                                      **({"slot": packet.slot} if slotted else {})})
                     reason = None
                 if packets:
                     listing.append({"index": record.index, "type": name, "frame": getattr(packet, "frame_index", None),
-                                    "offset": record.offset, "bytes": record.size})
+                                    "offset": record.offset, "bytes": record.size,
+                                    **({"slot": packet.slot} if slotted and hasattr(packet, "slot") else {})})
         except BitstreamError as exc:
             error = {"message": exc.message, "offset": exc.offset, "packet": exc.packet}
         version = reader.parser.version
@@ -62,6 +66,8 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
         "motion_packets": count["motion"],
         "note_packets": count["note"],
         "unknown_packets": count["unknown"],
+        "ref_slots": header.ref_slots,
+        "slot_switches": count["use_slot"],
         "duration_s": seconds,
         "bytes": total,
         "bytes_by_type": by_type,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from .avc import NAL_IDR, nal_units
-from .constants import (MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_NOTE_BYTES, MAX_NOTE_DEPTH,
-                        MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR)
+from .constants import (FVC_VERSION_MAJOR, MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_NOTE_BYTES,
+                        MAX_NOTE_DEPTH, MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR, SLOTS_MAJOR)
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .varint import decode_varint, encode_varint
 
@@ -26,20 +26,35 @@ class PacketType(IntEnum):
     MOTION = 2
     END = 3
     NOTE = 4  # from version 1.1 on
+    USE_SLOT = 5  # from version 2.0 on
 
 
-def defines(packet_type: int, minor: int) -> bool:
-    """Whether version 1.`minor` defines `packet_type` (the others are unknown and skipped)."""
-    last = PacketType.NOTE if minor >= NOTE_MINOR else PacketType.END
-    return 1 <= packet_type <= last
+# The first version that defines each type; a later version defines every type an earlier one does.
+_INTRODUCED = {PacketType.KEYFRAME: (FVC_VERSION_MAJOR, 0), PacketType.MOTION: (FVC_VERSION_MAJOR, 0),
+               PacketType.END: (FVC_VERSION_MAJOR, 0), PacketType.NOTE: (FVC_VERSION_MAJOR, NOTE_MINOR),
+               PacketType.USE_SLOT: (SLOTS_MAJOR, 0)}
+
+
+def introduced(packet_type: int) -> tuple[int, int]:
+    """The first version that defines `packet_type`, a KEYFRAME ... USE_SLOT type."""
+    return _INTRODUCED[packet_type]
+
+
+def defines(packet_type: int, version: tuple[int, int]) -> bool:
+    """Whether a stream of `version` defines `packet_type` (the others are unknown and skipped)."""
+    return packet_type in _INTRODUCED and tuple(version) >= _INTRODUCED[packet_type]
 
 
 @dataclass(frozen=True)
 class KeyframePacket:
-    """One H.264 Annex-B access unit holding a single IDR picture; resets the motion state."""
+    """One H.264 Annex-B access unit holding a single IDR picture, for reference `slot` (always 0 in 1.x).
+
+    It fills the slot, makes it the active one and resets the motion state (spec §4.1, §5.6).
+    """
 
     frame_index: int
     annexb: bytes
+    slot: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,13 @@ class NotePacket:
 
 
 @dataclass(frozen=True)
+class UseSlotPacket:
+    """Version 2.x: the MOTION packets that follow render from the keyframe in `slot` (spec §4.5)."""
+
+    slot: int
+
+
+@dataclass(frozen=True)
 class UnknownPacket:
     """A packet of a type this version does not know; readers skip it."""
 
@@ -95,15 +117,15 @@ class UnknownPacket:
     body: bytes
 
 
-Packet = KeyframePacket | MotionPacket | EndPacket | NotePacket | UnknownPacket
+Packet = KeyframePacket | MotionPacket | EndPacket | NotePacket | UseSlotPacket | UnknownPacket
 
 BODY_CAPS = {PacketType.KEYFRAME: MAX_KEYFRAME_BYTES + 5, PacketType.MOTION: MAX_MOTION_BYTES + 5,
-             PacketType.END: MAX_END_BYTES, PacketType.NOTE: MAX_NOTE_BYTES}
+             PacketType.END: MAX_END_BYTES, PacketType.NOTE: MAX_NOTE_BYTES, PacketType.USE_SLOT: 1}
 
 
-def body_cap(packet_type: int, minor: int) -> int:
-    """Largest body length a reader of a 1.`minor` stream accepts for `packet_type` (checked before reading it)."""
-    return BODY_CAPS[packet_type] if defines(packet_type, minor) else MAX_UNKNOWN_PACKET_BYTES
+def body_cap(packet_type: int, version: tuple[int, int]) -> int:
+    """Largest body length a reader of a `version` stream accepts for `packet_type` (checked before reading it)."""
+    return BODY_CAPS[packet_type] if defines(packet_type, version) else MAX_UNKNOWN_PACKET_BYTES
 
 
 def annexb_problem(au: bytes) -> str | None:
@@ -160,13 +182,21 @@ def packet_type_of(packet: Packet) -> int:
         return PacketType.END
     if isinstance(packet, NotePacket):
         return PacketType.NOTE
+    if isinstance(packet, UseSlotPacket):
+        return PacketType.USE_SLOT
     return packet.type
 
 
-def encode_body(packet: Packet, last_index: int) -> bytes:
-    """Body bytes; MOTION stores its frame index as the delta from `last_index`."""
+def encode_body(packet: Packet, last_index: int, version: tuple[int, int]) -> bytes:
+    """Body bytes in a `version` stream; MOTION stores its frame index as the delta from `last_index`.
+
+    A KEYFRAME's slot is written only in 2.x (a 1.x KEYFRAME always fills slot 0).
+    """
     if isinstance(packet, KeyframePacket):
-        return encode_varint(packet.frame_index) + bytes(packet.annexb)
+        slot = bytes([packet.slot]) if version[0] >= SLOTS_MAJOR else b""
+        return slot + encode_varint(packet.frame_index) + bytes(packet.annexb)
+    if isinstance(packet, UseSlotPacket):
+        return bytes([packet.slot])
     if isinstance(packet, MotionPacket):
         return encode_varint(packet.frame_index - last_index) + bytes(packet.payload)
     if isinstance(packet, EndPacket):
@@ -181,12 +211,15 @@ def frame(packet_type: int, body: bytes) -> bytes:
     return head + CRC.pack(zlib.crc32(head))
 
 
-def decode_body(packet_type: int, body: bytes, last_index: int, minor: int) -> Packet:
-    """The packet held by `body` in a 1.`minor` stream; errors have no offset (the parser adds it)."""
+def decode_body(packet_type: int, body: bytes, last_index: int, version: tuple[int, int]) -> Packet:
+    """The packet held by `body` in a `version` stream; errors have no offset (the parser adds it)."""
+    slotted = version[0] >= SLOTS_MAJOR
+    if slotted and packet_type in (PacketType.KEYFRAME, PacketType.USE_SLOT) and not body:
+        raise BitstreamError("packet body too short (no slot byte)", None)
     try:
         if packet_type == PacketType.KEYFRAME:
-            index, pos = decode_varint(body, 0)
-            return KeyframePacket(index, bytes(body[pos:]))
+            index, pos = decode_varint(body, int(slotted))
+            return KeyframePacket(index, bytes(body[pos:]), body[0] if slotted else 0)
         if packet_type == PacketType.MOTION:
             delta, pos = decode_varint(body, 0)
             if delta == 0:
@@ -201,6 +234,8 @@ def decode_body(packet_type: int, body: bytes, last_index: int, minor: int) -> P
             return EndPacket(*values)
     except TruncatedStreamError as exc:
         raise BitstreamError(f"packet body too short ({exc.message})", None) from None
-    if packet_type == PacketType.NOTE and defines(packet_type, minor):
+    if packet_type == PacketType.NOTE and defines(packet_type, version):
         return NotePacket(bytes(body))
+    if packet_type == PacketType.USE_SLOT and slotted:
+        return UseSlotPacket(body[0])
     return UnknownPacket(packet_type, bytes(body))

@@ -109,7 +109,7 @@ class PacketParser:
             length, body_pos = decode_varint(buf, 1)
         except TruncatedStreamError:
             return None
-        cap = body_cap(packet_type, self.version[1])
+        cap = body_cap(packet_type, self.version)
         if length > cap:
             raise BitstreamError(f"packet length {length} exceeds the limit {cap} for type {packet_type}", start)
         end = body_pos + length
@@ -118,7 +118,7 @@ class PacketParser:
         (crc,) = CRC.unpack_from(buf, end)
         if crc != zlib.crc32(memoryview(buf)[:end]):
             raise BitstreamError(f"CRC mismatch (type {packet_type}, {end + CRC.size} bytes)", start)
-        packet = decode_body(packet_type, bytes(buf[body_pos:end]), self.sequence.last_index, self.version[1])
+        packet = decode_body(packet_type, bytes(buf[body_pos:end]), self.sequence.last_index, self.version)
         self.sequence.admit(packet, start)
         self._consume(end + CRC.size)
         self._count += 1

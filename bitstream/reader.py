@@ -69,5 +69,5 @@ class StreamReader:
             self.close()
 
     def __iter__(self) -> Iterator[Packet]:
-        """The packets decoding uses: KEYFRAME, MOTION and END."""
+        """The packets decoding uses: KEYFRAME, MOTION, USE_SLOT and END."""
         return (r.packet for r in self.records() if not isinstance(r.packet, (NotePacket, UnknownPacket)))

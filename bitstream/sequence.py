@@ -1,20 +1,21 @@
-"""Ordering and integrity rules of the packet sequence, shared by writer and reader (spec §5.4)."""
+"""Ordering, slot and integrity rules of the packet sequence, shared by writer and reader (spec §5)."""
 from __future__ import annotations
 
 from .errors import BitstreamError
 from .header import StreamHeader
-from .packets import (MAX_FRAME_INDEX, EndPacket, KeyframePacket, MotionPacket, NotePacket, Packet, annexb_problem,
-                      note_problem)
+from .packets import (MAX_FRAME_INDEX, EndPacket, KeyframePacket, MotionPacket, NotePacket, Packet, UseSlotPacket,
+                      annexb_problem, note_problem)
 
 
 class StreamSequence:
-    """Tracks the last frame index and the totals; `admit` refuses a packet that breaks a rule."""
+    """Tracks the last frame index, the filled reference slots and the totals; `admit` refuses rule breakers."""
 
     def __init__(self, header: StreamHeader):
         self.header = header
         self.last_index = -1
         self.keyframe_count = 0
         self.motion_count = 0
+        self.filled: set[int] = set()  # reference slots some KEYFRAME has filled
         self.ended = False
 
     @property
@@ -30,6 +31,12 @@ class StreamSequence:
             raise BitstreamError(f"frame index {index} beyond the header's frame count "
                                  f"{self.header.frame_count}", offset)
 
+    def check_slot(self, slot: int, offset: int) -> None:
+        """Refuse a slot outside the header's reference buffer (spec §5.6)."""
+        if not 0 <= slot < self.header.ref_slots:
+            raise BitstreamError(f"slot {slot} outside the {self.header.ref_slots} reference slot"
+                                 f"{'s' if self.header.ref_slots > 1 else ''} of the header", offset)
+
     def expected_end(self, offset: int) -> EndPacket:
         """The END packet that closes the packets admitted so far, starting at `offset`."""
         return EndPacket(self.frame_count, self.keyframe_count, self.motion_count, offset)
@@ -40,11 +47,17 @@ class StreamSequence:
             raise BitstreamError("data after the END packet", offset)
         if isinstance(packet, KeyframePacket):
             self._check_index(packet.frame_index, offset)
+            self.check_slot(packet.slot, offset)
             problem = annexb_problem(packet.annexb)
             if problem:
                 raise BitstreamError(problem, offset)
             self.keyframe_count += 1
             self.last_index = packet.frame_index
+            self.filled.add(packet.slot)
+        elif isinstance(packet, UseSlotPacket):
+            self.check_slot(packet.slot, offset)
+            if packet.slot not in self.filled:
+                raise BitstreamError(f"USE_SLOT names slot {packet.slot}, which no keyframe has filled", offset)
         elif isinstance(packet, MotionPacket):
             if self.keyframe_count == 0:
                 raise BitstreamError("motion packet before any keyframe", offset)

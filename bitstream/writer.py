@@ -5,27 +5,32 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from .constants import FVC_VERSION_MINOR, NOTE_MINOR
+from .constants import FVC_VERSION_MINOR
 from .errors import BitstreamError
 from .header import StreamHeader
-from .packets import (EndPacket, MotionPacket, NotePacket, Packet, UnknownPacket, body_cap, defines, encode_body, frame,
-                      packet_type_of)
+from .packets import (EndPacket, KeyframePacket, MotionPacket, Packet, UnknownPacket, UseSlotPacket, body_cap, defines,
+                      encode_body, frame, introduced, packet_type_of)
 from .sequence import StreamSequence
 
 
+def _dotted(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
 class StreamWriter:
-    """Writes a .fvc stream of version 1.`minor` to `sink`; refuses any packet a reader would refuse.
+    """Writes a .fvc stream of version `header.version(minor)` to `sink`; refuses any packet a reader would refuse.
 
     `close()` appends the END packet. With `flush=True` the sink is flushed after the
     header and every packet, so a receiver can decode while the stream is being written.
-    NOTE packets need `minor` >= 1: the header, written first, must announce them.
+    NOTE packets need `minor` >= 1: the header, written first, must announce them. A header
+    with several reference slots makes the stream 2.0, which has NOTE and USE_SLOT packets.
     """
 
     def __init__(self, sink: BinaryIO, header: StreamHeader, flush: bool = False, minor: int = FVC_VERSION_MINOR):
         self._sink = sink
         self._flush = flush
         self.header = header
-        self.minor = minor
+        self.version = header.version(minor)
         self.sequence = StreamSequence(header)
         self.offset = 0
         self.packet_sizes: list[int] = []
@@ -42,17 +47,20 @@ class StreamWriter:
         """Write one KEYFRAME, MOTION or NOTE packet (or an unknown type, to test readers); returns its size."""
         if isinstance(packet, EndPacket):
             raise BitstreamError("END is written by close()", self.offset)
-        if isinstance(packet, NotePacket) and self.minor < NOTE_MINOR:
-            raise BitstreamError(f"NOTE packets need version 1.{NOTE_MINOR} (this stream is 1.{self.minor})",
-                                 self.offset)
-        if isinstance(packet, UnknownPacket) and (defines(packet.type, self.minor) or not 0 < packet.type <= 255):
-            raise BitstreamError(f"packet type {packet.type} is not an unknown type of version 1.{self.minor}",
-                                 self.offset)
+        packet_type = packet_type_of(packet)
+        if isinstance(packet, UnknownPacket):
+            if defines(packet.type, self.version) or not 0 < packet.type <= 255:
+                raise BitstreamError(f"packet type {packet.type} is not an unknown type of version "
+                                     f"{_dotted(self.version)}", self.offset)
+        elif not defines(packet_type, self.version):
+            raise BitstreamError(f"{packet_type.name} packets need version {_dotted(introduced(packet_type))} "
+                                 f"(this stream is {_dotted(self.version)})", self.offset)
         if isinstance(packet, MotionPacket) and len(packet.payload) > 65536:
             raise BitstreamError("motion payload longer than 65536 bytes", self.offset)
-        body = encode_body(packet, self.sequence.last_index)
-        packet_type = packet_type_of(packet)
-        cap = body_cap(packet_type, self.minor)
+        if isinstance(packet, (KeyframePacket, UseSlotPacket)):
+            self.sequence.check_slot(packet.slot, self.offset)  # before the slot is packed into a byte
+        body = encode_body(packet, self.sequence.last_index, self.version)
+        cap = body_cap(packet_type, self.version)
         if len(body) > cap:
             raise BitstreamError(f"packet body of {len(body)} bytes exceeds the limit {cap}", self.offset)
         self.sequence.admit(packet, self.offset)
@@ -70,7 +78,7 @@ class StreamWriter:
             raise BitstreamError(f"wrote {end.frame_count} frames, header says {self.header.frame_count}",
                                  self.offset)
         self.sequence.admit(end, self.offset)
-        data = frame(packet_type_of(end), encode_body(end, self.sequence.last_index))
+        data = frame(packet_type_of(end), encode_body(end, self.sequence.last_index, self.version))
         self._emit(data)
         self.packet_sizes.append(len(data))
         if not self._flush:

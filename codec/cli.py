@@ -94,9 +94,14 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "slow; 0 = off, and without the search the encoder renders nothing)")
     p.add_argument("--max-gop", "--keyint", type=_positive_int, default=250, metavar="N",
                    help="most frames per keyframe (default 250)")
-    p.add_argument("--kp-threshold", type=int, default=0, metavar="T",
-                   help="skip an expression keypoint whose quantised change is at most this many steps "
-                        "(default 0: only unchanged ones; -1: send every keypoint)")
+    p.add_argument("--kp-threshold", type=int, default=-1, metavar="T",
+                   help="skip an expression keypoint whose quantised change is at most T steps (default -1: send "
+                        "every keypoint, the smallest stream with trained weights; 0: skip only unchanged ones)")
+    p.add_argument("--refs", type=int, default=1, metavar="N",
+                   help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
+                        "recently used), and a frame that the current one renders below the refresh threshold "
+                        "switches back to an older one that clears it instead of costing a new keyframe (1..8, "
+                        "default 1; N > 1 writes bitstream 2.0, which 1.x decoders refuse)")
     p.add_argument("--kbps", type=float, metavar="TARGET",
                    help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
                         "(out of reach: the nearest reachable rate is written, with a warning)")
@@ -109,7 +114,7 @@ def version_text() -> str:
     """Package and bitstream versions and the shipped weights with their model ids."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR
+    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR, SLOTS_MAJOR
 
     from . import motion_model
 
@@ -119,8 +124,9 @@ def version_text() -> str:
         package = "(not installed)"
     weights = [f"{path.stem} ({motion_model.model_id(path).hex()[:8]}…)"
                for kind in motion_model.REGISTRY for path in motion_model.shipped_weights(kind)]
-    # The encoder writes 1.1 (NOTE packets); the decoder reads every 1.x stream.
+    # The encoder writes 1.1 (NOTE packets), 2.0 with reference slots; the decoder reads every 1.x and 2.x stream.
     return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{NOTE_MINOR} (reads {FVC_VERSION_MAJOR}.x), "
+            f"{SLOTS_MAJOR}.0 with --refs > 1 (reads {SLOTS_MAJOR}.x), "
             f"weights: {', '.join(weights) or 'none shipped'}")
 
 
@@ -472,7 +478,7 @@ def _cmd_encode(args) -> int:
     refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
                            refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
-                           search=preset.search,
+                           search=preset.search, refs=args.refs,
                            note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()
@@ -520,6 +526,9 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
         f"preset: {preset.name} ({preset.summary})"
         + (f"; the search changed {stats.searched} of {motion_frames} motion frames" if clip.config.search else ""),
     ]
+    if clip.config.refs > 1:
+        lines.append(f"reference slots: {clip.config.refs}; {_frames_text(stats.slot_switches)} switched back to an "
+                     "older keyframe instead of coding a new one")
     if choice is not None:
         passes = ", ".join(f"{t:.1f}" for t in choice.pass_seconds)
         moved = (f"; keyframe positions from the QP {choice.decided_at_qp} pass"
@@ -670,6 +679,10 @@ def _cmd_info(args) -> int:
             if qps:
                 line += f", QP {qps[0]}" + (f"..{qps[-1]}" if len(qps) > 1 else "")
             print(line + f", {sum(k['bytes'] for k in keyframes) / len(keyframes):,.0f} B on average")
+        if summary["ref_slots"] > 1:
+            switches = summary["slot_switches"]
+            print(f"reference slots: {summary['ref_slots']}, {switches} switch{'es' if switches != 1 else ''} to an "
+                  "older keyframe (USE_SLOT)")
         print(f"packets: {summary['keyframes']} keyframes, {summary['motion_packets']} motion"
               + (f", {summary['note_packets']} notes" if summary["note_packets"] else "")
               + (f", {summary['unknown_packets']} unknown (skipped)" if summary["unknown_packets"] else ""))
@@ -682,7 +695,8 @@ def _cmd_info(args) -> int:
                   f"escape {g['escape_freq']}" + (f", mask {g['mask_freq']}" if g["mask_freq"] else ""))
         for packet in summary.get("packets", []):
             print(f"packet {packet['index']} at byte {packet['offset']}: {packet['type']}"
-                  + (f" frame {packet['frame']}" if packet["frame"] is not None else "") + f", {packet['bytes']:,} B")
+                  + (f" frame {packet['frame']}" if packet["frame"] is not None else "")
+                  + (f" slot {packet['slot']}" if "slot" in packet else "") + f", {packet['bytes']:,} B")
         if error is not None:
             print(f"damaged at byte {error['offset']}: the lines above describe the {summary['bytes']:,} bytes "
                   "before it")

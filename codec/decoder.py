@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import BitstreamError, KeyframePacket, MotionDecoder, MotionKind, MotionPacket, StreamHeader, dequantize
+from bitstream import (BitstreamError, KeyframePacket, MotionDecoder, MotionKind, MotionPacket, StreamHeader,
+                       UseSlotPacket, dequantize)
 
 from .errors import InputError
 from .h264 import H264Error, decode_intra
@@ -64,8 +65,19 @@ def apply_free_view(motion: dict[str, torch.Tensor], options: DecoderOptions) ->
     return {**motion, "rotation": rotation}
 
 
+@dataclass
+class _Slot:
+    """A reference keyframe and, once a frame needs it, the model's analysis of it."""
+
+    image: torch.Tensor
+    analysis: Any = None
+
+
 class Decoder:
-    """Decodes one stream packet by packet with a MotionModel whose id matches the stream's."""
+    """Decodes one stream packet by packet with a MotionModel whose id matches the stream's.
+
+    It keeps every reference slot's keyframe with its analysis, so a USE_SLOT switch runs no network.
+    """
 
     def __init__(self, model, header: StreamHeader, options: DecoderOptions = DecoderOptions()):
         if options.free_view and header.kind != MotionKind.FV2V:
@@ -79,8 +91,8 @@ class Decoder:
         self.options = options
         self.device = model_device(model)
         self.motion_decoder = MotionDecoder(header)
-        self._keyframe_image: torch.Tensor | None = None
-        self._state = None
+        self._slots: dict[int, _Slot] = {}
+        self.slot: int | None = None  # the active slot, None before the first keyframe
         self._next_index = 0
         self._last: np.ndarray | None = None
 
@@ -93,7 +105,11 @@ class Decoder:
         if isinstance(packet, (KeyframePacket, MotionPacket)):
             held = self._held_frames(packet.frame_index)
             return held + [self._decode(packet, offset)]
-        return []  # END and unknown packet types carry no frame
+        if isinstance(packet, UseSlotPacket):
+            if packet.slot not in self._slots:
+                raise BitstreamError(f"USE_SLOT names slot {packet.slot}, which no keyframe has filled", offset)
+            self.slot = packet.slot  # the motion state stays as it is (spec §5.6)
+        return []  # USE_SLOT, END and unknown packet types carry no frame
 
     def _held_frames(self, index: int) -> list[np.ndarray]:
         """Copies of the last frame for indices the stream skipped, so output timing follows the indices."""
@@ -107,44 +123,54 @@ class Decoder:
                 picture = decode_intra(packet.annexb)
             except H264Error as exc:
                 raise BitstreamError(f"keyframe {packet.frame_index}: {exc}", offset) from None
-            self._last = self._keyframe(picture)
+            self._last = self._keyframe(picture, packet.slot)
         else:
-            if self._keyframe_image is None:
+            if self.slot is None:
                 raise BitstreamError(f"motion packet for frame {packet.frame_index} before any keyframe", offset)
             self._last = self.render(self.motion_decoder.decode(packet.payload, offset))
         return self._last
 
-    def _keyframe(self, picture: np.ndarray) -> np.ndarray:
+    def _keyframe(self, picture: np.ndarray, slot: int) -> np.ndarray:
         if picture.shape != (self.header.height, self.header.width, 3):
             picture = tensor_to_frame(frame_to_tensor(picture, self.device), self.header.width, self.header.height)
-        self._keyframe_image = frame_to_tensor(picture, self.device)
-        self._state = None
+        self._slots[slot] = _Slot(frame_to_tensor(picture, self.device))
+        self.slot = slot
         self.motion_decoder.reset()
         if not self.options.free_view:
             return picture
         # The keyframe's own pose is not in the stream; the model estimates it from the picture,
         # which only shapes pixels (docs/design.md, determinism rule).
-        motion = self.model.estimate_motion(self._keyframe_image)
+        motion = self.model.estimate_motion(self._slots[slot].image)
         return self._render_motion(motion)
 
     @property
+    def filled_slots(self) -> tuple[int, ...]:
+        """The reference slots that hold a keyframe, in increasing order."""
+        return tuple(sorted(self._slots))
+
+    @property
     def state(self):
-        """The model's analysis of the current keyframe, computed when a frame first needs it.
+        """The model's analysis of the active slot's keyframe (None before the first keyframe)."""
+        return None if self.slot is None else self.state_of(self.slot)
+
+    def state_of(self, slot: int):
+        """The model's analysis of the keyframe in `slot`, computed when a frame first needs it.
 
         Deferred because a keyframe followed by another keyframe never needs the networks.
         """
-        if self._state is None and self._keyframe_image is not None:
-            self._state = self.model.analyze_keyframe(self._keyframe_image)
-        return self._state
+        held = self._slots[slot]
+        if held.analysis is None:
+            held.analysis = self.model.analyze_keyframe(held.image)
+        return held.analysis
 
-    def render(self, ints: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The frame the motion symbols `ints` describe, from the current keyframe state."""
-        return self._render_motion(motion_tensors(ints, self.header, self.device))
+    def render(self, ints: Mapping[str, np.ndarray], slot: int | None = None) -> np.ndarray:
+        """The frame the motion symbols `ints` describe, from the keyframe in `slot` (default: the active one)."""
+        return self._render_motion(motion_tensors(ints, self.header, self.device), slot)
 
-    def _render_motion(self, motion: dict[str, torch.Tensor]) -> np.ndarray:
+    def _render_motion(self, motion: dict[str, torch.Tensor], slot: int | None = None) -> np.ndarray:
         if self.options.free_view:
             motion = apply_free_view(motion, self.options)
-        image = self.model.render(self.state, motion)
+        image = self.model.render(self.state_of(self.slot if slot is None else slot), motion)
         return tensor_to_frame(image, self.header.width, self.header.height)
 
 

@@ -149,7 +149,7 @@ def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], 
     print(f"built {clip}: {config.frame_count} frames {config.size}x{config.size} at {config.fps} fps")
 
     coding = ["--preset", args.preset, "--keyframe-qp", str(args.keyframe_qp), "--max-gop", str(args.max_gop),
-              "--kp-threshold", str(args.kp_threshold)]
+              "--kp-threshold", str(args.kp_threshold), "--refs", str(args.refs)]
     coding += ["--refresh-threshold", str(args.refresh_threshold)] if args.refresh_threshold is not None else []
     coding += ["--kbps", str(args.kbps)] if args.kbps is not None else []
     coding += ["--strict-rate"] if args.strict_rate else []

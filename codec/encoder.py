@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, NotePacket, StreamHeader,
-                       StreamWriter, SymbolError, default_header, quantize)
-from bitstream.constants import NOTE_MINOR
+                       StreamWriter, SymbolError, UseSlotPacket, default_header, quantize)
+from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR
 from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
@@ -25,7 +25,7 @@ from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, encode_intra
 from .motion_search import MotionSearch
-Packet = KeyframePacket | MotionPacket
+Packet = KeyframePacket | MotionPacket | UseSlotPacket
 
 
 class KeyframeReason(str, Enum):
@@ -51,9 +51,13 @@ class EncoderConfig:
     keyframe_qp: int = 30
     refresh_threshold: float = DEFAULT_REFRESH_DB
     max_gop: int = 250
-    kp_threshold: int = 0
+    # -1: every keypoint is sent. With trained weights nearly every keypoint moves each frame, so the
+    # per-row mask flags cost more than the unchanged rows they skip (2.8-6.4 % more motion bytes at 0
+    # on four training clips, identical pictures).
+    kp_threshold: int = -1
     frame_count: int = 0
     search: SearchConfig | None = None  # motion search against the true frame (the slow preset)
+    refs: int = 1  # reference slots: keyframes the decoder keeps (more than 1 writes a version 2.0 stream)
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
@@ -70,6 +74,8 @@ class EncoderConfig:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
         if self.kp_threshold < -1:
             raise InputError(f"--kp-threshold {self.kp_threshold} must be >= -1 (-1 sends every keypoint)")
+        if not 1 <= self.refs <= MAX_REF_SLOTS:
+            raise InputError(f"--refs {self.refs} outside 1..{MAX_REF_SLOTS}")
         try:
             stream_note(self)  # refused now rather than when the stream is written, after the whole encode
         except SymbolError as exc:
@@ -88,6 +94,7 @@ class EncodeStats:
     frame_ms: list[float] = field(default_factory=list)
     proxy_db: list[float] = field(default_factory=list)  # refresh proxy of every frame (with refresh on)
     motion_proxy_db: list[float] = field(default_factory=list)  # the same, motion frames only
+    slot_switches: int = 0  # motion frames rendered from an older keyframe instead of a new keyframe
     searched: int = 0  # motion frames whose symbols the search changed
     search_costs: list[tuple[float, float]] = field(default_factory=list)  # (estimate's J, chosen J) per frame
 
@@ -120,7 +127,8 @@ class Encoder:
         self.model = model
         self.config = config
         self.header = default_header(model.kind, config.width, config.height, config.fps, model_id,
-                                     num_keypoints=model.num_keypoints, frame_count=config.frame_count)
+                                     num_keypoints=model.num_keypoints, frame_count=config.frame_count,
+                                     ref_slots=config.refs)
         self.device = model_device(model)
         self._decoder = Decoder(model, self.header)
         self._motion = MotionEncoder(self.header)
@@ -131,23 +139,26 @@ class Encoder:
         # is open loop and runs H (+Δ) alone, an order of magnitude faster on a CPU.
         self._closed_loop = bool(config.refresh_threshold) or self._search is not None
         self._since_keyframe = 0
+        self._slot = 0  # the active reference slot
+        self._last_use: dict[int, int] = {}  # filled slot -> last frame coded from it, for LRU eviction
         self.stats = EncodeStats()
 
     @torch.inference_mode()
     def push(self, frame: np.ndarray) -> list[Packet]:
-        """The packet(s) coding `frame`, an (height, width, 3) uint8 RGB array."""
+        """The packet(s) coding `frame`, an (height, width, 3) uint8 RGB array: the frame's own packet comes last."""
         start = time.perf_counter()
         self._check(frame)
         index = self.stats.frames
         if index == 0:
-            packet = self._keyframe(frame, index, KeyframeReason.FIRST)
+            packets = [self._keyframe(frame, index, KeyframeReason.FIRST)]
         elif self._since_keyframe >= self.config.max_gop:
-            packet = self._keyframe(frame, index, KeyframeReason.MAX_GOP)
+            packets = [self._keyframe(frame, index, KeyframeReason.MAX_GOP)]
         else:
-            packet = self._motion_or_refresh(frame, index)
+            packets = self._motion_or_refresh(frame, index)
+        self._last_use[self._slot] = index
         self.stats.frames += 1
         self.stats.frame_ms.append((time.perf_counter() - start) * 1000.0)
-        return [packet]
+        return packets
 
     def flush(self) -> list[Packet]:
         """Packets still held back at the end of the input: none, as no decision looks ahead."""
@@ -159,8 +170,14 @@ class Encoder:
             got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise InputError(f"frame {self.stats.frames} is {got}, expected uint8 {want}")
 
+    def _free_slot(self) -> int:
+        """The slot a new keyframe fills: an empty one, else the least recently used."""
+        empty = [slot for slot in range(self.config.refs) if slot not in self._last_use]
+        return empty[0] if empty else min(self._last_use, key=self._last_use.__getitem__)
+
     def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
-        packet = KeyframePacket(index, encode_intra(frame, self.config.keyframe_qp))
+        self._slot = self._free_slot()
+        packet = KeyframePacket(index, encode_intra(frame, self.config.keyframe_qp), self._slot)
         if self._closed_loop:
             # Closed loop: later frames are rendered from the keyframe as decoded, not as input.
             decoded = self._decoder.push(packet)[0]
@@ -175,27 +192,47 @@ class Encoder:
         self.stats.keyframe_bytes += len(packet.annexb)
         return packet
 
-    def _motion_or_refresh(self, frame: np.ndarray, index: int) -> Packet:
+    def _motion_or_refresh(self, frame: np.ndarray, index: int) -> list[Packet]:
         image = frame_to_tensor(frame, self.device)
         motion = self.model.estimate_motion(image)
         if self._search is None:
             ints = quantize({k: v.detach().cpu().numpy() for k, v in motion.items()}, self.header)
         else:
             ints = self._searched(motion, image)
-        payload, _ = self._motion.encode(ints, self.config.kp_threshold)
+        payload, held = self._motion.encode(ints, self.config.kp_threshold)
         unmasked_payload, _ = self._unmasked.encode(ints, -1)
-        packet = MotionPacket(index, payload)
+        packets: list[Packet] = [MotionPacket(index, payload)]
         if self.config.refresh_threshold:
-            proxy = luma_psnr(self._decoder.push(packet)[0], frame, self.model.analysis_size)
+            proxy = luma_psnr(self._decoder.push(packets[0])[0], frame, self.model.analysis_size)
             if proxy < self.config.refresh_threshold:
-                return self._keyframe(frame, index, KeyframeReason.QUALITY)
+                # A switch leaves the motion state alone (spec §5.6): the payload is the same from any slot.
+                proxy, slot = self._best_other_slot(held, frame)
+                if proxy < self.config.refresh_threshold:
+                    return [self._keyframe(frame, index, KeyframeReason.QUALITY)]
+                packets.insert(0, self._switch(slot))
             self.stats.proxy_db.append(proxy)
             self.stats.motion_proxy_db.append(proxy)
         elif self._search is not None:
-            self._decoder.push(packet)  # keeps the decoder's motion state in step with the stream
+            self._decoder.push(packets[0])  # keeps the decoder's motion state in step with the stream
         self._since_keyframe += 1
         self.stats.motion_bytes += len(payload)
         self.stats.unmasked_motion_bytes += len(unmasked_payload)
+        return packets
+
+    def _best_other_slot(self, held: dict[str, np.ndarray], frame: np.ndarray) -> tuple[float, int | None]:
+        """(refresh proxy, slot) of the best rendering of the decoder's integers `held` from another filled slot."""
+        size = self.model.analysis_size
+        return max(((luma_psnr(self._decoder.render(held, slot), frame, size), slot)
+                    for slot in self._decoder.filled_slots if slot != self._slot), default=(-math.inf, None))
+
+    def _switch(self, slot: int) -> UseSlotPacket:
+        """The USE_SLOT that makes `slot` active, for the decoder and the search as for the stream."""
+        packet = UseSlotPacket(slot)
+        self._decoder.push(packet)
+        self._slot = slot
+        if self._search is not None:
+            self._search.reset(self._decoder.state)
+        self.stats.slot_switches += 1
         return packet
 
     def _searched(self, motion: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, np.ndarray]:
@@ -265,8 +302,8 @@ def encode_clip(frames: Iterable[np.ndarray], model, config: EncoderConfig, mode
     for frame in frames:
         new = encoder.push(frame)
         packets += new
-        if keep_keyframe_inputs and isinstance(new[0], KeyframePacket):
-            kept[new[0].frame_index] = frame
+        if keep_keyframe_inputs and isinstance(new[-1], KeyframePacket):
+            kept[new[-1].frame_index] = frame
         if on_frame is not None:
             on_frame(encoder.stats)
     packets += encoder.flush()
@@ -313,7 +350,7 @@ class _QpRateModel:
                 key = (packet.frame_index, qp)
                 if key not in self.cache:
                     self.cache[key] = encode_intra(self.clip.keyframe_inputs[packet.frame_index], qp)
-                packet = KeyframePacket(packet.frame_index, self.cache[key])
+                packet = replace(packet, annexb=self.cache[key])
             packets.append(packet)
         return packets
 

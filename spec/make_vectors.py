@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, StreamHeader, StreamWriter,
-                       UnknownPacket, default_header, quantize)
-from bitstream.constants import FVC_VERSION_MAJOR, QUANT_MAX
+                       UnknownPacket, UseSlotPacket, default_header, quantize)
+from bitstream.constants import QUANT_MAX, SLOTS_MAJOR
 from bitstream.packets import PacketType, encode_body, frame
 from bitstream.parser import PacketParser
 from bitstream.sequence import StreamSequence
@@ -37,8 +37,10 @@ def dummy_idr(frame_index: int) -> bytes:
 
 
 def _header_json(header: StreamHeader, minor: int, extension: bytes) -> dict:
+    version = header.version(minor)
+    slots = {"ref_slots": header.ref_slots} if version[0] >= SLOTS_MAJOR else {}
     return {
-        "version": [FVC_VERSION_MAJOR, minor], "extension_hex": extension.hex(),
+        "version": list(version), "extension_hex": extension.hex(), **slots,
         "width": header.width, "height": header.height, "fps_num": header.fps_num, "fps_den": header.fps_den,
         "frame_count": header.frame_count, "motion_kind": int(header.kind), "num_keypoints": header.num_keypoints,
         "model_id": header.model_id.hex(),
@@ -54,7 +56,8 @@ def header_from_json(h: dict) -> StreamHeader:
     params = tuple(GroupParams(struct.unpack("<f", bytes.fromhex(g["step_f32_hex"]))[0], g["radius"], g["decay"],
                                g["escape_freq"], g["mask_freq"]) for g in h["groups"])
     return StreamHeader(h["width"], h["height"], h["fps_num"], h["fps_den"], h["frame_count"],
-                        MotionKind(h["motion_kind"]), h["num_keypoints"], bytes.fromhex(h["model_id"]), params)
+                        MotionKind(h["motion_kind"]), h["num_keypoints"], bytes.fromhex(h["model_id"]), params,
+                        h.get("ref_slots", 1))
 
 
 def pack_header(header: StreamHeader, minor: int, extension: bytes) -> bytes:
@@ -72,28 +75,32 @@ def encode_vector(desc: dict) -> bytes:
     """The .fvc bytes of a vector, from its JSON description alone."""
     h = desc["header"]
     header = header_from_json(h)
-    minor, extension = h["version"][1], bytes.fromhex(h["extension_hex"])
-    if minor == 0 and not extension and not any(p["type"] == "end" and p.get("extension_hex") for p in desc["packets"]):
+    version, extension = tuple(h["version"]), bytes.fromhex(h["extension_hex"])
+    if (version == header.version() and not extension
+            and not any(p["type"] == "end" and p.get("extension_hex") for p in desc["packets"])):
         return _encode_with_writer(desc, header)
-    # Forward-compatibility vectors carry bytes no v1.0 writer emits: assemble them by hand.
-    out = bytearray(pack_header(header, minor, extension))
+    # Forward-compatibility vectors carry bytes no writer of this version emits: assemble them by hand.
+    out = bytearray(pack_header(header, version[1], extension))
     sequence = StreamSequence(header)
     encoder = MotionEncoder(header)
     for p in desc["packets"]:
         packet, extra = _packet(p, encoder, desc["mask_threshold"], header, len(out))
-        body = encode_body(packet, sequence.last_index) + extra
+        body = encode_body(packet, sequence.last_index, version) + extra
         sequence.admit(packet, len(out))
         out += frame(int(p.get("packet_type", 0)) or _TYPES[p["type"]], body)
     return bytes(out)
 
 
-_TYPES = {"keyframe": PacketType.KEYFRAME, "motion": PacketType.MOTION, "end": PacketType.END}
+_TYPES = {"keyframe": PacketType.KEYFRAME, "motion": PacketType.MOTION, "use_slot": PacketType.USE_SLOT,
+          "end": PacketType.END}
 
 
 def _packet(p: dict, encoder: MotionEncoder, mask_threshold: int, header: StreamHeader, offset: int):
     if p["type"] == "keyframe":
         encoder.reset()
-        return KeyframePacket(p["frame_index"], bytes.fromhex(p["annexb_hex"])), b""
+        return KeyframePacket(p["frame_index"], bytes.fromhex(p["annexb_hex"]), p.get("slot", 0)), b""
+    if p["type"] == "use_slot":  # leaves the motion state as it is (spec §5.6)
+        return UseSlotPacket(p["slot"]), b""
     if p["type"] == "motion":
         ints = {k: np.array(v, dtype=np.int32) for k, v in p["symbols"].items()}
         payload, _ = encoder.encode(ints, mask_threshold=mask_threshold)
@@ -118,17 +125,30 @@ def _encode_with_writer(desc: dict, header: StreamHeader) -> bytes:
 
 def describe(name: str, description: str, header: StreamHeader, events: list, mask_threshold: int = 0,
              minor: int = 0, extension: bytes = b"", end_extension: bytes = b"") -> dict:
-    """A vector's JSON from encoder inputs; events are (kind, ...) tuples in stream order."""
+    """A vector's JSON from encoder inputs; events are (kind, ...) tuples in stream order.
+
+    ("keyframe", index[, slot]), ("motion", index, ints), ("use_slot", slot), ("unknown", type, body). With
+    reference slots, keyframes name their slot and motion packets the keyframe they are rendered from.
+    """
     encoder = MotionEncoder(header)
+    slotted = header.ref_slots > 1
     packets, keyframes, motions, last = [], 0, 0, -1
+    slots, active = {}, 0  # slot -> frame index of the keyframe in it
     for event in events:
         if event[0] == "keyframe":
             encoder.reset()
-            packets.append({"type": "keyframe", "frame_index": event[1], "annexb_hex": dummy_idr(event[1]).hex()})
+            active = event[2] if slotted else 0
+            slots[active] = event[1]
+            packets.append({"type": "keyframe", **({"slot": active} if slotted else {}), "frame_index": event[1],
+                            "annexb_hex": dummy_idr(event[1]).hex()})
             keyframes, last = keyframes + 1, event[1]
+        elif event[0] == "use_slot":
+            active = event[1]
+            packets.append({"type": "use_slot", "slot": active})
         elif event[0] == "motion":
             _, decoded = encoder.encode(event[2], mask_threshold=mask_threshold)
             packets.append({"type": "motion", "frame_index": event[1],
+                            **({"reference_frame": slots[active]} if slotted else {}),
                             "symbols": {k: v.tolist() for k, v in decoded.items()}})
             motions, last = motions + 1, event[1]
         else:
@@ -224,6 +244,15 @@ def build() -> dict[str, dict]:
                                         "version 1.1: extra header bytes, an unknown packet type 0x40 and an "
                                         "extra END field, all of which a v1.0 decoder skips", h, events,
                                         minor=1, extension=b"\x01\x02\x03", end_extension=b"\x07")
+
+    h = default_header(fv2v, 256, 256, 25, MODEL_ID, num_keypoints=4, frame_count=14, ref_slots=3)
+    motion = {t: ints for _, t, ints in _trace_events(h, range(14), {0}, seed=7)[1:]}
+    plan = [("keyframe", 0, 0), 1, 2, ("keyframe", 3, 1), 4, ("use_slot", 0), 5, 6, ("keyframe", 7, 2), 8,
+            ("use_slot", 1), 9, ("keyframe", 10, 0), 11, ("use_slot", 2), 12, ("use_slot", 0), 13]
+    out["fv2v_slots"] = describe("fv2v_slots", "version 2.0, 3 reference slots: keyframes fill slots 0, 1, 2 and "
+                                 "then slot 0 again; USE_SLOT switches back to older keyframes and leaves the "
+                                 "motion state as it is", h,
+                                 [e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan])
     return out
 
 

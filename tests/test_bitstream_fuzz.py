@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitstream import BitstreamError, KeyframePacket, MotionDecoder, MotionPacket, StreamReader
+from bitstream import BitstreamError, KeyframePacket, MotionDecoder, MotionPacket, StreamReader, UseSlotPacket
 from bitstream.varint import decode_varint
 
 VECTORS = [p.read_bytes() for p in sorted((Path(__file__).resolve().parents[1] / "spec" / "vectors").glob("*.fvc"))]
@@ -22,13 +22,20 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get
 
 
 def decode_everything(data: bytes) -> int:
-    """Parse and decode a whole stream; returns the number of packets, raises only BitstreamError."""
+    """Parse and decode a whole stream; returns the number of packets, raises only BitstreamError.
+
+    Every slot the reader lets through is one a decoder holds a keyframe for (spec §5.6).
+    """
     reader = StreamReader(data)
     decoder = MotionDecoder(reader.header)
-    count = 0
+    count, filled = 0, set()
     for record in reader.records():
         if isinstance(record.packet, KeyframePacket):
+            assert record.packet.slot < reader.header.ref_slots
+            filled.add(record.packet.slot)
             decoder.reset()
+        elif isinstance(record.packet, UseSlotPacket):
+            assert record.packet.slot in filled
         elif isinstance(record.packet, MotionPacket):
             decoder.decode(record.packet.payload, record.offset)
         count += 1

@@ -90,10 +90,13 @@ class RangeDecoder:
 
 
 def parse(data: bytes) -> dict:
-    """Header fields and packets (with decoded integers) of a whole stream."""
+    """Header fields and packets (with decoded integers) of a whole stream.
+
+    In version 2 keyframes name their slot and motion packets the keyframe they render from (spec §5.6).
+    """
     assert data[:8] == MAGIC
     major, minor, body_len = struct.unpack_from("<BBH", data, 8)
-    assert major == 1
+    assert major in (1, 2)
     (crc,) = struct.unpack_from("<I", data, 12 + body_len)
     assert crc == zlib.crc32(data[:12 + body_len])
     width, height, fps_num, fps_den, frame_count, kind, k = struct.unpack_from("<HHIIIBB", data, 12)
@@ -108,8 +111,14 @@ def parse(data: bytes) -> dict:
                        "mask": Table([(1 << 24) - (mask_freq << 8), mask_freq << 8]) if maskable else None})
     header = {"version": [major, minor], "width": width, "height": height, "fps_num": fps_num, "fps_den": fps_den,
               "frame_count": frame_count, "motion_kind": kind, "num_keypoints": k, "model_id": model_id.hex()}
+    n_slots = 1
+    if major == 2:
+        assert body_len >= 36 + 12 * ngroups
+        n_slots = header["ref_slots"] = data[47 + 12 * ngroups]
+        assert 1 <= n_slots <= 8
     pos = 12 + body_len + 4
     packets, last, state, counts = [], -1, None, [0, 0]
+    slots, active = {}, None  # slot -> frame index of the keyframe it holds
     while True:
         start = pos
         ptype = data[pos]
@@ -119,9 +128,12 @@ def parse(data: bytes) -> dict:
         body = data[body_pos:end]
         pos = end + 4
         if ptype == 1:
-            index, p = varint(body, 0)
-            assert index > last
-            packets.append({"type": "keyframe", "frame_index": index, "annexb_hex": body[p:].hex()})
+            active = body[0] if major == 2 else 0
+            index, p = varint(body, 1 if major == 2 else 0)
+            assert index > last and active < n_slots
+            slots[active] = index
+            packets.append({"type": "keyframe", **({"slot": active} if major == 2 else {}), "frame_index": index,
+                            "annexb_hex": body[p:].hex()})
             state = {g["name"]: [[0] * g["dims"] for _ in range(g["count"])] for g in groups}
             last, counts[0] = index, counts[0] + 1
         elif ptype == 2:
@@ -129,7 +141,14 @@ def parse(data: bytes) -> dict:
             assert delta >= 1 and state is not None
             state = decode_motion(body[p:], groups, state)
             last, counts[1] = last + delta, counts[1] + 1
-            packets.append({"type": "motion", "frame_index": last, "symbols": state})
+            packets.append({"type": "motion", "frame_index": last, "symbols": state,
+                            **({"reference_frame": slots[active]} if major == 2 else {})})
+        elif ptype == 5 and major == 2:
+            assert len(body) == 1
+            if body[0] not in slots:  # never filled, or beyond ref_slots
+                raise SpecError(f"USE_SLOT names empty slot {body[0]}")
+            active = body[0]  # the motion state stays as it is
+            packets.append({"type": "use_slot", "slot": active})
         elif ptype == 3:
             values, p = [], 0
             for _ in range(4):
@@ -167,6 +186,16 @@ def decode_motion(payload: bytes, groups: list[dict], prev: dict) -> dict:
                 raise SpecError("value out of range")
         out[g["name"]] = rows
     return out
+
+
+def test_use_slot_of_an_empty_slot_is_refused():
+    data = bytearray((VECTORS / "fv2v_slots.fvc").read_bytes())
+    use = next(p for p in json.loads((VECTORS / "fv2v_slots.json").read_text())["packets"] if p["type"] == "use_slot")
+    assert data[use["offset"]:use["offset"] + 3] == bytes([5, 1, 0])  # type, length, slot 0
+    data[use["offset"] + 2] = 2  # slot 2 is filled only later
+    struct.pack_into("<I", data, use["offset"] + 3, zlib.crc32(data[use["offset"]:use["offset"] + 3]))
+    with pytest.raises(SpecError, match="empty slot 2"):
+        parse(bytes(data))
 
 
 def vector_names() -> list[str]:

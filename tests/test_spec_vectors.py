@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bitstream import (EndPacket, KeyframePacket, MotionDecoder, MotionPacket, StreamReader, UnknownPacket,
-                       summarize)
+from bitstream import (BitstreamError, EndPacket, KeyframePacket, MotionDecoder, MotionPacket, StreamReader,
+                       UnknownPacket, UseSlotPacket, summarize)
+from bitstream.packets import PacketType, frame
+from bitstream.varint import encode_varint
 
 SPEC = Path(__file__).resolve().parents[1] / "spec"
 NAMES = sorted(p.stem for p in (SPEC / "vectors").glob("*.fvc"))
@@ -28,7 +30,7 @@ def make_vectors():
 
 def test_every_kind_of_vector_is_present():
     assert {"tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
-            "live_future_minor"} <= set(NAMES)
+            "live_future_minor", "fv2v_slots"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -41,15 +43,22 @@ def test_reader_decodes_vector_to_json(name, make_vectors):
     decoder = MotionDecoder(reader.header)
     records = list(reader.records())
     assert len(records) == len(expected["packets"])
+    slots, active = {}, None  # slot -> frame index of its keyframe
     for record, e in zip(records, expected["packets"]):
         packet = record.packet
         assert (record.offset, record.size) == (e["offset"], e["size"])
         if e["type"] == "keyframe":
-            assert packet == KeyframePacket(e["frame_index"], bytes.fromhex(e["annexb_hex"]))
+            assert packet == KeyframePacket(e["frame_index"], bytes.fromhex(e["annexb_hex"]), e.get("slot", 0))
+            slots[packet.slot], active = packet.frame_index, packet.slot
             decoder.reset()
+        elif e["type"] == "use_slot":
+            assert packet == UseSlotPacket(e["slot"])
+            active = packet.slot  # the motion state stays as it is
         elif e["type"] == "motion":
             assert isinstance(packet, MotionPacket) and packet.frame_index == e["frame_index"]
             assert packet.payload.hex() == e["payload_hex"]
+            if "reference_frame" in e:  # 2.x vectors
+                assert slots[active] == e["reference_frame"]
             got = decoder.decode(packet.payload)
             assert {k: v.tolist() for k, v in got.items()} == e["symbols"]
         elif e["type"] == "unknown":
@@ -95,3 +104,61 @@ def test_summarize_vector():
     live = summarize((SPEC / "vectors" / "live_future_minor.fvc").read_bytes())
     assert live["version"] == "1.1" and live["unknown_packets"] == 1
     assert live["bytes_by_type"]["unknown"] == 26
+
+
+def test_slot_vector_switches_back_to_older_keyframes_at_lower_cost():
+    slots = json.loads((SPEC / "vectors" / "fv2v_slots.json").read_text())
+    assert slots["header"]["version"] == [2, 0] and slots["header"]["ref_slots"] == 3
+    packets = slots["packets"]
+    assert [p["slot"] for p in packets if p["type"] == "keyframe"] == [0, 1, 2, 0]
+    switched = [p for before, p in zip(packets, packets[1:]) if before["type"] == "use_slot"]
+    assert [p["reference_frame"] for p in switched] == [0, 3, 7, 10]
+    # The motion state survives a switch: those packets cost about what the frames around them do,
+    # far less than the first packet after a keyframe, whose residuals are against zeros.
+    after_keyframe = [p for before, p in zip(packets, packets[1:]) if before["type"] == "keyframe"]
+    assert max(p["size"] for p in switched) < min(p["size"] for p in after_keyframe)
+
+
+def _with_packet(data: bytes, before: int, packet: bytes) -> bytes:
+    """`data` with `packet` inserted in front of packet number `before`, END's offset moved to match."""
+    records = list(StreamReader(data).records())
+    at, end = records[before].offset, records[-1]
+    totals = (end.packet.frame_count, end.packet.keyframe_count, end.packet.motion_count, end.offset + len(packet))
+    return (data[:at] + packet + data[at:end.offset]
+            + frame(PacketType.END, b"".join(encode_varint(v) for v in totals)))
+
+
+@pytest.mark.parametrize("before,slot,problem", [
+    (2, 1, "slot 1, which no keyframe has filled"),  # after the first keyframe only slot 0 is filled
+    (0, 0, "slot 0, which no keyframe has filled"),  # before any keyframe
+    (2, 3, "slot 3 outside the 3 reference slots"),
+])
+def test_a_use_slot_naming_an_empty_or_missing_slot_fails_at_its_first_byte(before, slot, problem):
+    data = (SPEC / "vectors" / "fv2v_slots.fvc").read_bytes()
+    records = list(StreamReader(data).records())
+    bad = _with_packet(data, before, frame(PacketType.USE_SLOT, bytes([slot])))
+    with pytest.raises(BitstreamError, match=problem) as info:
+        list(StreamReader(bad).records())
+    assert (info.value.offset, info.value.packet) == (records[before].offset, before)
+
+
+def test_a_keyframe_naming_a_slot_beyond_the_header_fails_at_its_first_byte():
+    data = (SPEC / "vectors" / "fv2v_slots.fvc").read_bytes()
+    key = list(StreamReader(data).records())[3]
+    body = data[key.offset + 2:key.offset + key.size - 4]  # after the type and the one-byte length
+    assert body[0] == key.packet.slot == 1
+    bad = data[:key.offset] + frame(PacketType.KEYFRAME, b"\x03" + body[1:]) + data[key.offset + key.size:]
+    with pytest.raises(BitstreamError, match="slot 3 outside the 3 reference slots") as info:
+        list(StreamReader(bad).records())
+    assert (info.value.offset, info.value.packet) == (key.offset, 3)
+
+
+def test_type_5_is_unknown_in_a_1_x_stream_and_version_3_is_refused():
+    tiny = (SPEC / "vectors" / "tiny.fvc").read_bytes()
+    skipped = _with_packet(tiny, 1, frame(PacketType.USE_SLOT, b"\x07"))
+    assert UnknownPacket(5, b"\x07") in [r.packet for r in StreamReader(skipped).records()]
+    slots = bytearray((SPEC / "vectors" / "fv2v_slots.fvc").read_bytes())
+    slots[8] = 3
+    with pytest.raises(BitstreamError, match="unsupported format version 3.0") as info:
+        StreamReader(bytes(slots))
+    assert info.value.offset == 8
