@@ -70,8 +70,9 @@ class MotionSearch:
         self.model = model
         self.header = header
         self.config = config
-        # Never compare above the stream's own size: that would only interpolate.
-        self.size = min(config.size or model.analysis_size, header.width, header.height)
+        # Never compare above the size the model renders at or the stream's own: that would only interpolate.
+        rendered = model.output_size or min(header.width, header.height)
+        self.size = min(config.size or model.analysis_size, rendered, header.width, header.height)
         self._steps = {g.name: p.step for g, p in zip(header.groups, header.params)}
         self._bits = bits_per_step(header)
         self._state = None

@@ -225,3 +225,13 @@ def test_a_search_that_overshoots_falls_back_to_the_estimate(trained, moving):
     clip = searched_clip(trained, moving, lr=50.0)
     assert all(chosen <= start for start, chosen in clip.stats.search_costs)
     assert clip.stats.searched < len(moving) - 1
+
+
+def test_the_search_serves_fomm_through_the_same_protocol(moving):
+    path = default_weights("fomm")
+    assert path is not None, "the FOMM weights ship with the repo"
+    model, ident = load_model(path, torch.device("cpu")), model_id(path)
+    clip = encode_clip(moving, model, config(refresh_threshold=0, search=SearchConfig(steps=4)), ident)
+    assert all(chosen <= start for start, chosen in clip.stats.search_costs)
+    assert clip.stats.searched >= 1
+    assert len(decode_all(model, clip.to_bytes())) == len(moving)
