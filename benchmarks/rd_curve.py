@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -629,23 +630,28 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                        landmarker=a.landmarker)
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+def run_reporting(name: str, job: Callable[[], Path], expected: tuple[type[Exception], ...]) -> int:
+    """Run a benchmark: its results folder and time on stderr; an expected or user error is one line, exit 2."""
     start = time.perf_counter()
     try:
-        out = run(config)
-    except (BenchmarkError, CurveError) as exc:
-        print(f"rd_curve: error: {exc}", file=sys.stderr)
+        out = job()
+    except expected as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         from codec.errors import is_user_error, one_line
 
         if not is_user_error(exc):
             raise
-        print(f"rd_curve: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"results in {out} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    return run_reporting("rd_curve", lambda: run(config), (BenchmarkError, CurveError))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
 
 from rd_curve import (DEFAULT_DATA, RESULTS, BenchmarkError, Metrics, device_description, find_clips,  # noqa: E402
-                      load_clip, open_landmarker, weights_id, write_run_info)
+                      load_clip, open_landmarker, run_reporting, weights_id, write_run_info)
 from codec.data.face_track import MESH_POINTS, FaceLandmarker  # noqa: E402
 from codec.decoder import DecoderOptions  # noqa: E402
 from codec.metrics import AKD_POINTS, LPIPS_VARIANT  # noqa: E402
@@ -710,21 +710,7 @@ def parse_args(argv: list[str] | None = None) -> ReenactConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    start = time.perf_counter()
-    try:
-        out = run(config)
-    except BenchmarkError as exc:
-        print(f"reenactment: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from codec.errors import is_user_error, one_line
-
-        if not is_user_error(exc):
-            raise
-        print(f"reenactment: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    print(f"results in {out} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
-    return 0
+    return run_reporting("reenactment", lambda: run(config), (BenchmarkError,))
 
 
 if __name__ == "__main__":
