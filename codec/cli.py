@@ -444,7 +444,7 @@ def _encode_frames(frame_source, total: int | None, loaded: LoadedModel, config,
             low, high = choice.reachable
             print(f"warning: --kbps {kbps:g} is out of reach ({low:.1f}..{high:.1f} kbps with this clip's keyframes); "
                   f"wrote the nearest, {choice.kbps:.1f} kbps at keyframe QP {choice.keyframe_qp} "
-                  f"({rate_knob(kbps, low)}; --strict-rate refuses instead)", file=sys.stderr)
+                  f"({rate_knob(kbps, low, clip.stats.keyframes)}; --strict-rate refuses instead)", file=sys.stderr)
     clip.write(out, force=force)
     return clip, choice
 

@@ -381,17 +381,22 @@ class _QpRateModel:
         return min((lo, hi), key=lambda qp: abs(math.log(self.kbps(qp) / target)))
 
 
-def rate_knob(target: float, low: float) -> str:
+def rate_knob(target: float, low: float, keyframes: int) -> str:
     """Which setting moves an out-of-reach rate toward `target` (`low` is the lowest reachable kbps)."""
-    return ("raise --max-gop or lower --refresh-threshold to code fewer keyframes" if target < low
-            else "raise --refresh-threshold to code more keyframes")
+    if target >= low:
+        return "raise --refresh-threshold to code more keyframes"
+    if keyframes > 1:
+        return "raise --max-gop or lower --refresh-threshold to code fewer keyframes"
+    # One keyframe and the motion are the floor: only fewer motion bytes go lower.
+    return "the floor is one keyframe plus the motion; --kp-threshold 1 or more sends fewer keypoints"
 
 
 def _out_of_reach(target: float, clip: EncodedClip, low: float, high: float) -> str:
     """The one-line explanation of why `target` lies outside `low`..`high` kbps, with the knob to turn."""
     reasons = ", ".join(f"{n} {r.value}" for r, n in clip.stats.keyframe_reasons.items())
     return (f"--kbps {target:g} is out of reach: with this clip's {clip.stats.keyframes} keyframes ({reasons}) "
-            f"keyframe QP {QP_MAX}..{QP_MIN} gives {low:.1f}..{high:.1f} kbps; {rate_knob(target, low)}")
+            f"keyframe QP {QP_MAX}..{QP_MIN} gives {low:.1f}..{high:.1f} kbps; "
+            f"{rate_knob(target, low, clip.stats.keyframes)}")
 
 
 def encode_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], model, config: EncoderConfig,

@@ -147,6 +147,11 @@ def test_strict_rate_control_refuses_an_unreachable_target_after_one_pass(model,
     assert passes == [1]
 
 
+def test_with_one_keyframe_the_floor_points_at_the_motion_not_the_keyframe_count(model, frames):
+    with pytest.raises(RateControlError, match=r"one keyframe plus the motion.*--kp-threshold"):
+        encode_to_rate(lambda: iter(frames), model, config(refresh_threshold=0), MODEL_ID, 0.01, strict=True)
+
+
 def test_unreachable_target_keeps_the_nearest_rate_and_names_the_range(model, frames):
     clip, choice = encode_to_rate(lambda: iter(frames), model, config(refresh_threshold=0, max_gop=4), MODEL_ID, 0.01)
     low, high = choice.reachable
