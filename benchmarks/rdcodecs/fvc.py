@@ -36,6 +36,8 @@ class Fvc(Codec):
 
     name = "fvc"
     kind = "fv2v"
+    search = None  # the encoder's motion search (None: the fast and medium presets)
+    refs = 1  # reference keyframes the decoder keeps
 
     def __init__(self, weights: str | None = None, device: str = "cpu"):
         """`weights`: a checkpoint path or "untrained-<config>" (codec.cli syntax); None = the shipped weights."""
@@ -44,10 +46,6 @@ class Fvc(Codec):
         loaded = load_model_spec(weights, device, self.kind)
         self.model, self.model_id = loaded.model, loaded.model_id
         self.weights, self.untrained = loaded.label, loaded.untrained
-
-    def encoder_search(self):
-        """The encoder's motion search: none (the fast and medium presets)."""
-        return None
 
     def operating_points(self) -> list[str]:
         return [p.label for p in POINTS]
@@ -72,7 +70,8 @@ class Fvc(Codec):
             raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {known}")
         n, height, width, _ = frames.shape
         config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
-                               refresh_threshold=chosen.refresh_threshold, frame_count=n, search=self.encoder_search())
+                               refresh_threshold=chosen.refresh_threshold, frame_count=n, search=self.search,
+                               refs=self.refs)
         start = time.perf_counter()
         stream = encode_clip(frames, self.model, config, self.model_id).to_bytes()
         encode_seconds = time.perf_counter() - start
@@ -91,11 +90,20 @@ class FvcSlow(Fvc):
 
     name = "fvc-slow"
 
-    def settings(self) -> dict[str, str]:
-        return {**super().settings(), "search": repr(PRESETS["slow"].search)}
+    search = PRESETS["slow"].search
 
-    def encoder_search(self):
-        return PRESETS["slow"].search
+    def settings(self) -> dict[str, str]:
+        return {**super().settings(), "search": repr(self.search)}
+
+
+class FvcRefs4(Fvc):
+    """fvc with four reference keyframes (--refs 4): old keyframes are reused before a new one is sent."""
+
+    name = "fvc-refs4"
+    refs = 4
+
+    def settings(self) -> dict[str, str]:
+        return {**super().settings(), "refs": str(self.refs)}
 
 
 class Fomm(Fvc):
