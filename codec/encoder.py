@@ -93,9 +93,7 @@ class EncodeStats:
     unmasked_motion_bytes: int = 0  # the same frames with every keypoint sent
     frame_ms: list[float] = field(default_factory=list)
     proxy_db: list[float] = field(default_factory=list)  # refresh proxy of every frame (with refresh on)
-    motion_proxy_db: list[float] = field(default_factory=list)  # the same, motion frames only
     slot_switches: int = 0  # motion frames rendered from an older keyframe instead of a new keyframe
-    searched: int = 0  # motion frames whose symbols the search changed
     search_costs: list[tuple[float, float]] = field(default_factory=list)  # (estimate's J, chosen J) per frame
 
     @property
@@ -105,6 +103,16 @@ class EncodeStats:
     @property
     def keyframes(self) -> int:
         return len(self.keyframe_log)
+
+    @property
+    def searched(self) -> int:
+        """Motion frames whose symbols the search changed (it keeps a result only when it costs less)."""
+        return sum(chosen < start for start, chosen in self.search_costs)
+
+    @property
+    def motion_proxy_db(self) -> list[float]:
+        """The refresh proxy of the motion frames (proxy_db holds one value per frame, in order)."""
+        return [db for index, db in enumerate(self.proxy_db) if index not in self.keyframe_log]
 
 
 def luma_psnr(decoded: np.ndarray, original: np.ndarray, size: int) -> float:
@@ -211,7 +219,6 @@ class Encoder:
                     return [self._keyframe(frame, index, KeyframeReason.QUALITY)]
                 packets.insert(0, self._switch(slot))
             self.stats.proxy_db.append(proxy)
-            self.stats.motion_proxy_db.append(proxy)
         elif self._search is not None:
             self._decoder.push(packets[0])  # keeps the decoder's motion state in step with the stream
         self._since_keyframe += 1
@@ -242,7 +249,6 @@ class Encoder:
             return frame_to_tensor(self._decoder.render(held), self.device)
 
         result = self._search.refine(motion, image, self._motion.state, shown)
-        self.stats.searched += int(result.searched)
         self.stats.search_costs.append((result.start_cost, result.cost))
         return result.ints
 

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from bitstream.constants import MotionKind
+from bitstream.header import MODEL_ID_BYTES, weights_model_id
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODEL_ID_BYTES = 16
 
 
 class ModelError(Exception):
@@ -122,11 +122,7 @@ def model_id(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.digest()[:MODEL_ID_BYTES]
+    return weights_model_id(path)
 
 
 def card_path(path: str | os.PathLike) -> Path:

@@ -22,12 +22,11 @@ from .coding_defaults import SearchConfig
 
 @dataclass
 class SearchResult:
-    """The symbols to send, the rendered costs of the estimate and of the choice, and what was chosen."""
+    """The symbols to send and the rendered costs of the estimate and of the choice (equal: the estimate kept)."""
 
     ints: dict[str, np.ndarray]
     start_cost: float
     cost: float
-    searched: bool  # False: the estimate's symbols were kept
 
 
 def bits_per_step(header: StreamHeader) -> dict[str, float]:
@@ -94,13 +93,13 @@ class MotionSearch:
         small_target = _resize(target, self.size)
 
         def exact_cost(ints: dict[str, np.ndarray]) -> float:
-            rate = symbol_bits(ints, previous, self.header)
+            rate = sum(self._bits[k] * np.abs(ints[k].astype(np.int64) - previous[k]).sum() for k in ints)
             return float(self._distortion(shown(ints), small_target)) + self.config.rate_weight * rate
 
         start_ints = quantize({k: v.detach().cpu().numpy() for k, v in estimate.items()}, self.header)
         start_cost = exact_cost(start_ints)
         if self.config.steps < 1:
-            return SearchResult(start_ints, start_cost, start_cost, False)
+            return SearchResult(start_ints, start_cost, start_cost)
         with torch.inference_mode(False), torch.enable_grad():
             params, scaled = self._fit(estimate, small_target.clone(), previous)
         found = {k: (v.detach() * self._steps[k]) for k, v in params.items()}
@@ -108,13 +107,13 @@ class MotionSearch:
         cost = exact_cost(ints)
         if cost >= start_cost:
             self._correction = None
-            return SearchResult(start_ints, start_cost, start_cost, False)
+            return SearchResult(start_ints, start_cost, start_cost)
         self._correction = {k: (params[k].detach() - scaled[k]) for k in params}
-        return SearchResult(ints, start_cost, cost, True)
+        return SearchResult(ints, start_cost, cost)
 
     def _fit(self, estimate: Mapping[str, torch.Tensor], small_target: torch.Tensor,
              previous: Mapping[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Adam on J = MSE + rate_weight · bits; returns (found, estimate), both in units of each group's step."""
+        """Adam on J = D + rate_weight · bits; returns (found, estimate), both in units of each group's step."""
         # Optimise in units of each group's step, so one learning rate suits every group.
         scaled = {k: (v.detach().clone() / self._steps[k]) for k, v in estimate.items()}
         start = scaled
@@ -132,10 +131,4 @@ class MotionSearch:
             loss.backward()
             optimiser.step()
         return params, scaled
-
-
-def symbol_bits(ints: Mapping[str, np.ndarray], previous: Mapping[str, np.ndarray], header: StreamHeader) -> float:
-    """The rate term of the search for quantised symbols: bits per step times |residual|, summed."""
-    bits = bits_per_step(header)
-    return float(sum(bits[k] * np.abs(ints[k].astype(np.int64) - previous[k]).sum() for k in ints))
 
