@@ -20,10 +20,16 @@ class SearchConfig:
     warm_start: bool = True  # start from this frame's estimate plus the previous frame's correction
     size: int = 512  # side at which the rendering is compared with the frame (0: the model's analysis size)
     loss: str = "l1"  # "l1" or "mse" between the rendering and the frame
+    # Adds anchor_weight · (mean squared distance from H's estimate, in quantisation steps) to J. The plain
+    # search fits pixels and may move the face's keypoints off the face (AKD 2.0 -> 3.9 px on a training
+    # clip); 0.001 / 0.003 / 0.01 trade its LPIPS gain for motion fidelity (docs/design.md). 0: none (the slow preset).
+    anchor_weight: float = 0.0
 
     def __post_init__(self):
         if self.loss not in ("l1", "mse"):
             raise ValueError(f"search loss {self.loss!r} is not l1 or mse")
+        if not self.anchor_weight >= 0:
+            raise ValueError(f"search anchor_weight {self.anchor_weight} must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,8 @@ class MotionSearch:
             rate = sum(self._bits[k] * (params[k] - prev[k]).abs().sum() for k in params)
             loss = self._distortion(self.model.render(self._state, motion), small_target) + \
                 self.config.rate_weight * rate
+            if self.config.anchor_weight:
+                loss = loss + self.config.anchor_weight * sum(((params[k] - scaled[k]) ** 2).mean() for k in params)
             loss.backward()
             optimiser.step()
         return params, scaled

@@ -217,6 +217,17 @@ def test_search_lowers_the_error_of_the_decoded_frames(trained, moving):
     assert error(searched) < error(plain)
 
 
+def test_the_anchor_keeps_the_searched_frames_near_the_estimates(trained, moving):
+    model, ident = trained
+    plain = decode_all(model, encode_clip(moving, model, config(refresh_threshold=0), ident).to_bytes())
+
+    def drift(clip):
+        frames = decode_all(model, clip.to_bytes())
+        return np.mean([np.abs(d.astype(float) - p).mean() for d, p in zip(frames[1:], plain[1:])])
+
+    assert drift(searched_clip(trained, moving, anchor_weight=10.0)) < drift(searched_clip(trained, moving))
+
+
 def test_every_preset_is_reproducible(trained, moving):
     model, ident = trained
     for preset in PRESETS.values():
