@@ -20,9 +20,10 @@ class SearchConfig:
     warm_start: bool = True  # start from this frame's estimate plus the previous frame's correction
     size: int = 512  # side at which the rendering is compared with the frame (0: the model's analysis size)
     loss: str = "l1"  # "l1" or "mse" between the rendering and the frame
-    # Adds anchor_weight · (mean squared distance from H's estimate, in quantisation steps) to J. The plain
-    # search fits pixels and may move the face's keypoints off the face (AKD 2.0 -> 3.9 px on a training
-    # clip); 0.001 / 0.003 / 0.01 trade its LPIPS gain for motion fidelity (docs/design.md). 0: none (the slow preset).
+    # Adds anchor_weight · (mean squared distance from H's estimate, in quantisation steps) to J. Without it
+    # the search fits pixels and drags the face's keypoints off the face (bench512: AKD 2.4 -> 5.2 px); 0.01
+    # kept AKD at fast's on three training clips (docs/design.md). 0 until measured on bench512: in step units
+    # the pull differs per model (0.01 stops FOMM's search altogether).
     anchor_weight: float = 0.0
 
     def __post_init__(self):
