@@ -23,7 +23,7 @@ class SearchConfig:
     # Adds anchor_weight · (mean squared distance from H's estimate, in quantisation steps) to J. Without it
     # the search fits pixels and drags the face's keypoints off the face (bench512: AKD 2.4 -> 5.2 px); 0.01
     # kept AKD at fast's on three training clips (docs/design.md). 0 until measured on bench512: in step units
-    # the pull differs per model (0.01 stops FOMM's search altogether).
+    # the pull differs per model (0.01 left a 4-step FOMM search on the demo clip unchanged).
     anchor_weight: float = 0.0
 
     def __post_init__(self):
