@@ -19,7 +19,7 @@ class SearchConfig:
     rate_weight: float = 5e-5
     warm_start: bool = True  # start from this frame's estimate plus the previous frame's correction
     size: int = 512  # side at which the rendering is compared with the frame (0: the model's analysis size)
-    loss: str = "l1"  # "l1" or "mse" between the rendering and the frame
+    loss: str = "l1"  # "l1", "mse" or "lpips" (AlexNet v0.1) between the rendering and the frame
     # Adds anchor_weight · (mean squared distance from H's estimate, in quantisation steps) to J. Without it
     # the search fits pixels and drags the face's keypoints off the face (bench512: AKD 2.4 -> 5.2 px); 0.01
     # kept AKD at fast's on three training clips (docs/design.md). 0 until measured on bench512: in step units
@@ -27,8 +27,8 @@ class SearchConfig:
     anchor_weight: float = 0.0
 
     def __post_init__(self):
-        if self.loss not in ("l1", "mse"):
-            raise ValueError(f"search loss {self.loss!r} is not l1 or mse")
+        if self.loss not in ("l1", "mse", "lpips"):
+            raise ValueError(f"search loss {self.loss!r} is not l1, mse or lpips")
         if not self.anchor_weight >= 0:
             raise ValueError(f"search anchor_weight {self.anchor_weight} must be >= 0")
 

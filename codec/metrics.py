@@ -75,6 +75,11 @@ def lpips_distance(a, b, device: str = "cpu") -> np.ndarray:
     return torch.cat(out).numpy().astype(np.float32)
 
 
+def lpips_tensor(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean LPIPS (AlexNet, v0.1) between (N,3,H,W) tensors in [0,1], differentiable (the motion search's loss)."""
+    return _lpips_model(str(a.device))(a, b, normalize=True).mean()
+
+
 def psnr(a, b) -> np.ndarray:
     """Peak signal-to-noise ratio in dB over all RGB samples (peak 255), per image; inf where identical."""
     a_f, b_f = _as_float255(a, "a"), _as_float255(b, "b")
@@ -170,6 +175,12 @@ def _vgg16_conv_layers() -> nn.Sequential:
 
 @functools.lru_cache(maxsize=None)
 def _lpips_model(device: str) -> nn.Module:
+    # Built outside inference mode even when first asked for inside it, so the search can backpropagate.
+    with torch.inference_mode(False):
+        return _build_lpips(device)
+
+
+def _build_lpips(device: str) -> nn.Module:
     import lpips
 
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument

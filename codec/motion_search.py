@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from bitstream import StreamHeader, quantize
 
 from .coding_defaults import SearchConfig
+from .metrics import lpips_tensor
 
 
 @dataclass
@@ -83,7 +84,7 @@ class MotionSearch:
         self._correction = None
 
     def _distortion(self, rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.l1_loss if self.config.loss == "l1" else F.mse_loss
+        loss = {"l1": F.l1_loss, "mse": F.mse_loss, "lpips": lpips_tensor}[self.config.loss]
         return loss(_resize(rendered, self.size), target)
 
     def refine(self, estimate: Mapping[str, torch.Tensor], target: torch.Tensor, previous: Mapping[str, np.ndarray],

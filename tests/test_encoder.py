@@ -14,6 +14,7 @@ from codec.encoder import (EncodedClip, Encoder, EncoderConfig, KeyframeReason, 
                            luma_psnr)
 from codec.errors import InputError, RateControlError
 from codec.h264 import QP_MAX
+from codec.metrics import lpips_distance
 from codec.motion_model import build_untrained, default_weights, load_model, model_id, untrained_model_id
 
 SIZE = 64
@@ -193,8 +194,9 @@ def moving():
     return list(astronaut_frames(DemoClipConfig(seconds=0.4, size=SIZE)))  # 10 frames
 
 
-def test_search_never_raises_the_rendered_cost_it_starts_from_and_lowers_it_on_some_frames(trained, moving):
-    clip = searched_clip(trained, moving)
+@pytest.mark.parametrize("loss", ["l1", "lpips"])
+def test_search_never_raises_the_rendered_cost_it_starts_from_and_lowers_it_on_some_frames(trained, moving, loss):
+    clip = searched_clip(trained, moving, loss=loss)
     costs = clip.stats.search_costs
     assert len(costs) == len(moving) - 1
     assert all(chosen <= start for start, chosen in costs)
@@ -215,6 +217,14 @@ def test_search_lowers_the_error_of_the_decoded_frames(trained, moving):
     searched = decode_all(model, searched_clip(trained, moving).to_bytes())
     error = lambda frames: np.mean([np.abs(d.astype(float) - f).mean() for d, f in zip(frames[1:], moving[1:])])  # noqa: E731
     assert error(searched) < error(plain)
+
+
+def test_the_lpips_search_lowers_the_lpips_of_the_decoded_frames(trained, moving):
+    model, ident = trained
+    plain = decode_all(model, encode_clip(moving, model, config(refresh_threshold=0), ident).to_bytes())
+    searched = decode_all(model, searched_clip(trained, moving, loss="lpips").to_bytes())
+    target = np.stack(moving[1:])
+    assert lpips_distance(np.stack(searched[1:]), target).mean() < lpips_distance(np.stack(plain[1:]), target).mean()
 
 
 def test_the_anchor_keeps_the_searched_frames_near_the_estimates(trained, moving):
