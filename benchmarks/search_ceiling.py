@@ -33,7 +33,7 @@ from codec.metrics import lpips_distance
 from codec.motion_model import default_weights, load_model, model_id
 from codec.motion_search import MotionSearch
 
-LONG = SearchConfig(steps=30, lr=0.5, rate_weight=0.0, warm_start=False)
+LONG = SearchConfig(steps=30, lr=0.5, rate_weight=0.0, warm_start=False, anchor_weight=0.0)
 SEARCHES = {
     "slow": replace(PRESETS["slow"].search, warm_start=False),
     "l1-30": LONG,
