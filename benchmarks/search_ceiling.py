@@ -6,7 +6,7 @@ one of them on LPIPS itself: 30 Adam steps with no rate term, then quantised and
 decoder's rendering of the quantised symbols is better. Networks and bitstream are fixed, so the best
 row is about as low as any symbol choice of these weights goes. Frames are searched independently (no
 warm start), so "slow" here is close to, not equal to, the preset in a stream. Usage:
-    .venv/bin/python benchmarks/search_ceiling.py DATA_DIR [--clips A B] [--stride 25] [--out results/X]
+    .venv/bin/python benchmarks/search_ceiling.py [--data DIR] [--clips A B] [--stride 25] [--out results/X]
 """
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ from codec.h264 import encode_intra
 from codec.metrics import lpips_distance
 from codec.motion_model import default_weights, load_model, model_id
 from codec.motion_search import MotionSearch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rd_curve import DEFAULT_DATA, device_description, find_clips  # noqa: E402
+from rdcodecs import BenchmarkError  # noqa: E402
 
 LONG = SearchConfig(steps=30, lr=0.5, rate_weight=0.0, warm_start=False, anchor_weight=0.0)
 SEARCHES = {
@@ -62,8 +66,8 @@ def clip_scores(path: Path, model, ident: bytes, qp: int, frames: int, stride: i
     for frame in truth:
         image = frame_to_tensor(frame, torch.device("cpu"))
         with torch.inference_mode():
-            estimate = {k: v.clone() for k, v in model.estimate_motion(image).items()}
-        estimate = {k: v.clone() for k, v in estimate.items()}  # out of inference mode, for autograd
+            raw = model.estimate_motion(image)
+        estimate = {k: v.clone() for k, v in raw.items()}  # out of inference mode, for autograd
         ints = quantize({k: v.numpy() for k, v in estimate.items()}, header)
         out["fast"].append(shown(ints))
         # With no previous frame in the stream the rate term counts offsets from zero.
@@ -76,23 +80,27 @@ def clip_scores(path: Path, model, ident: bytes, qp: int, frames: int, stride: i
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("data", type=Path, help="folder of clips (evaluation data is only evaluated, never tuned on)")
-    p.add_argument("--clips", nargs="+", help="clip file names (default: every clip in DATA)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help=f"folder of clips (default {DEFAULT_DATA}; evaluation data is only evaluated, never tuned on)")
+    p.add_argument("--clips", nargs="+", help="N (the first N clips by name) or clip names (stems); default all")
     p.add_argument("--qp", type=int, default=24, help="keyframe QP (default 24, the RD sweep's refresh-off point)")
     p.add_argument("--frames", type=int, default=250)
     p.add_argument("--stride", type=int, default=25)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--out", type=Path, help="folder for ceiling.csv and ceiling.json")
     args = p.parse_args(argv)
-    torch.manual_seed(0)
+    try:
+        clips = find_clips(args.data, args.clips)
+    except BenchmarkError as exc:
+        print(f"search_ceiling: error: {exc}", file=sys.stderr)
+        return 1
     weights = default_weights("fv2v")
     model, ident = load_model(weights, torch.device("cpu")), model_id(weights)
-    names = args.clips or sorted(f.name for f in args.data.iterdir() if f.suffix.lower() in (".mp4", ".mov", ".mpg"))
     rows = []
     start = time.time()
-    for name in names:
-        scores = clip_scores(args.data / name, model, ident, args.qp, args.frames, args.stride, args.size)
-        rows.append({"clip": Path(name).stem, **{k: round(v, 4) for k, v in scores.items()}})
+    for clip in clips:
+        scores = clip_scores(clip, model, ident, args.qp, args.frames, args.stride, args.size)
+        rows.append({"clip": clip.stem, **{k: round(v, 4) for k, v in scores.items()}})
         print(" ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
     methods = ["fast", *SEARCHES]
     means = {m: float(np.mean([r[m] for r in rows])) for m in methods}
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.writeheader()
             writer.writerows(rows)
         info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": str(weights),
-                "model_id": ident.hex(), "args": {k: str(v) for k, v in vars(args).items()},
+                "model_id": ident.hex(), "device": device_description("cpu"), "args": {k: str(v) for k, v in vars(args).items()},
                 "searches": {k: asdict(v) for k, v in SEARCHES.items()}, "mean_lpips": means,
                 "seconds": round(time.time() - start)}
         (args.out / "ceiling.json").write_text(json.dumps(info, indent=2) + "\n")

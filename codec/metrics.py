@@ -174,13 +174,8 @@ def _vgg16_conv_layers() -> nn.Sequential:
 
 
 @functools.lru_cache(maxsize=None)
+@torch.inference_mode(False)  # built outside inference mode even when first asked inside it: the search backpropagates
 def _lpips_model(device: str) -> nn.Module:
-    # Built outside inference mode even when first asked for inside it, so the search can backpropagate.
-    with torch.inference_mode(False):
-        return _build_lpips(device)
-
-
-def _build_lpips(device: str) -> nn.Module:
     import lpips
 
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument
