@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
+NAL_NON_IDR, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
 # Profiles whose SPS carries chroma_format_idc, bit depths and scaling lists (§7.3.2.1.1).
 _HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
 # Parameter sets and slice headers end long before this; a huge slice is never converted whole.

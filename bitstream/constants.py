@@ -25,6 +25,8 @@ NOTE_MINOR = 1  # NOTE packets (spec §4.4) exist from version 1.1 on
 # Reference slots (spec §5.6) need version 2.0: a 1.x decoder would render motion from the wrong keyframe.
 SLOTS_MAJOR = 2
 MAX_REF_SLOTS = 8
+# Predicted keyframes (spec §5.7) need version 3.0: a 2.x decoder refuses a KEYFRAME without an IDR slice.
+PREDICTION_MAJOR = 3
 
 # Every entropy table is integer and sums to 2**ENTROPY_PRECISION; the range coder uses
 # 32-bit words and a 64-bit state (constriction's default RangeEncoder).

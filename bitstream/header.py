@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from .constants import FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MAX_REF_SLOTS, SLOTS_MAJOR, MotionKind
+from .constants import (FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MAX_REF_SLOTS, PREDICTION_MAJOR, SLOTS_MAJOR,
+                        MotionKind)
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .symbols import GroupParams, SymbolGroup, default_num_keypoints, default_params, layout
 
@@ -34,6 +35,7 @@ class StreamHeader:
     model_id: bytes
     params: tuple[GroupParams, ...]
     ref_slots: int = 1  # reference buffer size N (spec §5.6); more than 1 needs version 2.0
+    predicted_keyframes: bool = False  # KEYFRAMEs may be P pictures (spec §5.7): version 3.0, not a header field
 
     def __post_init__(self):
         object.__setattr__(self, "kind", MotionKind(self.kind))
@@ -81,7 +83,9 @@ class StreamHeader:
             raise SymbolError(f"ref_slots {self.ref_slots} outside 1..{MAX_REF_SLOTS}", "ref_slots")
 
     def version(self, minor: int = FVC_VERSION_MINOR) -> tuple[int, int]:
-        """The version a writer declares: 2.0 with several reference slots (only 2.x has them), else 1.`minor`."""
+        """The version a writer declares: 3.0 with predicted keyframes, 2.0 with several slots, else 1.`minor`."""
+        if self.predicted_keyframes:
+            return PREDICTION_MAJOR, 0
         return (SLOTS_MAJOR, 0) if self.ref_slots > 1 else (FVC_VERSION_MAJOR, minor)
 
     def pack(self, minor: int = FVC_VERSION_MINOR) -> bytes:
@@ -117,7 +121,8 @@ def _to_fraction(fps: int | float | Fraction | tuple[int, int]) -> Fraction:
 
 def default_header(kind: MotionKind, width: int, height: int, fps: int | float | Fraction | tuple[int, int],
                    model_id: bytes, num_keypoints: int | None = None, frame_count: int = 0,
-                   params: Sequence[GroupParams] | None = None, ref_slots: int = 1) -> StreamHeader:
+                   params: Sequence[GroupParams] | None = None, ref_slots: int = 1,
+                   predicted_keyframes: bool = False) -> StreamHeader:
     """A header with the default coding parameters of `kind` unless `params` is given."""
     kind = MotionKind(kind)
     rate = _to_fraction(fps)
@@ -127,7 +132,7 @@ def default_header(kind: MotionKind, width: int, height: int, fps: int | float |
                         frame_count=frame_count, kind=kind,
                         num_keypoints=default_num_keypoints(kind) if num_keypoints is None else num_keypoints,
                         model_id=model_id, params=tuple(params) if params is not None else default_params(kind),
-                        ref_slots=ref_slots)
+                        ref_slots=ref_slots, predicted_keyframes=predicted_keyframes)
 
 
 # Byte offsets of the v1.0 header fields (spec §3), for error messages.
@@ -155,9 +160,9 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     magic, major, minor, body_len = _PREFIX.unpack_from(data, 0)
     if magic != FVC_MAGIC:
         raise BitstreamError("not an .fvc stream (wrong magic)", 0)
-    if major not in (FVC_VERSION_MAJOR, SLOTS_MAJOR):
+    if major not in (FVC_VERSION_MAJOR, SLOTS_MAJOR, PREDICTION_MAJOR):
         raise BitstreamError(f"unsupported format version {major}.{minor} (this decoder reads "
-                             f"{FVC_VERSION_MAJOR}.x and {SLOTS_MAJOR}.x)", 8)
+                             f"{FVC_VERSION_MAJOR}.x to {PREDICTION_MAJOR}.x)", 8)
     end = _PREFIX.size + body_len
     if len(data) < end + _CRC.size:
         raise TruncatedStreamError("truncated header", len(data))
@@ -180,7 +185,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     # Bytes after the fields of the stream's major version belong to a newer minor version: ignored.
     try:
         header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params,
-                              ref_slots)
+                              ref_slots, major >= PREDICTION_MAJOR)
     except SymbolError as exc:
         raise BitstreamError(f"invalid header: {exc}", _field_offset(exc.field, ngroups)) from None
     return header, end + _CRC.size, (major, minor)

@@ -20,7 +20,8 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
 
     A stream damaged after its header is summarised up to the damage, which "error" names;
     `packets` adds every packet's index, type, frame, offset and size. With several reference
-    slots, keyframes and listed packets also name their slot.
+    slots, keyframes and listed packets also name their slot; in a 3.x stream keyframes say whether they
+    are predicted (their QP is then not read: only IDR slice headers are).
     """
     with StreamReader(source) as reader:
         header = reader.header
@@ -41,7 +42,8 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
                 elif isinstance(packet, KeyframePacket):
                     keyframes.append({"frame": packet.frame_index, "offset": record.offset, "bytes": record.size,
                                       "qp": slice_qp(packet.annexb), "reason": reason,
-                                      **({"slot": packet.slot} if slotted else {})})
+                                      **({"slot": packet.slot} if slotted else {}),
+                                      **({"predicted": not packet.intra} if header.predicted_keyframes else {})})
                     reason = None
                 if packets:
                     listing.append({"index": record.index, "type": name, "frame": getattr(packet, "frame_index", None),

@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .avc import NAL_IDR, nal_units
+from .avc import NAL_IDR, NAL_NON_IDR, nal_units
 from .constants import (FVC_VERSION_MAJOR, MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_NOTE_BYTES,
                         MAX_NOTE_DEPTH, MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR, SLOTS_MAJOR)
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
@@ -47,14 +47,19 @@ def defines(packet_type: int, version: tuple[int, int]) -> bool:
 
 @dataclass(frozen=True)
 class KeyframePacket:
-    """One H.264 Annex-B access unit holding a single IDR picture, for reference `slot` (always 0 in 1.x).
+    """One H.264 Annex-B access unit holding one IDR picture (3.x: or a predicted one), for reference `slot`.
 
-    It fills the slot, makes it the active one and resets the motion state (spec §4.1, §5.6).
+    It fills the slot (always 0 in 1.x), makes it the active one and resets the motion state (spec §4.1, §5.6).
     """
 
     frame_index: int
     annexb: bytes
     slot: int = 0
+
+    @property
+    def intra(self) -> bool:
+        """Whether the picture is an IDR one, which H.264 decodes without any earlier keyframe (spec §5.7)."""
+        return is_intra(self.annexb)
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,26 @@ def body_cap(packet_type: int, version: tuple[int, int]) -> int:
     return BODY_CAPS[packet_type] if defines(packet_type, version) else MAX_UNKNOWN_PACKET_BYTES
 
 
-def annexb_problem(au: bytes) -> str | None:
-    """Why `au` is not an Annex-B access unit with an IDR slice, or None if it is."""
+def _slice_types(au: bytes) -> set[int]:
+    return {unit[0] & 0x1F for unit in nal_units(au) if unit} & {NAL_IDR, NAL_NON_IDR}
+
+
+def is_intra(au: bytes) -> bool:
+    """Whether the access unit `au` holds an IDR slice (NAL type 5)."""
+    return NAL_IDR in _slice_types(au)
+
+
+def annexb_problem(au: bytes, predicted: bool = False) -> str | None:
+    """Why `au` is not a keyframe access unit (spec §4.1; `predicted`: of a 3.x stream), or None if it is."""
     if not (au.startswith(b"\0\0\1") or au.startswith(b"\0\0\0\1")):
         return "keyframe does not start with an Annex-B start code"
-    if not any(unit and unit[0] & 0x1F == NAL_IDR for unit in nal_units(au)):
-        return "keyframe has no IDR slice (NAL type 5)"
+    slices = _slice_types(au)
+    if not predicted:
+        return None if NAL_IDR in slices else "keyframe has no IDR slice (NAL type 5)"
+    if not slices:
+        return "keyframe has no IDR or predicted slice (NAL type 5 or 1)"
+    if len(slices) > 1:
+        return "keyframe mixes IDR and predicted slices (NAL types 5 and 1)"
     return None
 
 

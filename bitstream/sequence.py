@@ -16,6 +16,7 @@ class StreamSequence:
         self.keyframe_count = 0
         self.motion_count = 0
         self.filled: set[int] = set()  # reference slots some KEYFRAME has filled
+        self.intra_seen = False  # whether an IDR KEYFRAME came: a predicted one needs it (spec §5.7)
         self.ended = False
 
     @property
@@ -48,9 +49,13 @@ class StreamSequence:
         if isinstance(packet, KeyframePacket):
             self._check_index(packet.frame_index, offset)
             self.check_slot(packet.slot, offset)
-            problem = annexb_problem(packet.annexb)
+            problem = annexb_problem(packet.annexb, self.header.predicted_keyframes)
             if problem:
                 raise BitstreamError(problem, offset)
+            if packet.intra:
+                self.intra_seen = True
+            elif not self.intra_seen:
+                raise BitstreamError("predicted keyframe before any intra keyframe", offset)
             self.keyframe_count += 1
             self.last_index = packet.frame_index
             self.filled.add(packet.slot)

@@ -102,6 +102,10 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "recently used), and a frame that the current one renders below the refresh threshold "
                         "switches back to an older one that clears it instead of costing a new keyframe (1..8, "
                         "default 1; N > 1 writes bitstream 2.0, which 1.x decoders refuse)")
+    p.add_argument("--predict-keyframes", action="store_true",
+                   help="code quality refreshes as H.264 P pictures predicted from the last few keyframes "
+                        "(first and --max-gop keyframes stay IDR, where decoding can start); writes bitstream "
+                        "3.0, which 1.x and 2.x decoders refuse")
     p.add_argument("--kbps", type=float, metavar="TARGET",
                    help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
                         "(out of reach: the nearest reachable rate is written, with a warning)")
@@ -114,7 +118,7 @@ def version_text() -> str:
     """Package and bitstream versions and the shipped weights with their model ids."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR, SLOTS_MAJOR
+    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR, PREDICTION_MAJOR, SLOTS_MAJOR
 
     from . import motion_model
 
@@ -124,9 +128,11 @@ def version_text() -> str:
         package = "(not installed)"
     weights = [f"{path.stem} ({motion_model.model_id(path).hex()[:8]}…)"
                for kind in motion_model.REGISTRY for path in motion_model.shipped_weights(kind)]
-    # The encoder writes 1.1 (NOTE packets), 2.0 with reference slots; the decoder reads every 1.x and 2.x stream.
+    # The encoder writes 1.1 (NOTE packets), 2.0 with reference slots, 3.0 with predicted keyframes; the
+    # decoder reads every 1.x, 2.x and 3.x stream.
     return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{NOTE_MINOR} (reads {FVC_VERSION_MAJOR}.x), "
             f"{SLOTS_MAJOR}.0 with --refs > 1 (reads {SLOTS_MAJOR}.x), "
+            f"{PREDICTION_MAJOR}.0 with --predict-keyframes (reads {PREDICTION_MAJOR}.x), "
             f"weights: {', '.join(weights) or 'none shipped'}")
 
 
@@ -478,7 +484,7 @@ def _cmd_encode(args) -> int:
     refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
                            refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
-                           search=preset.search, refs=args.refs,
+                           search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                            note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()
@@ -519,7 +525,8 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
     saved = stats.unmasked_motion_bytes - stats.motion_bytes
     lines = [
         f"wrote {out}: {_frames_text(s['frames'])} {s['width']}x{s['height']} at {s['fps']} fps ({s['duration_s']:.2f} s)",
-        f"keyframes: {stats.keyframes} ({reasons}) at QP {clip.config.keyframe_qp}",
+        f"keyframes: {stats.keyframes} ({reasons}) at QP {clip.config.keyframe_qp}"
+        + (f"; {sum(k['predicted'] for k in s['keyframe_list'])} predicted" if clip.config.predict_keyframes else ""),
         "bytes: " + ", ".join(f"{k} {v:,}" for k, v in by_type.items() if v) + f"; total {s['bytes']:,}",
         f"rate: {s['bits_per_pixel']:.5f} bpp, {s['kbps']:.1f} kbps",
         geometry,
@@ -675,6 +682,8 @@ def _cmd_info(args) -> int:
             reasons = Counter(str(k["reason"]) for k in keyframes if k["reason"] is not None)
             if reasons:
                 line += " (" + ", ".join(f"{reason} {n}" for reason, n in reasons.items()) + ")"
+            predicted = sum(k.get("predicted", False) for k in keyframes)
+            line += f", {predicted} predicted" if predicted else ""
             qps = sorted({k["qp"] for k in keyframes if k["qp"] is not None})
             if qps:
                 line += f", QP {qps[0]}" + (f"..{qps[-1]}" if len(qps) > 1 else "")

@@ -12,7 +12,7 @@ from bitstream import (BitstreamError, KeyframePacket, MotionDecoder, MotionKind
                        UseSlotPacket, dequantize)
 
 from .errors import InputError
-from .h264 import H264Error, decode_intra
+from .h264 import H264Error, KeyframeDecoder
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class Decoder:
         self.options = options
         self.device = model_device(model)
         self.motion_decoder = MotionDecoder(header)
+        self._keyframes = KeyframeDecoder()
         self._slots: dict[int, _Slot] = {}
         self.slot: int | None = None  # the active slot, None before the first keyframe
         self._next_index = 0
@@ -120,7 +121,7 @@ class Decoder:
     def _decode(self, packet, offset: int) -> np.ndarray:
         if isinstance(packet, KeyframePacket):
             try:
-                picture = decode_intra(packet.annexb)
+                picture = self._keyframes.decode(packet.annexb)
             except H264Error as exc:
                 raise BitstreamError(f"keyframe {packet.frame_index}: {exc}", offset) from None
             self._last = self._keyframe(picture, packet.slot)

@@ -23,7 +23,7 @@ from . import __version__
 from .coding_defaults import DEFAULT_REFRESH_DB, SearchConfig
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
-from .h264 import QP_MAX, QP_MIN, encode_intra
+from .h264 import QP_MAX, QP_MIN, KeyframeEncoder
 from .motion_search import MotionSearch
 Packet = KeyframePacket | MotionPacket | UseSlotPacket
 
@@ -58,6 +58,9 @@ class EncoderConfig:
     frame_count: int = 0
     search: SearchConfig | None = None  # motion search against the true frame (the slow preset)
     refs: int = 1  # reference slots: keyframes the decoder keeps (more than 1 writes a version 2.0 stream)
+    # Quality refreshes as H.264 P pictures predicted from earlier keyframes (a version 3.0 stream); first
+    # and max_gop keyframes stay IDR, where a decoder may start.
+    predict_keyframes: bool = False
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
@@ -136,12 +139,13 @@ class Encoder:
         self.config = config
         self.header = default_header(model.kind, config.width, config.height, config.fps, model_id,
                                      num_keypoints=model.num_keypoints, frame_count=config.frame_count,
-                                     ref_slots=config.refs)
+                                     ref_slots=config.refs, predicted_keyframes=config.predict_keyframes)
         self.device = model_device(model)
         self._decoder = Decoder(model, self.header)
         self._motion = MotionEncoder(self.header)
         # Runs beside the real coder with every keypoint sent, to measure what masking saves.
         self._unmasked = MotionEncoder(self.header)
+        self._keyframes = KeyframeEncoder(config.keyframe_qp, config.predict_keyframes)
         self._search = MotionSearch(model, self.header, config.search) if config.search else None
         # The reconstruction serves the refresh decision and the search; without either the encoder
         # is open loop and runs H (+Δ) alone, an order of magnitude faster on a CPU.
@@ -185,7 +189,8 @@ class Encoder:
 
     def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
         self._slot = self._free_slot()
-        packet = KeyframePacket(index, encode_intra(frame, self.config.keyframe_qp), self._slot)
+        intra = reason is not KeyframeReason.QUALITY
+        packet = KeyframePacket(index, self._keyframes.encode(frame, intra), self._slot)
         if self._closed_loop:
             # Closed loop: later frames are rendered from the keyframe as decoded, not as input.
             decoded = self._decoder.push(packet)[0]
@@ -338,27 +343,26 @@ class RateChoice:
 
 
 class _QpRateModel:
-    """Clip rate as a function of keyframe QP with the clip's keyframe positions held fixed.
+    """Clip rate as a function of keyframe QP with the clip's keyframes (positions, intra or predicted) fixed.
 
     Motion payloads do not depend on the keyframe QP, so a fast pass re-encodes only the
     keyframes with H.264 (milliseconds each) instead of running the networks again.
     """
 
-    def __init__(self, clip: EncodedClip, cache: dict[tuple[int, int], bytes]):
+    def __init__(self, clip: EncodedClip, cache: dict[tuple, dict[int, bytes]]):
         self.clip = clip
         self.cache = cache
         self.passes = 0
+        self._keyframes = tuple((p.frame_index, p.intra) for p in clip.packets if isinstance(p, KeyframePacket))
 
     def _packets(self, qp: int) -> list[Packet]:
-        packets = []
-        for packet in self.clip.packets:
-            if isinstance(packet, KeyframePacket):
-                key = (packet.frame_index, qp)
-                if key not in self.cache:
-                    self.cache[key] = encode_intra(self.clip.keyframe_inputs[packet.frame_index], qp)
-                packet = replace(packet, annexb=self.cache[key])
-            packets.append(packet)
-        return packets
+        key = (qp, self.clip.config.predict_keyframes, self._keyframes)
+        if key not in self.cache:
+            coder = KeyframeEncoder(qp, self.clip.config.predict_keyframes)
+            self.cache[key] = {index: coder.encode(self.clip.keyframe_inputs[index], intra)
+                               for index, intra in self._keyframes}
+        return [replace(p, annexb=self.cache[key][p.frame_index]) if isinstance(p, KeyframePacket) else p
+                for p in self.clip.packets]
 
     def kbps(self, qp: int) -> float:
         self.passes += 1
@@ -418,7 +422,7 @@ def encode_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], model, conf
     """
     if not (math.isfinite(target_kbps) and target_kbps > 0):
         raise InputError(f"--kbps {target_kbps} must be a positive number")
-    cache: dict[tuple[int, int], bytes] = {}
+    cache: dict[tuple, dict[int, bytes]] = {}
     seconds: list[float] = []
     fast = 0
 

@@ -1,9 +1,10 @@
-"""One RGB frame ⇄ one self-contained H.264 Annex-B access unit (a single IDR picture) via libx264.
+"""Keyframes ⇄ H.264 Annex-B access units via libx264: self-contained IDR pictures, or (version 3.x
+streams, spec §5.7) a sequence in which P pictures are predicted from the keyframes before them.
 
 Colour: yuv420p, BT.601 matrix, limited (16-235) range, chroma box-averaged over 2x2 and
 upsampled bilinearly (the conversions of codec.video), signalled in the SPS's VUI.
 
-Every call opens a fresh single-threaded encoder: reusing one saves ~6 ms per frame but makes
+Every IDR opens a fresh single-threaded encoder: reusing one saves ~6 ms per frame but makes
 the bytes depend on call history (x264 alternates idr_pic_id), and one thread keeps the output
 identical on every machine.
 """
@@ -13,53 +14,112 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
+from bitstream.packets import is_intra
 from codec.video import frame_to_rgb, rgb_to_yuv420p
 
 QP_MIN, QP_MAX = 0, 51
 NAL_TYPE_SEI = 6
 _START_CODE = b"\x00\x00\x01"
+# x264's default ipratio (1.4) codes a lone IDR 3 QP below the QP asked for. A keyframe sequence asks
+# for that slice QP with ipratio 1, so at one --keyframe-qp its IDR and P pictures match encode_intra's.
+IDR_QP_OFFSET = 3
+# Earlier keyframes (since the last IDR) a predicted one may take blocks from: a pose the face returns to
+# is usually among the last few keyframes, and each costs the decoder one picture of memory.
+PREDICTION_REFS = 4
 
 
 class H264Error(Exception):
     """An H.264 access unit that cannot be decoded, or a frame/QP that cannot be encoded."""
 
 
-def encode_intra(rgb: np.ndarray, qp: int) -> bytes:
-    """Encode an (H, W, 3) uint8 RGB frame as one IDR access unit (SPS + PPS + IDR slice) at constant `qp`."""
-    _check_frame(rgb)
-    if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)) or not QP_MIN <= qp <= QP_MAX:
-        raise H264Error(f"qp must be an integer in {QP_MIN}..{QP_MAX}, got {qp!r}")
-    height, width, _ = rgb.shape
+def _x264(width: int, height: int, options: dict[str, str]) -> av.CodecContext:
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.thread_type = "FRAME"  # PyAV's default, slice threading, would split the picture in slices
     encoder.thread_count = 1
     encoder.colorspace, encoder.color_range = int(Colorspace.ITU601), int(ColorRange.MPEG)  # signalled in the VUI
-    encoder.options = {"qp": str(int(qp)), "preset": "medium", "x264-params": "keyint=1:scenecut=0"}
-    frame = rgb_to_yuv420p(rgb)
-    packets = encoder.encode(frame) + encoder.encode(None)
+    encoder.options = {"preset": "medium", **options}
+    return encoder
+
+
+def encode_intra(rgb: np.ndarray, qp: int) -> bytes:
+    """Encode an (H, W, 3) uint8 RGB frame as one IDR access unit (SPS + PPS + IDR slice) at constant `qp`."""
+    _check_frame(rgb)
+    _check_qp(qp)
+    encoder = _x264(rgb.shape[1], rgb.shape[0], {"qp": str(int(qp)), "x264-params": "keyint=1:scenecut=0"})
+    packets = encoder.encode(rgb_to_yuv420p(rgb)) + encoder.encode(None)
     return strip_sei(b"".join(bytes(p) for p in packets))
 
 
+class KeyframeEncoder:
+    """Codes a stream's keyframes at `qp`, each as a lone IDR picture or, with `predict`, as one H.264
+    sequence whose non-intra pictures may take blocks from the last PREDICTION_REFS keyframes since
+    its latest IDR (spec §5.7)."""
+
+    def __init__(self, qp: int, predict: bool = False):
+        _check_qp(qp)
+        self.qp = int(qp)
+        self.predict = predict
+        self._encoder: av.CodecContext | None = None
+
+    def encode(self, rgb: np.ndarray, intra: bool = True) -> bytes:
+        """The access unit of the next keyframe `rgb`: IDR if `intra` (the first must be), else predicted."""
+        if not self.predict:
+            return encode_intra(rgb, self.qp)
+        _check_frame(rgb)
+        if intra:
+            # zerolatency: each picture's access unit comes out before the next picture goes in.
+            params = f"keyint=infinite:scenecut=0:bframes=0:ref={PREDICTION_REFS}:ipratio=1"
+            self._encoder = _x264(rgb.shape[1], rgb.shape[0], {"qp": str(max(self.qp - IDR_QP_OFFSET, QP_MIN)),
+                                                                "tune": "zerolatency", "x264-params": params})
+        elif self._encoder is None:
+            raise H264Error("a predicted keyframe needs an intra keyframe before it")
+        elif (self._encoder.width, self._encoder.height) != (rgb.shape[1], rgb.shape[0]):
+            raise H264Error(f"a predicted keyframe must keep the sequence's size "
+                            f"{self._encoder.width}x{self._encoder.height}, got {rgb.shape[1]}x{rgb.shape[0]}")
+        packets = self._encoder.encode(rgb_to_yuv420p(rgb))
+        if len(packets) != 1:
+            raise H264Error(f"x264 returned {len(packets)} access units for one keyframe, expected 1")
+        return strip_sei(bytes(packets[0]))
+
+
+class KeyframeDecoder:
+    """Decodes a stream's keyframe access units in order: an IDR starts a fresh H.264 decoder, a predicted
+    picture continues the one of the IDR before it."""
+
+    def __init__(self):
+        self._decoder: av.CodecContext | None = None
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The (H, W, 3) uint8 RGB picture of the access unit `data`; H264Error if it cannot be decoded."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise H264Error(f"access unit must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if is_intra(data):
+            self._decoder = av.CodecContext.create("h264", "r")
+            self._decoder.thread_type = "FRAME"
+            self._decoder.thread_count = 1
+            # Without "explode" the decoder conceals damage and returns a plausible-looking broken picture.
+            self._decoder.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
+        elif self._decoder is None:
+            raise H264Error(f"predicted H.264 access unit ({len(data)} bytes) without an intra one before it")
+        try:
+            frames = []
+            # parse(None) ends the access unit, so its picture comes out now rather than with the next one.
+            for packet in self._decoder.parse(data) + self._decoder.parse(None):
+                frames += self._decoder.decode(packet)
+        except av.FFmpegError as exc:
+            self._decoder = None  # a damaged reference would spoil every picture predicted from it
+            raise H264Error(f"corrupt H.264 access unit ({len(data)} bytes): {exc.strerror}") from None
+        if len(frames) != 1:
+            self._decoder = None
+            raise H264Error(f"H.264 access unit of {len(data)} bytes holds {len(frames)} pictures, expected 1")
+        return frame_to_rgb(frames[0], Colorspace.ITU601, ColorRange.MPEG)
+
+
 def decode_intra(data: bytes) -> np.ndarray:
-    """Decode one access unit made by `encode_intra` into an (H, W, 3) uint8 RGB frame."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise H264Error(f"access unit must be bytes, got {type(data).__name__}")
-    decoder = av.CodecContext.create("h264", "r")
-    decoder.thread_type = "FRAME"
-    decoder.thread_count = 1
-    # Without "explode" the decoder conceals damage and returns a plausible-looking broken picture.
-    decoder.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
-    try:
-        frames = []
-        for packet in decoder.parse(bytes(data)) + decoder.parse(None):
-            frames += decoder.decode(packet)
-        frames += decoder.decode(None)
-    except av.FFmpegError as exc:
-        raise H264Error(f"corrupt H.264 access unit ({len(data)} bytes): {exc.strerror}") from None
-    if len(frames) != 1:
-        raise H264Error(f"H.264 access unit of {len(data)} bytes holds {len(frames)} pictures, expected 1")
-    return frame_to_rgb(frames[0], Colorspace.ITU601, ColorRange.MPEG)
+    """Decode one self-contained access unit (an IDR picture) into an (H, W, 3) uint8 RGB frame."""
+    return KeyframeDecoder().decode(data)
 
 
 def strip_sei(annexb: bytes) -> bytes:
@@ -81,6 +141,11 @@ def nal_type(unit: bytes) -> int:
     """nal_unit_type of a NAL unit that starts with its start code."""
     header = unit.find(_START_CODE) + len(_START_CODE)
     return unit[header] & 0x1F if header < len(unit) else -1
+
+
+def _check_qp(qp) -> None:
+    if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)) or not QP_MIN <= qp <= QP_MAX:
+        raise H264Error(f"qp must be an integer in {QP_MIN}..{QP_MAX}, got {qp!r}")
 
 
 def _check_frame(rgb: np.ndarray) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, StreamHeader, StreamWriter,
                        UnknownPacket, UseSlotPacket, default_header, quantize)
-from bitstream.constants import QUANT_MAX, SLOTS_MAJOR
+from bitstream.constants import PREDICTION_MAJOR, QUANT_MAX, SLOTS_MAJOR
 from bitstream.packets import PacketType, encode_body, frame
 from bitstream.parser import PacketParser
 from bitstream.sequence import StreamSequence
@@ -34,6 +34,11 @@ def dummy_idr(frame_index: int) -> bytes:
     """A tiny Annex-B access unit shaped like SPS, PPS, IDR slice (not decodable H.264)."""
     return (b"\0\0\0\1\x67\x42\xc0\x1e" + b"\0\0\0\1\x68\xce\x3c\x80"
             + b"\0\0\1\x65\x88\x84" + frame_index.to_bytes(2, "big") + b"\xfc")
+
+
+def dummy_predicted(frame_index: int) -> bytes:
+    """A tiny Annex-B access unit shaped like one non-IDR (P) slice (not decodable H.264)."""
+    return b"\0\0\1\x41\x9a" + frame_index.to_bytes(2, "big") + b"\xfc"
 
 
 def _header_json(header: StreamHeader, minor: int, extension: bytes) -> dict:
@@ -57,7 +62,7 @@ def header_from_json(h: dict) -> StreamHeader:
                                g["escape_freq"], g["mask_freq"]) for g in h["groups"])
     return StreamHeader(h["width"], h["height"], h["fps_num"], h["fps_den"], h["frame_count"],
                         MotionKind(h["motion_kind"]), h["num_keypoints"], bytes.fromhex(h["model_id"]), params,
-                        h.get("ref_slots", 1))
+                        h.get("ref_slots", 1), h["version"][0] >= PREDICTION_MAJOR)
 
 
 def pack_header(header: StreamHeader, minor: int, extension: bytes) -> bytes:
@@ -127,8 +132,9 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
              minor: int = 0, extension: bytes = b"", end_extension: bytes = b"") -> dict:
     """A vector's JSON from encoder inputs; events are (kind, ...) tuples in stream order.
 
-    ("keyframe", index[, slot]), ("motion", index, ints), ("use_slot", slot), ("unknown", type, body). With
-    reference slots, keyframes name their slot and motion packets the keyframe they are rendered from.
+    ("keyframe", index[, slot[, "predicted"]]), ("motion", index, ints), ("use_slot", slot), ("unknown", type,
+    body). With reference slots, keyframes name their slot and motion packets the keyframe they are rendered
+    from; in 3.x keyframes say whether they are predicted.
     """
     encoder = MotionEncoder(header)
     slotted = header.ref_slots > 1
@@ -139,8 +145,11 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
             encoder.reset()
             active = event[2] if slotted else 0
             slots[active] = event[1]
+            predicted = event[-1] == "predicted"
+            au = dummy_predicted(event[1]) if predicted else dummy_idr(event[1])
             packets.append({"type": "keyframe", **({"slot": active} if slotted else {}), "frame_index": event[1],
-                            "annexb_hex": dummy_idr(event[1]).hex()})
+                            **({"predicted": predicted} if header.predicted_keyframes else {}),
+                            "annexb_hex": au.hex()})
             keyframes, last = keyframes + 1, event[1]
         elif event[0] == "use_slot":
             active = event[1]
@@ -253,6 +262,16 @@ def build() -> dict[str, dict]:
                                  "then slot 0 again; USE_SLOT switches back to older keyframes and leaves the "
                                  "motion state as it is", h,
                                  [e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan])
+
+    h = default_header(fv2v, 256, 256, 25, MODEL_ID, num_keypoints=4, frame_count=12, ref_slots=2,
+                       predicted_keyframes=True)
+    motion = {t: ints for _, t, ints in _trace_events(h, range(12), {0}, seed=8)[1:]}
+    plan = [("keyframe", 0, 0), 1, 2, ("keyframe", 3, 1, "predicted"), 4, ("keyframe", 5, 0, "predicted"), 6,
+            ("use_slot", 1), 7, ("keyframe", 8, 1), 9, ("keyframe", 10, 0, "predicted"), 11]
+    out["fv2v_predicted"] = describe("fv2v_predicted", "version 3.0, 2 reference slots: an intra keyframe, two "
+                                     "predicted ones (slices of NAL type 1), a USE_SLOT, a second intra keyframe "
+                                     "and a keyframe predicted after it", h,
+                                     [e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan])
     return out
 
 

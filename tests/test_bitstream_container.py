@@ -99,9 +99,9 @@ def test_header_errors_name_offsets():
     assert error_of(b"RIFF" + data[4:])[1].offset == 0
     assert "magic" in str(error_of(b"\x89FVX")[1])
     bad = bytearray(data)
-    bad[8] = 3
+    bad[8] = 4
     _, err = error_of(bytes(bad))
-    assert "version 3.0" in err.message and err.offset == 8
+    assert "version 4.0" in err.message and err.offset == 8
     bad = bytearray(data)
     bad[13] ^= 1
     _, err = error_of(bytes(bad))

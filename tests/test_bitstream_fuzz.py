@@ -24,14 +24,17 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get
 def decode_everything(data: bytes) -> int:
     """Parse and decode a whole stream; returns the number of packets, raises only BitstreamError.
 
-    Every slot the reader lets through is one a decoder holds a keyframe for (spec §5.6).
+    Every slot the reader lets through is one a decoder holds a keyframe for (spec §5.6), and every
+    predicted keyframe has an intra one before it (spec §5.7).
     """
     reader = StreamReader(data)
     decoder = MotionDecoder(reader.header)
-    count, filled = 0, set()
+    count, filled, intra_seen = 0, set(), False
     for record in reader.records():
         if isinstance(record.packet, KeyframePacket):
             assert record.packet.slot < reader.header.ref_slots
+            assert record.packet.intra or (reader.header.predicted_keyframes and intra_seen)
+            intra_seen = intra_seen or record.packet.intra
             filled.add(record.packet.slot)
             decoder.reset()
         elif isinstance(record.packet, UseSlotPacket):

@@ -159,13 +159,6 @@ def test_unreachable_target_keeps_the_nearest_rate_and_names_the_range(model, fr
     assert choice.missed and choice.keyframe_qp == QP_MAX and clip.kbps() == pytest.approx(low) and high > low
 
 
-@pytest.fixture(scope="module")
-def trained():
-    path = default_weights("fv2v")
-    assert path is not None, "the fv2v weights ship with the repo"
-    return load_model(path, torch.device("cpu")), model_id(path)
-
-
 def test_rate_control_with_refresh_on_lands_within_15_percent_in_two_passes(trained):
     # At 24 dB the trained model's refresh decisions depend on keyframe quality: the keyframe
     # positions move with the QP (7 keyframes at QP 20, 16 at QP 51 on this clip).

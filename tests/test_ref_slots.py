@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from bitstream import (BitstreamError, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, NotePacket,
                        StreamReader, StreamWriter, UseSlotPacket, default_header, summarize)
@@ -16,11 +15,9 @@ from bitstream.varint import decode_varint
 from codec.cli import main
 from codec.coding_defaults import SearchConfig
 from codec.decoder import Decoder
-from codec.demo import DemoClipConfig, astronaut_frames
 from codec.encoder import EncoderConfig, KeyframeReason, encode_clip, luma_psnr
 from codec.errors import InputError
 from codec.h264 import encode_intra
-from codec.motion_model import default_weights, load_model, model_id
 from codec.motion_search import MotionSearch
 from codec.video import VideoWriter
 
@@ -29,20 +26,6 @@ SIZE = 64
 # The shipped weights render a frame from its own picture at 21-29 dB and from one of the others at 12 dB
 # or less, so a threshold between them codes a keyframe exactly when no held keyframe shows the frame.
 THRESHOLD = 18.0
-
-
-@pytest.fixture(scope="module")
-def trained():
-    path = default_weights("fv2v")
-    assert path is not None, "the fv2v weights ship with the repo"
-    return load_model(path, torch.device("cpu")), model_id(path)
-
-
-@pytest.fixture(scope="module")
-def stills() -> dict[str, np.ndarray]:
-    """Three different pictures: the astronaut, its mirror image and its negative."""
-    a = next(iter(astronaut_frames(DemoClipConfig(seconds=0.04, size=SIZE))))
-    return {"A": a, "B": np.ascontiguousarray(a[:, ::-1]), "C": 255 - a}
 
 
 def clip_of(stills, letters: str) -> list[np.ndarray]:

@@ -92,11 +92,13 @@ class RangeDecoder:
 def parse(data: bytes) -> dict:
     """Header fields and packets (with decoded integers) of a whole stream.
 
-    In version 2 keyframes name their slot and motion packets the keyframe they render from (spec §5.6).
+    From version 2 on keyframes name their slot and motion packets the keyframe they render from (spec §5.6);
+    in version 3 keyframes say whether they are predicted (spec §5.7).
     """
     assert data[:8] == MAGIC
     major, minor, body_len = struct.unpack_from("<BBH", data, 8)
-    assert major in (1, 2)
+    assert major in (1, 2, 3)
+    slotted = major >= 2
     (crc,) = struct.unpack_from("<I", data, 12 + body_len)
     assert crc == zlib.crc32(data[:12 + body_len])
     width, height, fps_num, fps_den, frame_count, kind, k = struct.unpack_from("<HHIIIBB", data, 12)
@@ -112,13 +114,14 @@ def parse(data: bytes) -> dict:
     header = {"version": [major, minor], "width": width, "height": height, "fps_num": fps_num, "fps_den": fps_den,
               "frame_count": frame_count, "motion_kind": kind, "num_keypoints": k, "model_id": model_id.hex()}
     n_slots = 1
-    if major == 2:
+    if slotted:
         assert body_len >= 36 + 12 * ngroups
         n_slots = header["ref_slots"] = data[47 + 12 * ngroups]
         assert 1 <= n_slots <= 8
     pos = 12 + body_len + 4
     packets, last, state, counts = [], -1, None, [0, 0]
     slots, active = {}, None  # slot -> frame index of the keyframe it holds
+    intra_seen = False
     while True:
         start = pos
         ptype = data[pos]
@@ -128,12 +131,23 @@ def parse(data: bytes) -> dict:
         body = data[body_pos:end]
         pos = end + 4
         if ptype == 1:
-            active = body[0] if major == 2 else 0
-            index, p = varint(body, 1 if major == 2 else 0)
+            active = body[0] if slotted else 0
+            index, p = varint(body, 1 if slotted else 0)
             assert index > last and active < n_slots
+            au = body[p:]
+            assert au.startswith(b"\0\0\1") or au.startswith(b"\0\0\0\1")
+            # nal_unit_type: the low 5 bits of the byte after each 00 00 01 start code
+            slices = {unit[0] & 31 for unit in au.split(b"\0\0\1")[1:] if unit} & {1, 5}
+            if major < 3:
+                assert 5 in slices
+            else:
+                assert len(slices) == 1
+                if 1 in slices and not intra_seen:
+                    raise SpecError("predicted keyframe before any intra keyframe")
+            intra_seen = intra_seen or 5 in slices
             slots[active] = index
-            packets.append({"type": "keyframe", **({"slot": active} if major == 2 else {}), "frame_index": index,
-                            "annexb_hex": body[p:].hex()})
+            packets.append({"type": "keyframe", **({"slot": active} if slotted else {}), "frame_index": index,
+                            **({"predicted": 1 in slices} if major >= 3 else {}), "annexb_hex": au.hex()})
             state = {g["name"]: [[0] * g["dims"] for _ in range(g["count"])] for g in groups}
             last, counts[0] = index, counts[0] + 1
         elif ptype == 2:
@@ -142,8 +156,8 @@ def parse(data: bytes) -> dict:
             state = decode_motion(body[p:], groups, state)
             last, counts[1] = last + delta, counts[1] + 1
             packets.append({"type": "motion", "frame_index": last, "symbols": state,
-                            **({"reference_frame": slots[active]} if major == 2 else {})})
-        elif ptype == 5 and major == 2:
+                            **({"reference_frame": slots[active]} if slotted else {})})
+        elif ptype == 5 and slotted:
             assert len(body) == 1
             if body[0] not in slots:  # never filled, or beyond ref_slots
                 raise SpecError(f"USE_SLOT names empty slot {body[0]}")

@@ -153,12 +153,12 @@ def test_a_keyframe_naming_a_slot_beyond_the_header_fails_at_its_first_byte():
     assert (info.value.offset, info.value.packet) == (key.offset, 3)
 
 
-def test_type_5_is_unknown_in_a_1_x_stream_and_version_3_is_refused():
+def test_type_5_is_unknown_in_a_1_x_stream_and_version_4_is_refused():
     tiny = (SPEC / "vectors" / "tiny.fvc").read_bytes()
     skipped = _with_packet(tiny, 1, frame(PacketType.USE_SLOT, b"\x07"))
     assert UnknownPacket(5, b"\x07") in [r.packet for r in StreamReader(skipped).records()]
     slots = bytearray((SPEC / "vectors" / "fv2v_slots.fvc").read_bytes())
-    slots[8] = 3
-    with pytest.raises(BitstreamError, match="unsupported format version 3.0") as info:
+    slots[8] = 4
+    with pytest.raises(BitstreamError, match="unsupported format version 4.0") as info:
         StreamReader(bytes(slots))
     assert info.value.offset == 8
