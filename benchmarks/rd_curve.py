@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
 RESULTS = REPO / "benchmarks" / "results"
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
-ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold", "fvc-slow", "fvc-refs4")
-# fvc-slow encodes at ~1 frame/s on the 2-core CPU and fvc-refs4 is a variant: they run only when named.
-DEFAULT_METHODS = ALL_METHODS[:-2]
+VARIANTS = ("fvc-slow", "fvc-refs4", "fvc-pred", "fvc-refs4-pred")
+ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold", *VARIANTS)
+# fvc-slow encodes at ~1 frame/s on the 2-core CPU and the others are coding options: they run only when named.
+DEFAULT_METHODS = ALL_METHODS[:-len(VARIANTS)]
 # Motion fidelity (AKD, MediaPipe face mesh) and temporal consistency: rows written before these columns
 # existed lack them, and read as NaN ("not measured").
 MOTION_COLUMNS = ["akd", "akd_lips", "face_found", "temporal"]
@@ -206,10 +207,11 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         return X264(X264Settings(tune="zerolatency"))
     if name == "hold":
         return Hold()
-    from rdcodecs.fvc import Fomm, Fvc, FvcRefs4, FvcSlow
+    from rdcodecs.fvc import Fomm, Fvc, FvcPredicted, FvcRefs4, FvcRefs4Predicted, FvcSlow
 
     cls, given = {"fvc": (Fvc, config.model), "fvc-slow": (FvcSlow, config.model),
-                  "fvc-refs4": (FvcRefs4, config.model), "fomm": (Fomm, config.fomm_model)}[name]
+                  "fvc-refs4": (FvcRefs4, config.model), "fvc-pred": (FvcPredicted, config.model),
+                  "fvc-refs4-pred": (FvcRefs4Predicted, config.model), "fomm": (Fomm, config.fomm_model)}[name]
     if given is None and config.untrained_fallback:
         from codec import motion_model as mm
         from codec.cli import UNTRAINED_PREFIX
@@ -573,7 +575,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--run-name", default=None, help="results go to benchmarks/results/<run-name> (default: dev, quick)")
     p.add_argument("--out", type=Path, default=None, help="results folder (overrides --run-name)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated, of {', '.join(ALL_METHODS)} (default: all but fvc-slow and fvc-refs4)")
+                   help=f"comma-separated, of {', '.join(ALL_METHODS)} (default: all but {', '.join(VARIANTS)})")
     p.add_argument("--clips", nargs="+", default=None, help="N (the first N clips by name) or clip names (stems)")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help=f"first N frames of each clip after resampling, 0 = all (default {DEFAULT_FRAMES}: 10 s)")

@@ -103,9 +103,13 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "switches back to an older one that clears it instead of costing a new keyframe (1..8, "
                         "default 1; N > 1 writes bitstream 2.0, which 1.x decoders refuse)")
     p.add_argument("--predict-keyframes", action="store_true",
-                   help="code quality refreshes as H.264 P pictures predicted from the last few keyframes "
-                        "(first and --max-gop keyframes stay IDR, where decoding can start); writes bitstream "
-                        "3.0, which 1.x and 2.x decoders refuse")
+                   help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
+                        "first and those --idr-period frames or more after the last IDR (where decoding can "
+                        "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse")
+    p.add_argument("--idr-period", type=_positive_int, default=250, metavar="N",
+                   help="with --predict-keyframes: the first keyframe N or more frames after the last IDR is an "
+                        "IDR again (default 250, the --max-gop default: a random access point at least every "
+                        "250-500 frames)")
     p.add_argument("--kbps", type=float, metavar="TARGET",
                    help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
                         "(out of reach: the nearest reachable rate is written, with a warning)")
@@ -485,6 +489,7 @@ def _cmd_encode(args) -> int:
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
                            refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
                            search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
+                           idr_period=args.idr_period,
                            note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()

@@ -58,9 +58,10 @@ class EncoderConfig:
     frame_count: int = 0
     search: SearchConfig | None = None  # motion search against the true frame (the slow preset)
     refs: int = 1  # reference slots: keyframes the decoder keeps (more than 1 writes a version 2.0 stream)
-    # Quality refreshes as H.264 P pictures predicted from earlier keyframes (a version 3.0 stream); first
-    # and max_gop keyframes stay IDR, where a decoder may start.
+    # Keyframes as H.264 P pictures predicted from earlier keyframes (a version 3.0 stream), except the first
+    # and any that comes idr_period or more frames after the last IDR: those are IDR, where decoding can start.
     predict_keyframes: bool = False
+    idr_period: int = 250
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
@@ -75,6 +76,8 @@ class EncoderConfig:
             raise InputError(f"--refresh-threshold {self.refresh_threshold} must be >= 0 dB (0 = off)")
         if self.max_gop < 1:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
+        if self.idr_period < 1:
+            raise InputError(f"--idr-period {self.idr_period} must be >= 1")
         if self.kp_threshold < -1:
             raise InputError(f"--kp-threshold {self.kp_threshold} must be >= -1 (-1 sends every keypoint)")
         if not 1 <= self.refs <= MAX_REF_SLOTS:
@@ -151,6 +154,7 @@ class Encoder:
         # is open loop and runs H (+Δ) alone, an order of magnitude faster on a CPU.
         self._closed_loop = bool(config.refresh_threshold) or self._search is not None
         self._since_keyframe = 0
+        self._last_idr = 0  # frame index of the last IDR keyframe
         self._slot = 0  # the active reference slot
         self._last_use: dict[int, int] = {}  # filled slot -> last frame coded from it, for LRU eviction
         self.stats = EncodeStats()
@@ -189,7 +193,8 @@ class Encoder:
 
     def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
         self._slot = self._free_slot()
-        intra = reason is not KeyframeReason.QUALITY
+        intra = index == 0 or index - self._last_idr >= self.config.idr_period
+        self._last_idr = index if intra else self._last_idr
         packet = KeyframePacket(index, self._keyframes.encode(frame, intra), self._slot)
         if self._closed_loop:
             # Closed loop: later frames are rendered from the keyframe as decoded, not as input.

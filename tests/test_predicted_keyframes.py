@@ -15,6 +15,7 @@ from bitstream.packets import PacketType, frame, is_intra
 from codec.cli import main
 from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, KeyframeReason, encode_clip, encode_to_rate, luma_psnr
+from codec.errors import InputError
 from codec.h264 import H264Error, KeyframeDecoder, KeyframeEncoder, decode_intra, encode_intra
 from codec.video import VideoWriter
 
@@ -151,11 +152,16 @@ def test_quality_refreshes_are_predicted_and_decode_to_the_encoders_reconstructi
     assert min(predicted.stats.proxy_db) >= THRESHOLD
 
 
-def test_first_and_max_gop_keyframes_stay_intra_where_decoding_can_start(trained, stills):
+def test_a_keyframe_idr_period_frames_after_the_last_idr_is_one_again(trained, stills):
     model, ident = trained
     clip = encode_clip([stills["A"]] * 9, model, config(max_gop=4), ident)
     assert [(p.frame_index, p.intra) for p in clip.packets if isinstance(p, KeyframePacket)] == [
-        (0, True), (4, True), (8, True)]
+        (0, True), (4, False), (8, False)]  # max_gop keyframes are predicted too, within the IDR period
+    clip = encode_clip([stills["A"]] * 9, model, config(max_gop=2, idr_period=4), ident)
+    assert [(p.frame_index, p.intra) for p in clip.packets if isinstance(p, KeyframePacket)] == [
+        (0, True), (2, False), (4, True), (6, False), (8, True)]
+    with pytest.raises(InputError, match="--idr-period 0 must be >= 1"):
+        config(idr_period=0)
 
 
 def test_rate_control_recodes_predicted_keyframes_as_predicted(trained, stills):

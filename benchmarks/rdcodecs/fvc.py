@@ -38,6 +38,7 @@ class Fvc(Codec):
     kind = "fv2v"
     search = None  # the encoder's motion search (None: the fast and medium presets)
     refs = 1  # reference keyframes the decoder keeps
+    predict_keyframes = False  # quality refreshes as H.264 P pictures (bitstream 3.0)
 
     def __init__(self, weights: str | None = None, device: str = "cpu"):
         """`weights`: a checkpoint path or "untrained-<config>" (codec.cli syntax); None = the shipped weights."""
@@ -58,7 +59,9 @@ class Fvc(Codec):
                   else "the keyframe's size (image renderer)")
         return {"model": f"{self.kind} {self.model.config.name}", "analysis_size": str(self.model.analysis_size),
                 "output_size": output,
-                "max_gop": str(defaults.max_gop), "kp_threshold": str(defaults.kp_threshold)}
+                "max_gop": str(defaults.max_gop), "kp_threshold": str(defaults.kp_threshold),
+                **({"refs": str(self.refs)} if self.refs > 1 else {}),
+                **({"predict_keyframes": "on"} if self.predict_keyframes else {})}
 
     def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
         from codec.decoder import Decoder
@@ -71,7 +74,7 @@ class Fvc(Codec):
         n, height, width, _ = frames.shape
         config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
                                refresh_threshold=chosen.refresh_threshold, frame_count=n, search=self.search,
-                               refs=self.refs)
+                               refs=self.refs, predict_keyframes=self.predict_keyframes)
         start = time.perf_counter()
         stream = encode_clip(frames, self.model, config, self.model_id).to_bytes()
         encode_seconds = time.perf_counter() - start
@@ -102,8 +105,19 @@ class FvcRefs4(Fvc):
     name = "fvc-refs4"
     refs = 4
 
-    def settings(self) -> dict[str, str]:
-        return {**super().settings(), "refs": str(self.refs)}
+
+class FvcPredicted(Fvc):
+    """fvc with quality refreshes predicted from earlier keyframes (--predict-keyframes), one slot."""
+
+    name = "fvc-pred"
+    predict_keyframes = True
+
+
+class FvcRefs4Predicted(FvcRefs4):
+    """fvc with four reference slots and predicted keyframes (--refs 4 --predict-keyframes)."""
+
+    name = "fvc-refs4-pred"
+    predict_keyframes = True
 
 
 class Fomm(Fvc):
