@@ -407,3 +407,25 @@ def test_akd_and_temporal_error_of_a_face_clip_end_to_end(tmp_path):
     assert json.loads((out / "run.json").read_text())["akd"].startswith("mediapipe ")
     summary = read_csv(out / "summary.csv")
     assert all(r["akd"] != "nan" and r["temporal"] != "nan" for r in summary)
+
+
+def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(tmp_path, stills, capsys):
+    import keyframe_refs
+
+    write_clip(tmp_path / "aba.mp4", np.stack([stills[c] for c in "AAABBBAAA"]))
+    out = tmp_path / "run"
+    argv = ["--data", str(tmp_path), "--out", str(out), "--size", "64", "--refresh", "18", "--stride", "1"]
+    assert keyframe_refs.main(argv) == 0
+    rows = {r["setting"]: r for r in read_csv(out / "keyframes.csv")}
+    counts = {s: (int(r["keyframes"]), int(r["idr"]), int(r["predicted"]), int(r["switches"]))
+              for s, r in rows.items()}
+    # A, B, A: refs 1 codes three keyframes, refs 4 switches back to the first A; prediction keeps one IDR.
+    assert counts == {"refs1": (3, 3, 0, 0), "refs4": (2, 2, 0, 1), "refs1-pred": (3, 1, 2, 0),
+                      "refs4-pred": (2, 1, 1, 1)}
+    assert int(rows["refs1-pred"]["keyframe_bytes"]) < int(rows["refs1"]["keyframe_bytes"])
+    assert "| aba | refs1-pred | 3 (1 + 2) |" in capsys.readouterr().out
+    assert keyframe_refs.main(argv) == 0  # resumed: every row is there, nothing is coded again
+    assert read_csv(out / "keyframes.csv") == list(rows.values())
+    assert keyframe_refs.main([*argv, "--settings", "refs2"]) == 1
+    assert capsys.readouterr().err.strip() == "keyframe_refs: error: unknown setting(s) refs2; choose from " \
+                                              "refs1, refs4, refs1-pred, refs4-pred"
