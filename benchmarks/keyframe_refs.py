@@ -6,6 +6,7 @@ and stream bytes and rd_curve's LPIPS, PSNR and temporal error on every --stride
 codes whole clips (the long-clip check). Rows already in keyframes.csv are kept (resumable). Usage:
     .venv/bin/python benchmarks/keyframe_refs.py --out results/X [--data DIR] [--clips A B] [--qp 30]
         [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred] [--idr-period 250]
+        [--reuse-margin DB]
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def code_clip(frames: np.ndarray, model, ident: bytes, config: EncoderConfig, me
 
 def report(rows: list[dict]) -> str:
     """Per clip: each setting's keyframes, keyframe bytes and LPIPS against refs1's."""
-    lines = ["| clip | setting | keyframes (IDR + predicted) | switches | keyframe bytes | vs refs1 | LPIPS | vs refs1 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| clip | setting | keyframes (IDR + predicted) | switches | keyframe bytes | vs refs1 | LPIPS "
+             "| vs refs1 |", "|---|---|---|---|---|---|---|---|"]
     base = {r["clip"]: r for r in rows if r["setting"] == "refs1"}
     for r in rows:
         b = base.get(r["clip"])
@@ -82,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"keyframe QP (default {EncoderConfig.keyframe_qp}, the encoder's)")
     p.add_argument("--refresh", type=float, default=DEFAULT_REFRESH_DB,
                    help=f"refresh threshold in dB (default {DEFAULT_REFRESH_DB:g}, the encoder's)")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames per clip, 0 = all (default {DEFAULT_FRAMES})")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                   help=f"frames per clip, 0 = all (default {DEFAULT_FRAMES})")
     p.add_argument("--stride", type=int, default=DEFAULT_METRIC_STRIDE, help="score every N-th frame")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     p.add_argument("--idr-period", type=int, default=250, help="frames from one IDR keyframe to the next (default 250)")
+    p.add_argument("--reuse-margin", type=float, help="with refs 4: reuse a slot only within this many dB of a new "
+                   "keyframe's rendering (default: whenever it clears the refresh threshold)")
     p.add_argument("--out", type=Path, required=True, help="folder for keyframes.csv, run.json and the report")
     args = p.parse_args(argv)
     settings = args.settings.split(",")
@@ -119,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = np.stack(list(itertools.islice(frames, args.frames) if args.frames else frames))
         for name in todo:
             config = EncoderConfig(width=args.size, height=args.size, fps=25, keyframe_qp=args.qp,
-                                   refresh_threshold=args.refresh, idr_period=args.idr_period, **SETTINGS[name])
+                                   refresh_threshold=args.refresh, idr_period=args.idr_period,
+                                   reuse_margin=args.reuse_margin, **SETTINGS[name])
             rows.append({"clip": clip.stem, "setting": name, **code_clip(frames, model, ident, config, metrics)})
             with open(table, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=COLUMNS)

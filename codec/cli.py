@@ -102,6 +102,10 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "recently used), and a frame that the current one renders below the refresh threshold "
                         "switches back to an older one that clears it instead of costing a new keyframe (1..8, "
                         "default 1; N > 1 writes bitstream 2.0, which 1.x decoders refuse)")
+    p.add_argument("--reuse-margin", type=float, metavar="DB",
+                   help="with --refs > 1: switch to an older keyframe only if it renders the frame within DB dB "
+                        "of what a new keyframe of the frame would (default: whenever it clears the refresh "
+                        "threshold)")
     p.add_argument("--predict-keyframes", action="store_true",
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
                         "first and those --idr-period frames or more after the last IDR (where decoding can "
@@ -489,7 +493,7 @@ def _cmd_encode(args) -> int:
     config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
                            refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
                            search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
-                           idr_period=args.idr_period,
+                           idr_period=args.idr_period, reuse_margin=args.reuse_margin,
                            note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()

@@ -154,6 +154,7 @@ def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], 
     coding += ["--kbps", str(args.kbps)] if args.kbps is not None else []
     coding += ["--strict-rate"] if args.strict_rate else []
     coding += ["--predict-keyframes", "--idr-period", str(args.idr_period)] if args.predict_keyframes else []
+    coding += ["--reuse-margin", str(args.reuse_margin)] if args.reuse_margin is not None else []
     quiet = ["--quiet"] if args.quiet else []
     steps = (["encode", str(clip), str(stream), "--size", str(config.size), "--model", model_spec,
               "--device", args.device, "--force", *coding, *quiet],

@@ -21,9 +21,9 @@ from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
 from .coding_defaults import DEFAULT_REFRESH_DB, SearchConfig
-from .decoder import Decoder, frame_to_tensor, model_device
+from .decoder import Decoder, frame_to_tensor, model_device, motion_tensors, tensor_to_frame
 from .errors import InputError, RateControlError
-from .h264 import QP_MAX, QP_MIN, KeyframeEncoder
+from .h264 import QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
 from .motion_search import MotionSearch
 Packet = KeyframePacket | MotionPacket | UseSlotPacket
 
@@ -62,6 +62,9 @@ class EncoderConfig:
     # and any that comes idr_period or more frames after the last IDR: those are IDR, where decoding can start.
     predict_keyframes: bool = False
     idr_period: int = 250
+    # With refs > 1, an older slot is reused only if it renders the frame within this many dB of a keyframe
+    # of the frame itself would (None: clearing the refresh threshold is enough, as in bitstream 2.0's encoder).
+    reuse_margin: float | None = None
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
@@ -78,6 +81,8 @@ class EncoderConfig:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
         if self.idr_period < 1:
             raise InputError(f"--idr-period {self.idr_period} must be >= 1")
+        if self.reuse_margin is not None and not (math.isfinite(self.reuse_margin) and self.reuse_margin >= 0):
+            raise InputError(f"--reuse-margin {self.reuse_margin} must be >= 0 dB")
         if self.kp_threshold < -1:
             raise InputError(f"--kp-threshold {self.kp_threshold} must be >= -1 (-1 sends every keypoint)")
         if not 1 <= self.refs <= MAX_REF_SLOTS:
@@ -225,7 +230,7 @@ class Encoder:
             if proxy < self.config.refresh_threshold:
                 # A switch leaves the motion state alone (spec §5.6): the payload is the same from any slot.
                 proxy, slot = self._best_other_slot(held, frame)
-                if proxy < self.config.refresh_threshold:
+                if proxy < self.config.refresh_threshold or not self._as_good_as_new(proxy, held, frame):
                     return [self._keyframe(frame, index, KeyframeReason.QUALITY)]
                 packets.insert(0, self._switch(slot))
             self.stats.proxy_db.append(proxy)
@@ -241,6 +246,18 @@ class Encoder:
         size = self.model.analysis_size
         return max(((luma_psnr(self._decoder.render(held, slot), frame, size), slot)
                     for slot in self._decoder.filled_slots if slot != self._slot), default=(-math.inf, None))
+
+    def _as_good_as_new(self, proxy: float, held: dict[str, np.ndarray], frame: np.ndarray) -> bool:
+        """Whether an older slot's `proxy` is within reuse_margin dB of the frame rendered from a keyframe of it."""
+        if self.config.reuse_margin is None:
+            return True
+        # Through H.264 at the keyframe QP, as a new keyframe would be: a true return to a slot's picture ties.
+        picture = decode_intra(encode_intra(frame, self.config.keyframe_qp))
+        own = self.model.analyze_keyframe(frame_to_tensor(picture, self.device))
+        image = self.model.render(own, motion_tensors(held, self.header, self.device))
+        fresh = luma_psnr(tensor_to_frame(image, self.config.width, self.config.height), frame,
+                          self.model.analysis_size)
+        return proxy >= fresh - self.config.reuse_margin
 
     def _switch(self, slot: int) -> UseSlotPacket:
         """The USE_SLOT that makes `slot` active, for the decoder and the search as for the stream."""

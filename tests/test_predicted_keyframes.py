@@ -68,6 +68,26 @@ def test_a_predicted_picture_needs_the_intra_one_before_it(stills):
         decoder.decode(predicted)
 
 
+def test_damaged_predicted_pictures_raise_h264error_or_decode_never_anything_else(stills):
+    coder = KeyframeEncoder(30, predict=True)
+    intra, predicted = coder.encode(stills["A"], True), coder.encode(stills["B"], False)
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for _ in range(60):
+        damaged = bytearray(predicted)
+        for pos in rng.integers(4, len(damaged), size=rng.integers(1, 4)):
+            damaged[pos] ^= int(rng.integers(1, 256))
+        decoder = KeyframeDecoder()
+        decoder.decode(intra)
+        try:
+            picture = decoder.decode(bytes(damaged))
+            assert picture.shape == (SIZE, SIZE, 3) and picture.dtype == np.uint8
+            outcomes.add("decoded")
+        except H264Error:
+            outcomes.add("refused")
+    assert "refused" in outcomes  # the checks are on: some damage is caught, not concealed
+
+
 # ---------------------------------------------------------------- bitstream
 
 HEADER = default_header(MotionKind.FV2V, 64, 64, 25, bytes(16), num_keypoints=2, predicted_keyframes=True)

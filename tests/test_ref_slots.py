@@ -181,6 +181,20 @@ def test_the_decoder_refuses_a_switch_to_an_empty_slot(trained):
     assert info.value.offset == 321 and decoder.slot == 1 and decoder.filled_slots == (1,)
 
 
+def test_a_reuse_margin_keeps_a_true_return_and_refuses_a_slot_worse_than_a_new_keyframe(trained, stills):
+    model, ident = trained
+    a, b = stills["A"], stills["B"]
+    brighter = np.clip(a.astype(int) + 16, 0, 255).astype(np.uint8)
+    # The A slot renders the brighter A above the threshold (23.5 dB), a keyframe of it would give 31.3 dB.
+    for frames, margin, switches in (([a, a, a, b, b, b, a, a, a], 1.0, 1), ([a, a, a, b, b, b, brighter], 1.0, 0),
+                                     ([a, a, a, b, b, b, brighter], None, 1), ([a, a, a, b, b, b, brighter], 10.0, 1)):
+        clip = encode_clip(frames, model, config(refs=2, reuse_margin=margin), ident)
+        assert clip.stats.slot_switches == switches, (margin, len(frames))
+        assert clip.stats.keyframes == 3 - switches
+    with pytest.raises(InputError, match="--reuse-margin -1.0 must be >= 0 dB"):
+        config(reuse_margin=-1.0)
+
+
 def test_config_refuses_refs_outside_1_to_8():
     for refs in (0, 9):
         with pytest.raises(InputError, match=f"--refs {refs} outside 1..8"):
