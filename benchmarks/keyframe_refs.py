@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics("cpu", args.stride)
     args.out.mkdir(parents=True, exist_ok=True)
     table = args.out / "keyframes.csv"
-    rows = list(csv.DictReader(open(table))) if table.exists() else []
+    rows = []
+    if table.exists():
+        with open(table, newline="") as f:
+            rows = list(csv.DictReader(f))
     done = {(r["clip"], r["setting"]) for r in rows}
     info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": str(weights),
             "model_id": ident.hex(), "device": device_description("cpu"),
