@@ -35,8 +35,8 @@ from rd_curve import (DEFAULT_DATA, DEFAULT_FRAMES, DEFAULT_METRIC_STRIDE, Metri
                       find_clips)
 from rdcodecs import BenchmarkError  # noqa: E402
 
-SETTINGS = {"refs1": {"refs": 1}, "refs4": {"refs": 4}, "refs1-pred": {"refs": 1, "predict_keyframes": True},
-            "refs4-pred": {"refs": 4, "predict_keyframes": True}}
+SETTINGS = {"refs1": {"refs": 1, "predict_keyframes": False}, "refs4": {"refs": 4, "predict_keyframes": False},
+            "refs1-pred": {"refs": 1, "predict_keyframes": True}, "refs4-pred": {"refs": 4, "predict_keyframes": True}}
 COLUMNS = ["clip", "setting", "frames", "keyframes", "idr", "predicted", "switches", "keyframe_bytes", "bytes",
            "bpp", "lpips", "psnr", "temporal", "seconds"]
 

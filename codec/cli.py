@@ -106,10 +106,11 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                    help="with --refs > 1: switch to an older keyframe only if it renders the frame within DB dB "
                         "of what a new keyframe of the frame would (default: whenever it clears the refresh "
                         "threshold)")
-    p.add_argument("--predict-keyframes", action="store_true",
+    p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=True,
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
                         "first and those --idr-period frames or more after the last IDR (where decoding can "
-                        "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse")
+                        "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse (default on; "
+                        "--no-predict-keyframes codes every keyframe as a lone IDR picture)")
     p.add_argument("--idr-period", type=_positive_int, default=250, metavar="N",
                    help="with --predict-keyframes: the first keyframe N or more frames after the last IDR is an "
                         "IDR again (default 250, the --max-gop default: a random access point at least every "
@@ -140,7 +141,7 @@ def version_text() -> str:
     # decoder reads every 1.x, 2.x and 3.x stream.
     return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{NOTE_MINOR} (reads {FVC_VERSION_MAJOR}.x), "
             f"{SLOTS_MAJOR}.0 with --refs > 1 (reads {SLOTS_MAJOR}.x), "
-            f"{PREDICTION_MAJOR}.0 with --predict-keyframes (reads {PREDICTION_MAJOR}.x), "
+            f"{PREDICTION_MAJOR}.0 with predicted keyframes, the default (reads {PREDICTION_MAJOR}.x), "
             f"weights: {', '.join(weights) or 'none shipped'}")
 
 

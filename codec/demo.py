@@ -153,7 +153,8 @@ def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], 
     coding += ["--refresh-threshold", str(args.refresh_threshold)] if args.refresh_threshold is not None else []
     coding += ["--kbps", str(args.kbps)] if args.kbps is not None else []
     coding += ["--strict-rate"] if args.strict_rate else []
-    coding += ["--predict-keyframes", "--idr-period", str(args.idr_period)] if args.predict_keyframes else []
+    coding += (["--predict-keyframes", "--idr-period", str(args.idr_period)] if args.predict_keyframes
+               else ["--no-predict-keyframes"])
     coding += ["--reuse-margin", str(args.reuse_margin)] if args.reuse_margin is not None else []
     quiet = ["--quiet"] if args.quiet else []
     steps = (["encode", str(clip), str(stream), "--size", str(config.size), "--model", model_spec,

@@ -60,7 +60,8 @@ class EncoderConfig:
     refs: int = 1  # reference slots: keyframes the decoder keeps (more than 1 writes a version 2.0 stream)
     # Keyframes as H.264 P pictures predicted from earlier keyframes (a version 3.0 stream), except the first
     # and any that comes idr_period or more frames after the last IDR: those are IDR, where decoding can start.
-    predict_keyframes: bool = False
+    # On by default: fewer bytes at lower LPIPS at every refreshing bench512 point (results/bench512-pred-rd).
+    predict_keyframes: bool = True
     idr_period: int = 250
     # With refs > 1, an older slot is reused only if it renders the frame within this many dB of a keyframe
     # of the frame itself would (None: clearing the refresh threshold is enough, as in bitstream 2.0's encoder).

@@ -539,7 +539,8 @@ def test_info_lists_packets_keyframes_with_qp_and_reason_and_the_writer(stream, 
     import codec
 
     code, summary = info_json(stream, capsys, "--packets")
-    assert code == 0 and summary["version"] == "1.1" and summary["error"] is None
+    # Predicted keyframes are the default: 3.0, and the max_gop keyframe at frame 3 is a P picture.
+    assert code == 0 and summary["version"] == "3.0" and summary["error"] is None
     packets = summary["packets"]
     assert [p["index"] for p in packets] == list(range(len(packets)))
     assert packets[0]["offset"] == summary["bytes_by_type"]["header"]
@@ -550,10 +551,12 @@ def test_info_lists_packets_keyframes_with_qp_and_reason_and_the_writer(stream, 
     assert [(k["frame"], k["offset"], k["bytes"]) for k in listed] == [(p["frame"], p["offset"], p["bytes"])
                                                                       for p in keyframes]
     assert [k["reason"] for k in listed] == ["first", "max_gop"]
-    assert all(isinstance(k["qp"], int) and 0 <= k["qp"] <= 30 for k in listed)  # --keyframe-qp 30
+    assert [k["predicted"] for k in listed] == [False, True]
+    assert isinstance(listed[0]["qp"], int) and 0 <= listed[0]["qp"] <= 30  # --keyframe-qp 30
+    assert listed[1]["qp"] is None  # only IDR slice headers are read
     assert summary["notes"]["writer"] == f"fvc {codec.__version__}" and summary["model_name"] is None
     code, text, _ = run(["info", stream, "--packets"], capsys)
-    assert code == 0 and f"keyframes: 2 (first 1, max_gop 1), QP {listed[0]['qp']}" in text
+    assert code == 0 and f"keyframes: 2 (first 1, max_gop 1), 1 predicted, QP {listed[0]['qp']}," in text
     assert "(unknown weights)" in text and f"writer fvc {codec.__version__}" in text
     assert f"packet {keyframes[1]['index']} at byte {keyframes[1]['offset']}: keyframe frame 3" in text
 

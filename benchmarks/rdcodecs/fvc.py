@@ -38,7 +38,9 @@ class Fvc(Codec):
     kind = "fv2v"
     search = None  # the encoder's motion search (None: the fast and medium presets)
     refs = 1  # reference keyframes the decoder keeps
-    predict_keyframes = False  # quality refreshes as H.264 P pictures (bitstream 3.0)
+    # Intra keyframes, as every fvc row was measured before predicted keyframes (the encoder's default
+    # now) existed: fvc-pred measures those, and the two differ only where a clip refreshes.
+    predict_keyframes = False
 
     def __init__(self, weights: str | None = None, device: str = "cpu"):
         """`weights`: a checkpoint path or "untrained-<config>" (codec.cli syntax); None = the shipped weights."""
