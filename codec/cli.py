@@ -137,11 +137,9 @@ def version_text() -> str:
         package = "(not installed)"
     weights = [f"{path.stem} ({motion_model.model_id(path).hex()[:8]}…)"
                for kind in motion_model.REGISTRY for path in motion_model.shipped_weights(kind)]
-    # The encoder writes 1.1 (NOTE packets), 2.0 with reference slots, 3.0 with predicted keyframes; the
-    # decoder reads every 1.x, 2.x and 3.x stream.
-    return (f"fvc {package}, bitstream {FVC_VERSION_MAJOR}.{NOTE_MINOR} (reads {FVC_VERSION_MAJOR}.x), "
-            f"{SLOTS_MAJOR}.0 with --refs > 1 (reads {SLOTS_MAJOR}.x), "
-            f"{PREDICTION_MAJOR}.0 with predicted keyframes, the default (reads {PREDICTION_MAJOR}.x), "
+    return (f"fvc {package}, writes bitstream {PREDICTION_MAJOR}.0 (predicted keyframes, the default), "
+            f"{SLOTS_MAJOR}.0 with --no-predict-keyframes --refs > 1, {FVC_VERSION_MAJOR}.{NOTE_MINOR} with "
+            f"--no-predict-keyframes; reads {FVC_VERSION_MAJOR}.x, {SLOTS_MAJOR}.x and {PREDICTION_MAJOR}.x; "
             f"weights: {', '.join(weights) or 'none shipped'}")
 
 

@@ -67,7 +67,8 @@ def test_version_names_package_bitstream_and_every_shipped_weights_file(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     out = capsys.readouterr().out
-    assert exit_info.value.code == 0 and out.startswith("fvc ") and "bitstream 1.1 (reads 1.x)" in out
+    assert exit_info.value.code == 0 and out.startswith("fvc ") and "writes bitstream 3.0" in out
+    assert "reads 1.x, 2.x and 3.x" in out
     for path in WEIGHTS_DIR.glob("*.pt"):
         assert f"{path.stem} ({model_id(path).hex()[:8]}…)" in out
 
