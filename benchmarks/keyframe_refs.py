@@ -21,14 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bitstream import KeyframePacket, StreamReader
 from codec import video
+from codec.cli import load_model_spec
 from codec.coding_defaults import DEFAULT_REFRESH_DB
 from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, encode_clip
-from codec.motion_model import default_weights, load_model, model_id
+from codec.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rd_curve import (DEFAULT_DATA, DEFAULT_FRAMES, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise BenchmarkError(f"unknown setting(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
         clips = find_clips(args.data, args.clips)
-    except BenchmarkError as exc:
+        loaded = load_model_spec(None, "cpu")  # the shipped fv2v weights
+    except (BenchmarkError, InputError) as exc:
         print(f"keyframe_refs: error: {exc}", file=sys.stderr)
         return 1
-    weights = default_weights("fv2v")
-    model, ident = load_model(weights, torch.device("cpu")), model_id(weights)
+    model, ident = loaded.model, loaded.model_id
     metrics = Metrics("cpu", args.stride)
     args.out.mkdir(parents=True, exist_ok=True)
     table = args.out / "keyframes.csv"
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(table, newline="") as f:
             rows = list(csv.DictReader(f))
     done = {(r["clip"], r["setting"]) for r in rows}
-    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": str(weights),
+    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": loaded.label,
             "model_id": ident.hex(), "device": device_description("cpu"),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                      cwd=Path(__file__).parent).stdout.strip(),

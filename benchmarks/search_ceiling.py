@@ -26,11 +26,12 @@ import torch
 
 from bitstream import KeyframePacket, default_header, quantize
 from codec import video
+from codec.cli import load_model_spec
 from codec.coding_defaults import PRESETS, SearchConfig
 from codec.decoder import Decoder, frame_to_tensor
+from codec.errors import InputError
 from codec.h264 import encode_intra
 from codec.metrics import lpips_distance
-from codec.motion_model import default_weights, load_model, model_id
 from codec.motion_search import MotionSearch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         clips = find_clips(args.data, args.clips)
-    except BenchmarkError as exc:
+        loaded = load_model_spec(None, "cpu")  # the shipped fv2v weights
+    except (BenchmarkError, InputError) as exc:
         print(f"search_ceiling: error: {exc}", file=sys.stderr)
         return 1
-    weights = default_weights("fv2v")
-    model, ident = load_model(weights, torch.device("cpu")), model_id(weights)
+    model, ident = loaded.model, loaded.model_id
     rows = []
     start = time.time()
     for clip in clips:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(f, fieldnames=["clip", *methods])
             writer.writeheader()
             writer.writerows(rows)
-        info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": str(weights),
+        info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": loaded.label,
                 "model_id": ident.hex(), "device": device_description("cpu"), "args": {k: str(v) for k, v in vars(args).items()},
                 "searches": {k: asdict(v) for k, v in SEARCHES.items()}, "mean_lpips": means,
                 "seconds": round(time.time() - start)}
