@@ -5,8 +5,8 @@ intra or predicted) and decoded; a row gives the keyframes (IDR and predicted), 
 and stream bytes and rd_curve's LPIPS, PSNR and temporal error on every --stride-th frame. --frames 0
 codes whole clips (the long-clip check). Rows already in keyframes.csv are kept (resumable). Usage:
     .venv/bin/python benchmarks/keyframe_refs.py --out results/X [--data DIR] [--clips A B] [--qp 30]
-        [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred] [--idr-period 250]
-        [--reuse-margin DB]
+        [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred,refs4-pred-refresh]
+        [--idr-period 250] [--reuse-margin DB]
 """
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ from rd_curve import (DEFAULT_DATA, DEFAULT_FRAMES, DEFAULT_METRIC_STRIDE, Metri
 from rdcodecs import BenchmarkError  # noqa: E402
 
 SETTINGS = {"refs1": {"refs": 1, "predict_keyframes": False}, "refs4": {"refs": 4, "predict_keyframes": False},
-            "refs1-pred": {"refs": 1, "predict_keyframes": True}, "refs4-pred": {"refs": 4, "predict_keyframes": True}}
+            "refs1-pred": {"refs": 1, "predict_keyframes": True}, "refs4-pred": {"refs": 4, "predict_keyframes": True},
+            # refs 4 as bitstream 2.0's first encoder chose slots: another slot only on a refresh
+            "refs4-pred-refresh": {"refs": 4, "predict_keyframes": True, "switch_margin": None}}
 COLUMNS = ["clip", "setting", "frames", "keyframes", "idr", "predicted", "switches", "keyframe_bytes", "bytes",
            "bpp", "lpips", "psnr", "temporal", "seconds"]
 

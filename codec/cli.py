@@ -51,6 +51,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _margin_or_off(text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of dB nor 'off'") from None
+
+
 def _frame_index(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -106,6 +115,10 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                    help="with --refs > 1: switch to an older keyframe only if it renders the frame within DB dB "
                         "of what a new keyframe of the frame would (default: whenever it clears the refresh "
                         "threshold)")
+    p.add_argument("--switch-margin", type=_margin_or_off, default=0.0, metavar="DB",
+                   help="with --refs > 1: also switch to an older keyframe whenever it renders the frame more "
+                        "than DB dB better than the current one, not only on a refresh (default 0; 'off': only "
+                        "on a refresh)")
     p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=True,
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
                         "first and those --idr-period frames or more after the last IDR (where decoding can "
@@ -493,6 +506,7 @@ def _cmd_encode(args) -> int:
                            refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
                            search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                            idr_period=args.idr_period, reuse_margin=args.reuse_margin,
+                           switch_margin=args.switch_margin,
                            note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()

@@ -12,7 +12,7 @@ import pytest
 from bitstream import (BitstreamError, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, NotePacket,
                        StreamReader, StreamWriter, UseSlotPacket, default_header, summarize)
 from bitstream.varint import decode_varint
-from codec.cli import main
+from codec.cli import build_parser, main
 from codec.coding_defaults import SearchConfig
 from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, KeyframeReason, encode_clip, luma_psnr
@@ -196,6 +196,24 @@ def test_a_reuse_margin_keeps_a_true_return_and_refuses_a_slot_worse_than_a_new_
         config(reuse_margin=-1.0)
 
 
+def test_a_frame_moves_to_an_older_slot_that_renders_it_better_before_the_active_one_falls_below(trained, stills):
+    model, ident = trained
+    # max_gop 2 puts B in slot 1 although slot 0 (A) renders B above 10 dB; at frame 3 the B slot still shows
+    # A above the threshold (12 dB) and the A slot shows it at 29.5 dB.
+    frames = clip_of(stills, "AABA")
+    for margin, switches in ((0.0, [UseSlotPacket(0)]), (5.0, [UseSlotPacket(0)]), (20.0, []), (None, [])):
+        clip = encode_clip(frames, model, config(refs=2, refresh_threshold=10.0, max_gop=2, switch_margin=margin),
+                           ident)
+        assert keyframe_slots(clip) == [(0, 0), (2, 1)]
+        assert [p for p in clip.packets if isinstance(p, UseSlotPacket)] == switches, margin
+        assert clip.stats.slot_switches == len(switches)
+        decoded = decode_all(model, clip.to_bytes())
+        assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, frames, strict=True)]
+        assert (clip.stats.proxy_db[3] > 25) == bool(switches)
+    with pytest.raises(InputError, match="--switch-margin -1.0 must be >= 0 dB"):
+        config(switch_margin=-1.0)
+
+
 def test_config_refuses_refs_outside_1_to_8():
     for refs in (0, 9):
         with pytest.raises(InputError, match=f"--refs {refs} outside 1..8"):
@@ -220,3 +238,13 @@ def test_fvc_encode_refs_end_to_end(stills, tmp_path, capsys):
     assert "reference slots: 2, 1 switch to an older keyframe" in capsys.readouterr().out
     assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == 9
+
+
+def test_switch_margin_takes_decibels_or_off(capsys):
+    parse = build_parser().parse_args
+    assert parse(["encode", "a.mp4", "b.fvc"]).switch_margin == 0.0
+    assert parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "1.5"]).switch_margin == 1.5
+    assert parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "off"]).switch_margin is None
+    with pytest.raises(SystemExit):
+        parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "never"])
+    assert "'never' is neither a number of dB nor 'off'" in capsys.readouterr().err
