@@ -108,9 +108,10 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "every keypoint, the smallest stream with trained weights; 0: skip only unchanged ones)")
     p.add_argument("--refs", type=int, default=1, metavar="N",
                    help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
-                        "recently used), and a frame that the current one renders below the refresh threshold "
-                        "switches back to an older one that clears it instead of costing a new keyframe (1..8, "
-                        "default 1; N > 1 writes bitstream 2.0, which 1.x decoders refuse)")
+                        "recently used), and each frame is shown from the one that renders it best: a frame that "
+                        "the current one renders below the refresh threshold switches back to an older one that "
+                        "clears it instead of costing a new keyframe (1..8, default 1; N > 1 needs bitstream "
+                        "2.0 or later, which 1.x decoders refuse)")
     p.add_argument("--reuse-margin", type=float, metavar="DB",
                    help="with --refs > 1: switch to an older keyframe only if it renders the frame within DB dB "
                         "of what a new keyframe of the frame would (default: whenever it clears the refresh "
