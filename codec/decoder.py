@@ -164,15 +164,17 @@ class Decoder:
             held.analysis = self.model.analyze_keyframe(held.image)
         return held.analysis
 
-    def render(self, ints: Mapping[str, np.ndarray], slot: int | None = None) -> np.ndarray:
-        """The frame the motion symbols `ints` describe, from the keyframe in `slot` (default: the active one)."""
-        return self._render_motion(motion_tensors(ints, self.header, self.device), slot)
+    def render(self, ints: Mapping[str, np.ndarray], slot: int | None = None, state=None) -> np.ndarray:
+        """The frame the motion symbols `ints` describe, from the keyframe in `slot` (default: the active one),
+        or from `state`, the analysis of a keyframe the stream does not hold (the encoder's what-if)."""
+        return self._render_motion(motion_tensors(ints, self.header, self.device), slot, state)
 
-    def _render_motion(self, motion: dict[str, torch.Tensor], slot: int | None = None) -> np.ndarray:
+    def _render_motion(self, motion: dict[str, torch.Tensor], slot: int | None = None, state=None) -> np.ndarray:
         if self.options.free_view:
             motion = apply_free_view(motion, self.options)
-        image = self.model.render(self.state_of(self.slot if slot is None else slot), motion)
-        return tensor_to_frame(image, self.header.width, self.header.height)
+        if state is None:
+            state = self.state_of(self.slot if slot is None else slot)
+        return tensor_to_frame(self.model.render(state, motion), self.header.width, self.header.height)
 
 
 def relative_motion(kind: MotionKind, source: dict[str, torch.Tensor], driving: dict[str, torch.Tensor],

@@ -21,7 +21,7 @@ from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
 from .coding_defaults import DEFAULT_REFRESH_DB, SearchConfig
-from .decoder import Decoder, frame_to_tensor, model_device, motion_tensors, tensor_to_frame
+from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
 from .motion_search import MotionSearch
@@ -265,9 +265,7 @@ class Encoder:
         # Through H.264 at the keyframe QP, as a new keyframe would be: a true return to a slot's picture ties.
         picture = decode_intra(encode_intra(frame, self.config.keyframe_qp))
         own = self.model.analyze_keyframe(frame_to_tensor(picture, self.device))
-        image = self.model.render(own, motion_tensors(held, self.header, self.device))
-        fresh = luma_psnr(tensor_to_frame(image, self.config.width, self.config.height), frame,
-                          self.model.analysis_size)
+        fresh = luma_psnr(self._decoder.render(held, state=own), frame, self.model.analysis_size)
         return proxy >= fresh - self.config.reuse_margin
 
     def _switch(self, slot: int) -> UseSlotPacket:
