@@ -421,11 +421,11 @@ def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(t
               for s, r in rows.items()}
     # A, B, A: refs 1 codes three keyframes, refs 4 switches back to the first A; prediction keeps one IDR.
     assert counts == {"refs1": (3, 3, 0, 0), "refs4": (2, 2, 0, 1), "refs1-pred": (3, 1, 2, 0),
-                      "refs4-pred": (2, 1, 1, 1)}
+                      "refs4-pred": (2, 1, 1, 1), "refs4-pred-refresh": (2, 1, 1, 1)}
     assert int(rows["refs1-pred"]["keyframe_bytes"]) < int(rows["refs1"]["keyframe_bytes"])
     assert "| aba | refs1-pred | 3 (1 + 2) |" in capsys.readouterr().out
     assert keyframe_refs.main(argv) == 0  # resumed: every row is there, nothing is coded again
     assert read_csv(out / "keyframes.csv") == list(rows.values())
     assert keyframe_refs.main([*argv, "--settings", "refs2"]) == 1
     assert capsys.readouterr().err.strip() == "keyframe_refs: error: unknown setting(s) refs2; choose from " \
-                                              "refs1, refs4, refs1-pred, refs4-pred"
+                                              "refs1, refs4, refs1-pred, refs4-pred, refs4-pred-refresh"
