@@ -87,10 +87,9 @@ class EncoderConfig:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
         if self.idr_period < 1:
             raise InputError(f"--idr-period {self.idr_period} must be >= 1")
-        if self.reuse_margin is not None and not (math.isfinite(self.reuse_margin) and self.reuse_margin >= 0):
-            raise InputError(f"--reuse-margin {self.reuse_margin} must be >= 0 dB")
-        if self.switch_margin is not None and not (math.isfinite(self.switch_margin) and self.switch_margin >= 0):
-            raise InputError(f"--switch-margin {self.switch_margin} must be >= 0 dB")
+        for option, margin in (("--reuse-margin", self.reuse_margin), ("--switch-margin", self.switch_margin)):
+            if margin is not None and not (math.isfinite(margin) and margin >= 0):
+                raise InputError(f"{option} {margin} must be >= 0 dB")
         if self.kp_threshold < -1:
             raise InputError(f"--kp-threshold {self.kp_threshold} must be >= -1 (-1 sends every keypoint)")
         if not 1 <= self.refs <= MAX_REF_SLOTS:
