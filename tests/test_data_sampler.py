@@ -95,6 +95,18 @@ def test_no_augment_is_identity():
     assert torch.allclose(out[0], img) and torch.equal(out[2], pose) and torch.equal(out[4], points)
 
 
+def test_frames_are_taken_one_clip_at_a_time_and_must_match_the_labels():
+    store = _store()
+    blocks = [store.frames[s:s + n].permute(0, 2, 3, 1).numpy() for s, n in zip(store.clip_start, store.clip_length)]
+    taken = []
+    lazy = FrameStore.from_arrays(store.clips, (taken.append(i) or b for i, b in enumerate(blocks)),
+                                  [p.numpy() for p in store.poses.split(store.clip_length.tolist())])
+    assert taken == [0, 1, 2] and torch.equal(lazy.frames, store.frames) and torch.equal(lazy.poses, store.poses)
+    with pytest.raises(CacheError, match="clip c1: 2 frames but 1 pose labels"):
+        FrameStore.from_arrays(store.clips, [blocks[0], np.concatenate([blocks[1]] * 2), blocks[2]],
+                               [p.numpy() for p in store.poses.split(store.clip_length.tolist())])
+
+
 def test_empty_store_is_refused():
     with pytest.raises(CacheError, match="no clips"):
         FrameStore.from_arrays([], [], [])

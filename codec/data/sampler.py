@@ -1,6 +1,7 @@
 """Training pairs from a prepared cache: frames decoded once into memory, pairs drawn within a clip."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +26,24 @@ class FrameStore:
     clips: list[ClipRecord]
 
     @classmethod
-    def from_arrays(cls, clips: list[ClipRecord], frames: list[np.ndarray], poses: list[np.ndarray],
+    def from_arrays(cls, clips: list[ClipRecord], frames: Iterable[np.ndarray], poses: list[np.ndarray],
                     landmarks: list[np.ndarray] | None = None) -> FrameStore:
-        """Stack per-clip (T, S, S, 3) uint8 frames, (T, 3) poses and (T, K, 2) landmarks (NaN if None)."""
+        """Stack per-clip (T, S, S, 3) uint8 frames, (T, 3) poses and (T, K, 2) landmarks (NaN if None).
+
+        `frames` is consumed one clip at a time into one preallocated tensor, so a cache needs its own
+        size in memory and one clip more, not three times its size (a list, its concatenation, the copy).
+        """
         if not clips:
             raise CacheError("no clips to sample from")
-        lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
+        lengths = torch.tensor([len(p) for p in poses], dtype=torch.long)
         starts = torch.cumsum(lengths, 0) - lengths
-        stacked = torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2).contiguous()
+        stacked = None
+        for clip, start, length, block in zip(clips, starts.tolist(), lengths.tolist(), frames, strict=True):
+            if len(block) != length:
+                raise CacheError(f"clip {clip.id}: {len(block)} frames but {length} pose labels")
+            if stacked is None:
+                stacked = torch.empty((int(lengths.sum()), 3, *block.shape[1:3]), dtype=torch.uint8)
+            stacked[start:start + length] = torch.from_numpy(block).permute(0, 3, 1, 2)
         labels = torch.from_numpy(np.concatenate(poses).astype(np.float32))
         if landmarks is None:
             points = torch.full((len(stacked), len(LANDMARK_INDICES), 2), float("nan"))
@@ -47,9 +58,9 @@ class FrameStore:
         clips = index.select(split)[:max_clips]
         if not clips:
             raise CacheError(f"cache {cache_dir} has no clips in split {split!r}")
-        frames = [read_clip_frames(cache_dir, clip) for clip in clips]
         poses = [read_poses(cache_dir, clip) for clip in clips]
         landmarks = [read_landmarks(cache_dir, clip) for clip in clips]
+        frames = (read_clip_frames(cache_dir, clip) for clip in clips)
         return cls.from_arrays(clips, frames, poses, landmarks)
 
     def to(self, device: torch.device | str) -> FrameStore:
