@@ -1,11 +1,13 @@
 """What reference keyframes and predicted keyframes save: keyframe count and bytes per clip, with quality.
 
-Every clip is encoded at one keyframe QP and refresh threshold with each setting (refs 1 or 4, keyframes
-intra or predicted) and decoded; a row gives the keyframes (IDR and predicted), slot switches, keyframe
-and stream bytes and rd_curve's LPIPS, PSNR and temporal error on every --stride-th frame. --frames 0
-codes whole clips (the long-clip check). Rows already in keyframes.csv are kept (resumable). Usage:
-    .venv/bin/python benchmarks/keyframe_refs.py --out results/X [--data DIR] [--clips A B] [--qp 30]
-        [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred,refs4-pred-refresh]
+Every clip is encoded at each keyframe QP and one refresh threshold with each setting (refs 1 or 4,
+keyframes intra or predicted) and decoded; a row gives the keyframes (IDR and predicted), slot switches,
+keyframe and stream bytes and rd_curve's LPIPS, PSNR and temporal error on every --stride-th frame. With
+two or more QPs the report also gives each setting's keyframe bytes against refs 1 at equal LPIPS
+(Bjøntegaard delta over the QPs). --frames 0 codes whole clips (the long-clip check). Rows already in
+keyframes.csv are kept (resumable). Usage:
+    .venv/bin/python benchmarks/keyframe_refs.py --out results/X [--data DIR] [--clips A B] [--qp 26,30,34]
+        [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred,refs4-pred-refresh,...]
         [--idr-period 250] [--reuse-margin DB]
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import csv
 import itertools
 import json
+import math
 import subprocess
 import sys
 import time
@@ -31,6 +34,7 @@ from codec.encoder import EncoderConfig, encode_clip
 from codec.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bd_rate import CurveError, bd_rate  # noqa: E402
 from rd_curve import (DEFAULT_DATA, DEFAULT_FRAMES, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
                       find_clips)
 from rdcodecs import BenchmarkError  # noqa: E402
@@ -38,8 +42,10 @@ from rdcodecs import BenchmarkError  # noqa: E402
 SETTINGS = {"refs1": {"refs": 1, "predict_keyframes": False}, "refs4": {"refs": 4, "predict_keyframes": False},
             "refs1-pred": {"refs": 1, "predict_keyframes": True}, "refs4-pred": {"refs": 4, "predict_keyframes": True},
             # refs 4 as bitstream 2.0's first encoder chose slots: another slot only on a refresh
-            "refs4-pred-refresh": {"refs": 4, "predict_keyframes": True, "switch_margin": None}}
-COLUMNS = ["clip", "setting", "frames", "keyframes", "idr", "predicted", "switches", "keyframe_bytes", "bytes",
+            "refs4-pred-refresh": {"refs": 4, "predict_keyframes": True, "switch_margin": None},
+            # refs 4 for quality: keyframes where refs 1 codes them unless a slot renders as well as a new one
+            "refs4-pred-keep": {"refs": 4, "predict_keyframes": True, "reuse_margin": 0.0}}
+COLUMNS = ["clip", "setting", "qp", "frames", "keyframes", "idr", "predicted", "switches", "keyframe_bytes", "bytes",
            "bpp", "lpips", "psnr", "temporal", "seconds"]
 
 
@@ -62,18 +68,54 @@ def code_clip(frames: np.ndarray, model, ident: bytes, config: EncoderConfig, me
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def _baseline(setting: str) -> str:
+    """The refs-1 setting a setting is compared with: the one with the same kind of keyframes."""
+    return "refs1-pred" if "-pred" in setting else "refs1"
+
+
 def report(rows: list[dict]) -> str:
-    """Per clip: each setting's keyframes, keyframe bytes and LPIPS against refs1's."""
-    lines = ["| clip | setting | keyframes (IDR + predicted) | switches | keyframe bytes | vs refs1 | LPIPS "
-             "| vs refs1 |", "|---|---|---|---|---|---|---|---|"]
-    base = {r["clip"]: r for r in rows if r["setting"] == "refs1"}
+    """Per clip and QP: each setting's keyframes, keyframe bytes and LPIPS against refs 1's; then at equal LPIPS."""
+    lines = ["| clip | setting | QP | keyframes (IDR + predicted) | switches | keyframe bytes | vs refs 1 | LPIPS "
+             "| vs refs 1 |", "|---|---|---|---|---|---|---|---|---|"]
+    by_key = {(r["clip"], r["setting"], r.get("qp")): r for r in rows}
     for r in rows:
-        b = base.get(r["clip"])
-        saving = f"{int(r['keyframe_bytes']) / int(b['keyframe_bytes']) - 1:+.1%}" if b else ""
-        dl = f"{float(r['lpips']) - float(b['lpips']):+.4f}" if b else ""
-        lines.append(f"| {r['clip']} | {r['setting']} | {r['keyframes']} ({r['idr']} + {r['predicted']}) | "
-                     f"{r['switches']} | {int(r['keyframe_bytes']):,} | {saving} | {float(r['lpips']):.4f} | {dl} |")
+        b = by_key.get((r["clip"], _baseline(r["setting"]), r.get("qp")))
+        saving = f"{int(r['keyframe_bytes']) / int(b['keyframe_bytes']) - 1:+.1%}" if b and b is not r else ""
+        dl = f"{float(r['lpips']) - float(b['lpips']):+.4f}" if b and b is not r else ""
+        lines.append(f"| {r['clip']} | {r['setting']} | {r.get('qp') or ''} | {r['keyframes']} ({r['idr']} + "
+                     f"{r['predicted']}) | {r['switches']} | {int(r['keyframe_bytes']):,} | {saving} | "
+                     f"{float(r['lpips']):.4f} | {dl} |")
+    equal = _equal_lpips(rows)
+    if equal:
+        lines += ["", "Keyframe bytes against refs 1 at equal LPIPS (Bjøntegaard delta over the keyframe QPs; "
+                  "n/a where the curves share no LPIPS range):", "", "| clip | setting | keyframe bytes |",
+                  "|---|---|---|", *equal]
     return "\n".join(lines)
+
+
+def _equal_lpips(rows: list[dict]) -> list[str]:
+    """Table rows: each non-baseline setting's keyframe-byte delta at equal LPIPS, per clip."""
+    curves: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in rows:
+        curves.setdefault((r["clip"], r["setting"]), []).append((float(r["keyframe_bytes"]), float(r["lpips"])))
+    out = []
+    for (clip, setting), points in curves.items():
+        anchor = curves.get((clip, _baseline(setting)))
+        if setting == _baseline(setting) or not anchor or min(len(points), len(anchor)) < 2:
+            continue
+        try:
+            delta = bd_rate(*zip(*anchor), *zip(*points), higher_is_better=False)
+        except CurveError:
+            delta = math.nan
+        out.append(f"| {clip} | {setting} | {'n/a' if math.isnan(delta) else f'{delta:+.1f} %'} |")
+    return out
+
+
+def _qps(text: str) -> list[int]:
+    try:
+        return [int(q) for q in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of QPs") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help=f"folder of clips (default {DEFAULT_DATA}; evaluation data is only evaluated, never tuned on)")
     p.add_argument("--clips", nargs="+", help="N (the first N clips by name) or clip names (stems); default all")
-    p.add_argument("--qp", type=int, default=EncoderConfig.keyframe_qp,
-                   help=f"keyframe QP (default {EncoderConfig.keyframe_qp}, the encoder's)")
+    p.add_argument("--qp", type=_qps, default=[EncoderConfig.keyframe_qp],
+                   help=f"keyframe QP(s), comma-separated (default {EncoderConfig.keyframe_qp}, the encoder's)")
     p.add_argument("--refresh", type=float, default=DEFAULT_REFRESH_DB,
                    help=f"refresh threshold in dB (default {DEFAULT_REFRESH_DB:g}, the encoder's)")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
@@ -92,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     p.add_argument("--idr-period", type=int, default=250, help="frames from one IDR keyframe to the next (default 250)")
     p.add_argument("--reuse-margin", type=float, help="with refs 4: reuse a slot only within this many dB of a new "
-                   "keyframe's rendering (default: whenever it clears the refresh threshold)")
+                   "keyframe's rendering (default: whenever it clears the refresh threshold; -keep settings use 0)")
     p.add_argument("--out", type=Path, required=True, help="folder for keyframes.csv, run.json and the report")
     args = p.parse_args(argv)
     settings = args.settings.split(",")
@@ -113,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if table.exists():
         with open(table, newline="") as f:
             rows = list(csv.DictReader(f))
-    done = {(r["clip"], r["setting"]) for r in rows}
+    done = {(r["clip"], r["setting"], r.get("qp")) for r in rows}
     info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": loaded.label,
             "model_id": ident.hex(), "device": device_description("cpu"),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -121,16 +163,16 @@ def main(argv: list[str] | None = None) -> int:
             "args": {k: str(v) for k, v in vars(args).items()}}
     (args.out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     for clip in clips:
-        todo = [s for s in settings if (clip.stem, s) not in done]
+        todo = [(s, qp) for qp in args.qp for s in settings if (clip.stem, s, str(qp)) not in done]
         if not todo:
             continue
         frames = video.read_frames(clip, size=args.size, fps=25)
         frames = np.stack(list(itertools.islice(frames, args.frames) if args.frames else frames))
-        for name in todo:
-            config = EncoderConfig(width=args.size, height=args.size, fps=25, keyframe_qp=args.qp,
+        for name, qp in todo:
+            config = EncoderConfig(width=args.size, height=args.size, fps=25, keyframe_qp=qp,
                                    refresh_threshold=args.refresh, idr_period=args.idr_period,
-                                   reuse_margin=args.reuse_margin, **SETTINGS[name])
-            rows.append({"clip": clip.stem, "setting": name, **code_clip(frames, model, ident, config, metrics)})
+                                   **{"reuse_margin": args.reuse_margin, **SETTINGS[name]})
+            rows.append({"clip": clip.stem, "setting": name, "qp": str(qp), **code_clip(frames, model, ident, config, metrics)})
             with open(table, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=COLUMNS)
                 writer.writeheader()

@@ -86,9 +86,13 @@ def _add_input_geometry_args(p: argparse.ArgumentParser, what: str = "input") ->
                            "data is (needs mediapipe: pip install 'fvc[prepare]')")
 
 
+def _count(count: int, one: str, many: str) -> str:
+    """"1 switch", "5 switches"."""
+    return f"{count} {one if count == 1 else many}"
+
+
 def _frames_text(count: int) -> str:
-    """"1 frame", "5 frames"."""
-    return f"{count} frame" if count == 1 else f"{count} frames"
+    return _count(count, "frame", "frames")
 
 
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
@@ -557,8 +561,9 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
         + (f"; the search changed {stats.searched} of {motion_frames} motion frames" if clip.config.search else ""),
     ]
     if clip.config.refs > 1:
-        lines.append(f"reference slots: {clip.config.refs}; {_frames_text(stats.slot_switches)} switched back to an "
-                     "older keyframe instead of coding a new one")
+        lines.append(f"reference slots: {clip.config.refs}; {_count(stats.slot_reuses, 'refresh', 'refreshes')} "
+                     f"answered by an older keyframe instead of a new one, {_count(stats.slot_switches, 'switch', 'switches')}"
+                     " (USE_SLOT)")
     if choice is not None:
         passes = ", ".join(f"{t:.1f}" for t in choice.pass_seconds)
         moved = (f"; keyframe positions from the QP {choice.decided_at_qp} pass"
@@ -712,9 +717,8 @@ def _cmd_info(args) -> int:
                 line += f", QP {qps[0]}" + (f"..{qps[-1]}" if len(qps) > 1 else "")
             print(line + f", {sum(k['bytes'] for k in keyframes) / len(keyframes):,.0f} B on average")
         if summary["ref_slots"] > 1:
-            switches = summary["slot_switches"]
-            print(f"reference slots: {summary['ref_slots']}, {switches} switch{'es' if switches != 1 else ''} to an "
-                  "older keyframe (USE_SLOT)")
+            switches = _count(summary["slot_switches"], "switch", "switches")
+            print(f"reference slots: {summary['ref_slots']}, {switches} to a stored keyframe (USE_SLOT)")
         print(f"packets: {summary['keyframes']} keyframes, {summary['motion_packets']} motion"
               + (f", {summary['note_packets']} notes" if summary["note_packets"] else "")
               + (f", {summary['unknown_packets']} unknown (skipped)" if summary["unknown_packets"] else ""))

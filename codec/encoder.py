@@ -111,7 +111,8 @@ class EncodeStats:
     unmasked_motion_bytes: int = 0  # the same frames with every keypoint sent
     frame_ms: list[float] = field(default_factory=list)
     proxy_db: list[float] = field(default_factory=list)  # refresh proxy of every frame (with refresh on)
-    slot_switches: int = 0  # motion frames rendered from an older keyframe instead of a new keyframe
+    slot_switches: int = 0  # USE_SLOT packets: to a reused slot, or to one that renders the frame better
+    slot_reuses: int = 0  # refreshes answered by an older keyframe instead of a new one
     search_costs: list[tuple[float, float]] = field(default_factory=list)  # (estimate's J, chosen J) per frame
 
     @property
@@ -167,7 +168,11 @@ class Encoder:
         self._closed_loop = bool(config.refresh_threshold) or self._search is not None
         self._since_keyframe = 0
         self._last_idr = 0  # frame index of the last IDR keyframe
-        self._slot = 0  # the active reference slot
+        self._slot = 0  # the active reference slot: the one the decoder renders from
+        # The slot whose rendering decides refreshes: the last keyframe's, or the one reused in its place.
+        # Switching to a better slot for one frame must not postpone a keyframe, or it would reuse slots
+        # that --reuse-margin refuses.
+        self._anchor = 0
         self._last_use: dict[int, int] = {}  # filled slot -> last frame coded from it, for LRU eviction
         self.stats = EncodeStats()
 
@@ -204,7 +209,7 @@ class Encoder:
         return empty[0] if empty else min(self._last_use, key=self._last_use.__getitem__)
 
     def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
-        self._slot = self._free_slot()
+        self._slot = self._anchor = self._free_slot()
         intra = index == 0 or index - self._last_idr >= self.config.idr_period
         self._last_idr = index if intra else self._last_idr
         packet = KeyframePacket(index, self._keyframes.encode(frame, intra), self._slot)
@@ -233,17 +238,20 @@ class Encoder:
         unmasked_payload, _ = self._unmasked.encode(ints, -1)
         packets: list[Packet] = [MotionPacket(index, payload)]
         if self.config.refresh_threshold:
-            proxy = luma_psnr(self._decoder.push(packets[0])[0], frame, self.model.analysis_size)
-            # A switch leaves the motion state alone (spec §5.6): the payload is the same from any slot.
-            refresh = proxy < self.config.refresh_threshold
-            if refresh or self.config.switch_margin is not None:
-                other, slot = self._best_other_slot(held, frame)
-                if refresh and (other < self.config.refresh_threshold or not self._as_good_as_new(other, held, frame)):
+            proxies = {self._slot: luma_psnr(self._decoder.push(packets[0])[0], frame, self.model.analysis_size)}
+            if self.config.switch_margin is not None or proxies[self._anchor] < self.config.refresh_threshold:
+                proxies.update(self._other_proxies(held, frame))
+            if proxies[self._anchor] < self.config.refresh_threshold:
+                slot = self._reusable_slot(proxies, held, frame)
+                if slot is None:
                     return [self._keyframe(frame, index, KeyframeReason.QUALITY)]
-                if refresh or other > proxy + self.config.switch_margin:
-                    packets.insert(0, self._switch(slot))
-                    proxy = other
-            self.stats.proxy_db.append(proxy)
+                self._anchor = slot
+                self.stats.slot_reuses += 1
+            slot = self._shown_slot(proxies)
+            if slot != self._slot:
+                # A switch leaves the motion state alone (spec §5.6): the payload is the same from any slot.
+                packets.insert(0, self._switch(slot))
+            self.stats.proxy_db.append(proxies[slot])
         elif self._search is not None:
             self._decoder.push(packets[0])  # keeps the decoder's motion state in step with the stream
         self._since_keyframe += 1
@@ -251,11 +259,30 @@ class Encoder:
         self.stats.unmasked_motion_bytes += len(unmasked_payload)
         return packets
 
-    def _best_other_slot(self, held: dict[str, np.ndarray], frame: np.ndarray) -> tuple[float, int | None]:
-        """(refresh proxy, slot) of the best rendering of the decoder's integers `held` from another filled slot."""
+    def _other_proxies(self, held: dict[str, np.ndarray], frame: np.ndarray) -> dict[int, float]:
+        """Refresh proxy of the decoder's integers `held` rendered from each filled slot but the active one."""
         size = self.model.analysis_size
-        return max(((luma_psnr(self._decoder.render(held, slot), frame, size), slot)
-                    for slot in self._decoder.filled_slots if slot != self._slot), default=(-math.inf, None))
+        return {slot: luma_psnr(self._decoder.render(held, slot), frame, size)
+                for slot in self._decoder.filled_slots if slot != self._slot}
+
+    def _reusable_slot(self, proxies: dict[int, float], held: dict[str, np.ndarray], frame: np.ndarray) -> int | None:
+        """The slot that replaces a failing anchor instead of a new keyframe, if one clears the bar."""
+        others = {slot: db for slot, db in proxies.items() if slot != self._anchor}
+        slot = max(others, key=others.__getitem__, default=None)
+        if slot is None or others[slot] < self.config.refresh_threshold or not self._as_good_as_new(
+                others[slot], held, frame):
+            return None
+        return slot
+
+    def _shown_slot(self, proxies: dict[int, float]) -> int:
+        """The slot this frame is rendered from: the anchor, or one that beats the active slot by the margin."""
+        if self.config.switch_margin is None:
+            return self._anchor
+        best = max(proxies, key=proxies.__getitem__)
+        active = proxies[self._slot]
+        if active < self.config.refresh_threshold or proxies[best] > active + self.config.switch_margin:
+            return best
+        return self._slot
 
     def _as_good_as_new(self, proxy: float, held: dict[str, np.ndarray], frame: np.ndarray) -> bool:
         """Whether an older slot's `proxy` is within reuse_margin dB of the frame rendered from a keyframe of it."""

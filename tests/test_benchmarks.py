@@ -414,18 +414,28 @@ def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(t
 
     write_clip(tmp_path / "aba.mp4", np.stack([stills[c] for c in "AAABBBAAA"]))
     out = tmp_path / "run"
-    argv = ["--data", str(tmp_path), "--out", str(out), "--size", "64", "--refresh", "18", "--stride", "1"]
+    argv = ["--data", str(tmp_path), "--out", str(out), "--size", "64", "--refresh", "18", "--stride", "1",
+            "--qp", "30,40"]
     assert keyframe_refs.main(argv) == 0
-    rows = {r["setting"]: r for r in read_csv(out / "keyframes.csv")}
+    table = read_csv(out / "keyframes.csv")
+    assert [(r["setting"], r["qp"]) for r in table[:6]] == [(s, "30") for s in keyframe_refs.SETTINGS]
+    rows = {r["setting"]: r for r in table if r["qp"] == "30"}
     counts = {s: (int(r["keyframes"]), int(r["idr"]), int(r["predicted"]), int(r["switches"]))
               for s, r in rows.items()}
     # A, B, A: refs 1 codes three keyframes, refs 4 switches back to the first A; prediction keeps one IDR.
+    # A true return is as good as a new keyframe, so the -keep setting (reuse margin 0) reuses it too.
     assert counts == {"refs1": (3, 3, 0, 0), "refs4": (2, 2, 0, 1), "refs1-pred": (3, 1, 2, 0),
-                      "refs4-pred": (2, 1, 1, 1), "refs4-pred-refresh": (2, 1, 1, 1)}
+                      "refs4-pred": (2, 1, 1, 1), "refs4-pred-refresh": (2, 1, 1, 1), "refs4-pred-keep": (2, 1, 1, 1)}
     assert int(rows["refs1-pred"]["keyframe_bytes"]) < int(rows["refs1"]["keyframe_bytes"])
-    assert "| aba | refs1-pred | 3 (1 + 2) |" in capsys.readouterr().out
+    saving = int(rows["refs4-pred"]["keyframe_bytes"]) / int(rows["refs1-pred"]["keyframe_bytes"]) - 1
+    printed = capsys.readouterr().out
+    assert "| aba | refs1-pred | 30 | 3 (1 + 2) | 0 |" in printed
+    assert f"| aba | refs4-pred | 30 | 2 (1 + 1) | 1 | {int(rows['refs4-pred']['keyframe_bytes']):,} | {saving:+.1%} |" \
+        in printed
+    assert "Keyframe bytes against refs 1 at equal LPIPS" in printed
+    assert sum(line.startswith("| aba | refs4") and line.count("|") == 4 for line in printed.splitlines()) == 4
     assert keyframe_refs.main(argv) == 0  # resumed: every row is there, nothing is coded again
-    assert read_csv(out / "keyframes.csv") == list(rows.values())
+    assert read_csv(out / "keyframes.csv") == table
     assert keyframe_refs.main([*argv, "--settings", "refs2"]) == 1
     assert capsys.readouterr().err.strip() == "keyframe_refs: error: unknown setting(s) refs2; choose from " \
-                                              "refs1, refs4, refs1-pred, refs4-pred, refs4-pred-refresh"
+                                              "refs1, refs4, refs1-pred, refs4-pred, refs4-pred-refresh, refs4-pred-keep"

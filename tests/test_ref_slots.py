@@ -214,6 +214,28 @@ def test_a_frame_moves_to_an_older_slot_that_renders_it_better_before_the_active
         config(switch_margin=-1.0)
 
 
+def test_a_better_slot_shown_for_a_frame_does_not_postpone_the_refresh_the_keyframes_slot_asks_for(trained, stills):
+    model, ident = trained
+    a, b = stills["A"], stills["B"]
+    # At 13 dB: B is a keyframe (slot 1). The A/B blend renders at 17.5 dB from A's slot, 15.2 from B's, so
+    # margin 0 shows it from A's; A + 32 is 10.8 dB from B's, 17.7 from A's, far below a keyframe of it.
+    frames = [a, a, a, b, (0.6 * a + 0.4 * b).round().astype(np.uint8), np.clip(a.astype(int) + 32, 0, 255).astype(np.uint8)]
+    runs = {(reuse, switch): encode_clip(frames, model, config(refs=2, refresh_threshold=13.0, reuse_margin=reuse,
+                                                                switch_margin=switch), ident)
+            for reuse in (None, 1.0) for switch in (0.0, None)}
+    # The keyframes follow the slot of the last keyframe or reuse, whichever slot shows the frames; the
+    # third one evicts the slot that did not show frame 4.
+    assert keyframe_slots(runs[1.0, 0.0]) == [(0, 0), (3, 1), (5, 1)]
+    assert keyframe_slots(runs[1.0, None]) == [(0, 0), (3, 1), (5, 0)]
+    assert keyframe_slots(runs[None, 0.0]) == keyframe_slots(runs[None, None]) == [(0, 0), (3, 1)]
+    assert [p.slot for p in runs[1.0, 0.0].packets if isinstance(p, UseSlotPacket)] == [0]
+    assert [p.slot for p in runs[1.0, None].packets if isinstance(p, UseSlotPacket)] == []
+    assert [(c.stats.slot_reuses, c.stats.slot_switches) for c in runs.values()] == [(1, 1), (1, 1), (0, 1), (0, 0)]
+    for clip in runs.values():
+        decoded = decode_all(model, clip.to_bytes())
+        assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, frames, strict=True)]
+
+
 def test_config_refuses_refs_outside_1_to_8():
     for refs in (0, 9):
         with pytest.raises(InputError, match=f"--refs {refs} outside 1..8"):
@@ -230,12 +252,13 @@ def test_fvc_encode_refs_end_to_end(stills, tmp_path, capsys):
     argv = ["encode", video, stream, "--size", SIZE, "--refresh-threshold", THRESHOLD, "--refs", 2,
             "--no-predict-keyframes", "--force"]
     assert main([str(a) for a in argv]) == 0
-    assert "reference slots: 2; 1 frame switched back to an older keyframe" in capsys.readouterr().out
+    assert ("reference slots: 2; 1 refresh answered by an older keyframe instead of a new one, 1 switch (USE_SLOT)"
+            in capsys.readouterr().out)
     assert main(["info", str(stream), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["version"], info["ref_slots"], info["slot_switches"], info["keyframes"]) == ("2.0", 2, 1, 2)
     assert main(["info", str(stream)]) == 0
-    assert "reference slots: 2, 1 switch to an older keyframe" in capsys.readouterr().out
+    assert "reference slots: 2, 1 switch to a stored keyframe (USE_SLOT)" in capsys.readouterr().out
     assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == 9
 
