@@ -7,7 +7,7 @@ two or more QPs the report also gives each setting's keyframe bytes against refs
 (Bjøntegaard delta over the QPs). --frames 0 codes whole clips (the long-clip check). Rows already in
 keyframes.csv are kept (resumable). Usage:
     .venv/bin/python benchmarks/keyframe_refs.py --out results/X [--data DIR] [--clips A B] [--qp 26,30,34]
-        [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred,refs4-pred-refresh,...]
+        [--refresh 16] [--frames 250] [--settings refs1,refs4,refs1-pred,refs4-pred,refs4-pred-refresh,refs4-pred-any]
         [--idr-period 250] [--reuse-margin DB]
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from bitstream import KeyframePacket, StreamReader
 from codec import video
 from codec.cli import load_model_spec
-from codec.coding_defaults import DEFAULT_REFRESH_DB
+from codec.coding_defaults import DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB
 from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, encode_clip
 from codec.errors import InputError
@@ -43,8 +43,8 @@ SETTINGS = {"refs1": {"refs": 1, "predict_keyframes": False}, "refs4": {"refs": 
             "refs1-pred": {"refs": 1, "predict_keyframes": True}, "refs4-pred": {"refs": 4, "predict_keyframes": True},
             # refs 4 as bitstream 2.0's first encoder chose slots: another slot only on a refresh
             "refs4-pred-refresh": {"refs": 4, "predict_keyframes": True, "switch_margin": None},
-            # refs 4 for quality: keyframes where refs 1 codes them unless a slot renders as well as a new one
-            "refs4-pred-keep": {"refs": 4, "predict_keyframes": True, "reuse_margin": 0.0}}
+            # refs 4 reusing any older keyframe that clears the threshold (--reuse-margin any, the default before)
+            "refs4-pred-any": {"refs": 4, "predict_keyframes": True, "reuse_margin": None}}
 COLUMNS = ["clip", "setting", "qp", "frames", "keyframes", "idr", "predicted", "switches", "keyframe_bytes", "bytes",
            "bpp", "lpips", "psnr", "temporal", "seconds"]
 
@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     p.add_argument("--idr-period", type=int, default=250, help="frames from one IDR keyframe to the next (default 250)")
-    p.add_argument("--reuse-margin", type=float, help="with refs 4: reuse a slot only within this many dB of a new "
-                   "keyframe's rendering (default: whenever it clears the refresh threshold; -keep settings use 0)")
+    p.add_argument("--reuse-margin", type=float, default=DEFAULT_REUSE_MARGIN_DB,
+                   help="with refs 4: reuse a slot only within this many dB of a new keyframe's rendering (default "
+                        f"{DEFAULT_REUSE_MARGIN_DB:g}, the encoder's; the -any setting reuses any that clears the threshold)")
     p.add_argument("--out", type=Path, required=True, help="folder for keyframes.csv, run.json and the report")
     args = p.parse_args(argv)
     settings = args.settings.split(",")

@@ -16,7 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
-from .coding_defaults import DEFAULT_PRESET, DEFAULT_REFRESH_DB, PRESETS
+from .coding_defaults import (DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
+                              PRESETS)
 from .errors import InputError, ModelMismatchError, OutputError, TruncatedDecode, is_user_error, one_line
 
 EXIT_OK = 0
@@ -51,13 +52,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _margin_or_off(text: str) -> float | None:
-    if text == "off":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of dB nor 'off'") from None
+def _margin_or(word: str):
+    """An argparse type: a number of dB, or `word` for None."""
+    def parse(text: str) -> float | None:
+        if text == word:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither a number of dB nor '{word}'") from None
+    return parse
 
 
 def _frame_index(text: str) -> int:
@@ -112,18 +116,19 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "every keypoint, the smallest stream with trained weights; 0: skip only unchanged ones)")
     p.add_argument("--refs", type=int, default=1, metavar="N",
                    help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
-                        "recently used), and each frame is shown from the one that renders it best: a frame that "
-                        "the current one renders below the refresh threshold switches back to an older one that "
-                        "clears it instead of costing a new keyframe (1..8, default 1; N > 1 needs bitstream "
-                        "2.0 or later, which 1.x decoders refuse)")
-    p.add_argument("--reuse-margin", type=float, metavar="DB",
-                   help="with --refs > 1: switch to an older keyframe only if it renders the frame within DB dB "
-                        "of what a new keyframe of the frame would (default: whenever it clears the refresh "
-                        "threshold)")
-    p.add_argument("--switch-margin", type=_margin_or_off, default=0.0, metavar="DB",
-                   help="with --refs > 1: also switch to an older keyframe whenever it renders the frame more "
-                        "than DB dB better than the current one, not only on a refresh (default 0; 'off': only "
-                        "on a refresh)")
+                        "recently used), and each frame is shown from the one that renders it best. When the last "
+                        "keyframe renders a frame below the refresh threshold, an older one that clears it is "
+                        "reused instead of a new keyframe (1..8, default 1; N > 1 needs bitstream 2.0 or later, "
+                        "which 1.x decoders refuse)")
+    p.add_argument("--reuse-margin", type=_margin_or("any"), default=DEFAULT_REUSE_MARGIN_DB, metavar="DB",
+                   help="with --refs > 1: reuse an older keyframe in place of a new one only if it renders the frame "
+                        f"within DB dB of what a new keyframe of the frame would (default {DEFAULT_REUSE_MARGIN_DB:g}: "
+                        "a true return; 'any': any that clears the refresh threshold, fewer keyframes at a worse "
+                        "picture)")
+    p.add_argument("--switch-margin", type=_margin_or("off"), default=DEFAULT_SWITCH_MARGIN_DB, metavar="DB",
+                   help="with --refs > 1: show a frame from another stored keyframe when it renders the frame more "
+                        "than DB dB better than the current one (default 0; 'off': only on a reuse); which slot "
+                        "shows a frame never decides a refresh")
     p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=True,
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
                         "first and those --idr-period frames or more after the last IDR (where decoding can "

@@ -9,6 +9,15 @@ from dataclasses import dataclass
 # low PSNR yet looks right, hence far below the 22 dB the blurry feature renderers needed.
 DEFAULT_REFRESH_DB = 16.0
 
+# With --refs > 1: an older keyframe replaces a new one only if it renders the frame within this many dB
+# of a keyframe of the frame itself (None: clearing the refresh threshold is enough, as in bitstream 2.0's
+# first encoder). An older keyframe that merely clears the threshold saves keyframe bytes at the same QP
+# but costs more at equal LPIPS (training clips over keyframe QPs 26-38: RealisticNTH +31 % keyframe bytes
+# against refs 1, where 0 gives -10 %; tiktok -60 %, where 0 gives -65 %).
+DEFAULT_REUSE_MARGIN_DB: float | None = 0.0
+# With --refs > 1: a frame is shown from another slot that renders it this many dB better than the active one.
+DEFAULT_SWITCH_MARGIN_DB: float | None = 0.0
+
 
 @dataclass(frozen=True)
 class SearchConfig:

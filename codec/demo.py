@@ -155,7 +155,7 @@ def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], 
     coding += ["--strict-rate"] if args.strict_rate else []
     coding += (["--predict-keyframes", "--idr-period", str(args.idr_period)] if args.predict_keyframes
                else ["--no-predict-keyframes"])
-    coding += ["--reuse-margin", str(args.reuse_margin)] if args.reuse_margin is not None else []
+    coding += ["--reuse-margin", "any" if args.reuse_margin is None else str(args.reuse_margin)]
     coding += ["--switch-margin", "off" if args.switch_margin is None else str(args.switch_margin)]
     quiet = ["--quiet"] if args.quiet else []
     steps = (["encode", str(clip), str(stream), "--size", str(config.size), "--model", model_spec,

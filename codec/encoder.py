@@ -20,7 +20,7 @@ from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR
 from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
-from .coding_defaults import DEFAULT_REFRESH_DB, SearchConfig
+from .coding_defaults import DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, SearchConfig
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
@@ -63,14 +63,12 @@ class EncoderConfig:
     # On by default: fewer bytes at lower LPIPS at every refreshing bench512 point (results/bench512-pred-rd).
     predict_keyframes: bool = True
     idr_period: int = 250
-    # With refs > 1, an older slot is reused only if it renders the frame within this many dB of a keyframe
-    # of the frame itself would (None: clearing the refresh threshold is enough, as in bitstream 2.0's encoder).
-    reuse_margin: float | None = None
+    reuse_margin: float | None = DEFAULT_REUSE_MARGIN_DB  # with refs > 1 (coding_defaults explains)
     # With refs > 1, a motion frame also moves to another filled slot that renders it more than this many dB
     # better than the active one, while the active one still clears the threshold (None: only on a refresh,
     # as in bitstream 2.0's first encoder). On three training clips, LPIPS 0.003-0.006 lower for the same
     # keyframes; it costs a render per other filled slot and frame.
-    switch_margin: float | None = 0.0
+    switch_margin: float | None = DEFAULT_SWITCH_MARGIN_DB
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):

@@ -423,9 +423,9 @@ def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(t
     counts = {s: (int(r["keyframes"]), int(r["idr"]), int(r["predicted"]), int(r["switches"]))
               for s, r in rows.items()}
     # A, B, A: refs 1 codes three keyframes, refs 4 switches back to the first A; prediction keeps one IDR.
-    # A true return is as good as a new keyframe, so the -keep setting (reuse margin 0) reuses it too.
+    # A true return renders as well as a new keyframe, so the default reuse margin (0 dB) reuses it as -any does.
     assert counts == {"refs1": (3, 3, 0, 0), "refs4": (2, 2, 0, 1), "refs1-pred": (3, 1, 2, 0),
-                      "refs4-pred": (2, 1, 1, 1), "refs4-pred-refresh": (2, 1, 1, 1), "refs4-pred-keep": (2, 1, 1, 1)}
+                      "refs4-pred": (2, 1, 1, 1), "refs4-pred-refresh": (2, 1, 1, 1), "refs4-pred-any": (2, 1, 1, 1)}
     assert int(rows["refs1-pred"]["keyframe_bytes"]) < int(rows["refs1"]["keyframe_bytes"])
     saving = int(rows["refs4-pred"]["keyframe_bytes"]) / int(rows["refs1-pred"]["keyframe_bytes"]) - 1
     printed = capsys.readouterr().out
@@ -438,4 +438,4 @@ def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(t
     assert read_csv(out / "keyframes.csv") == table
     assert keyframe_refs.main([*argv, "--settings", "refs2"]) == 1
     assert capsys.readouterr().err.strip() == "keyframe_refs: error: unknown setting(s) refs2; choose from " \
-                                              "refs1, refs4, refs1-pred, refs4-pred, refs4-pred-refresh, refs4-pred-keep"
+                                              "refs1, refs4, refs1-pred, refs4-pred, refs4-pred-refresh, refs4-pred-any"

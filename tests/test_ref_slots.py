@@ -165,7 +165,8 @@ def test_a_switch_reuses_the_slots_analysis_and_resets_the_search_to_it(trained,
     monkeypatch.setattr(model, "analyze_keyframe", lambda image: analysed.append(analyze(image)) or analysed[-1])
     monkeypatch.setattr(MotionSearch, "reset", lambda self, state: resets.append(state) or reset(self, state))
     frames = clip_of(stills, "AAABBBAAA")
-    clip = encode_clip(frames, model, config(refs=2, search=SearchConfig(steps=2)), ident)
+    # Reuse margin 0 would also analyse a keyframe of frame 6 to compare with; 'any' leaves the switch alone.
+    clip = encode_clip(frames, model, config(refs=2, search=SearchConfig(steps=2), reuse_margin=None), ident)
     assert clip.stats.slot_switches == 1 and len(analysed) == 2
     assert len(resets) == 3 and resets[2] is resets[0] is analysed[0]
     decoded = decode_all(model, clip.to_bytes())
@@ -263,7 +264,7 @@ def test_fvc_encode_refs_end_to_end(stills, tmp_path, capsys):
     assert len(list((tmp_path / "png").glob("*.png"))) == 9
 
 
-def test_switch_margin_takes_decibels_or_off(capsys):
+def test_switch_margin_takes_decibels_or_off_and_reuse_margin_decibels_or_any(capsys):
     parse = build_parser().parse_args
     assert parse(["encode", "a.mp4", "b.fvc"]).switch_margin == 0.0
     assert parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "1.5"]).switch_margin == 1.5
@@ -271,3 +272,9 @@ def test_switch_margin_takes_decibels_or_off(capsys):
     with pytest.raises(SystemExit):
         parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "never"])
     assert "'never' is neither a number of dB nor 'off'" in capsys.readouterr().err
+    assert parse(["encode", "a.mp4", "b.fvc"]).reuse_margin == 0.0
+    assert parse(["encode", "a.mp4", "b.fvc", "--reuse-margin", "any"]).reuse_margin is None
+    assert parse(["encode", "a.mp4", "b.fvc", "--reuse-margin", "2"]).reuse_margin == 2.0
+    with pytest.raises(SystemExit):
+        parse(["encode", "a.mp4", "b.fvc", "--reuse-margin", "off"])
+    assert "'off' is neither a number of dB nor 'any'" in capsys.readouterr().err
