@@ -127,7 +127,7 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "picture)")
     p.add_argument("--switch-margin", type=_margin_or("off"), default=DEFAULT_SWITCH_MARGIN_DB, metavar="DB",
                    help="with --refs > 1: show a frame from another stored keyframe when it renders the frame more "
-                        "than DB dB better than the current one (default 0; 'off': only on a reuse); which slot "
+                        f"than DB dB better than the current one (default {DEFAULT_SWITCH_MARGIN_DB:g}; 'off': only on a reuse); which slot "
                         "shows a frame never decides a refresh")
     p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=True,
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "

@@ -64,10 +64,9 @@ class EncoderConfig:
     predict_keyframes: bool = True
     idr_period: int = 250
     reuse_margin: float | None = DEFAULT_REUSE_MARGIN_DB  # with refs > 1 (coding_defaults explains)
-    # With refs > 1, a motion frame also moves to another filled slot that renders it more than this many dB
-    # better than the active one, while the active one still clears the threshold (None: only on a refresh,
-    # as in bitstream 2.0's first encoder). On three training clips, LPIPS 0.003-0.006 lower for the same
-    # keyframes; it costs a render per other filled slot and frame.
+    # With refs > 1, a motion frame is shown from another filled slot that renders it more than this many dB
+    # better than the active one (None: only from the anchor, as in bitstream 2.0's first encoder). It costs
+    # a render per other filled slot and frame.
     switch_margin: float | None = DEFAULT_SWITCH_MARGIN_DB
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 

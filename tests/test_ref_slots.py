@@ -266,7 +266,7 @@ def test_fvc_encode_refs_end_to_end(stills, tmp_path, capsys):
 
 def test_switch_margin_takes_decibels_or_off_and_reuse_margin_decibels_or_any(capsys):
     parse = build_parser().parse_args
-    assert parse(["encode", "a.mp4", "b.fvc"]).switch_margin == 0.0
+    assert parse(["encode", "a.mp4", "b.fvc"]).switch_margin == 1.0
     assert parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "1.5"]).switch_margin == 1.5
     assert parse(["encode", "a.mp4", "b.fvc", "--switch-margin", "off"]).switch_margin is None
     with pytest.raises(SystemExit):
