@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idr-period", type=int, default=250, help="frames from one IDR keyframe to the next (default 250)")
     p.add_argument("--reuse-margin", type=float, default=DEFAULT_REUSE_MARGIN_DB,
                    help="with refs 4: reuse a slot only within this many dB of a new keyframe's rendering (default "
-                        f"{DEFAULT_REUSE_MARGIN_DB:g}, the encoder's; the -any setting reuses any that clears the threshold)")
+                        f"{DEFAULT_REUSE_MARGIN_DB:g}, the encoder's; the -any setting reuses any that clears the "
+                        "threshold)")
     p.add_argument("--out", type=Path, required=True, help="folder for keyframes.csv, run.json and the report")
     args = p.parse_args(argv)
     settings = args.settings.split(",")

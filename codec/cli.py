@@ -127,8 +127,8 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                         "picture)")
     p.add_argument("--switch-margin", type=_margin_or("off"), default=DEFAULT_SWITCH_MARGIN_DB, metavar="DB",
                    help="with --refs > 1: show a frame from another stored keyframe when it renders the frame more "
-                        f"than DB dB better than the current one (default {DEFAULT_SWITCH_MARGIN_DB:g}; 'off': only on a reuse); which slot "
-                        "shows a frame never decides a refresh")
+                        f"than DB dB better than the current one (default {DEFAULT_SWITCH_MARGIN_DB:g}; 'off': only "
+                        "on a reuse); which slot shows a frame never decides a refresh")
     p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=True,
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
                         "first and those --idr-period frames or more after the last IDR (where decoding can "
@@ -566,9 +566,10 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
         + (f"; the search changed {stats.searched} of {motion_frames} motion frames" if clip.config.search else ""),
     ]
     if clip.config.refs > 1:
-        lines.append(f"reference slots: {clip.config.refs}; {_count(stats.slot_reuses, 'refresh', 'refreshes')} "
-                     f"answered by an older keyframe instead of a new one, {_count(stats.slot_switches, 'switch', 'switches')}"
-                     " (USE_SLOT)")
+        reuses = _count(stats.slot_reuses, "refresh", "refreshes")
+        switches = _count(stats.slot_switches, "switch", "switches")
+        lines.append(f"reference slots: {clip.config.refs}; {reuses} answered by an older keyframe instead of a new "
+                     f"one, {switches} (USE_SLOT)")
     if choice is not None:
         passes = ", ".join(f"{t:.1f}" for t in choice.pass_seconds)
         moved = (f"; keyframe positions from the QP {choice.decided_at_qp} pass"

@@ -17,7 +17,7 @@ DEFAULT_REFRESH_DB = 16.0
 DEFAULT_REUSE_MARGIN_DB: float | None = 0.0
 # With --refs > 1: a frame is shown from another slot that renders it this many dB better than the active one.
 # On four training clips (keep mode, QP 30) 1 dB against 0: mean LPIPS 0.1653 vs 0.1655, temporal error
-# 4.99 vs 5.23 (fewer switches back and forth); 2 dB gives back most of the LPIPS gain on two of them.
+# 4.99 vs 5.23 (fewer switches back and forth); at 2 dB one of them (SkyReels) loses nearly all the gain.
 DEFAULT_SWITCH_MARGIN_DB: float | None = 1.0
 
 

@@ -220,7 +220,8 @@ def test_a_better_slot_shown_for_a_frame_does_not_postpone_the_refresh_the_keyfr
     a, b = stills["A"], stills["B"]
     # At 13 dB: B is a keyframe (slot 1). The A/B blend renders at 17.5 dB from A's slot, 15.2 from B's, so
     # margin 0 shows it from A's; A + 32 is 10.8 dB from B's, 17.7 from A's, far below a keyframe of it.
-    frames = [a, a, a, b, (0.6 * a + 0.4 * b).round().astype(np.uint8), np.clip(a.astype(int) + 32, 0, 255).astype(np.uint8)]
+    blend, brighter = (0.6 * a + 0.4 * b).round().astype(np.uint8), np.clip(a.astype(int) + 32, 0, 255).astype(np.uint8)
+    frames = [a, a, a, b, blend, brighter]
     runs = {(reuse, switch): encode_clip(frames, model, config(refs=2, refresh_threshold=13.0, reuse_margin=reuse,
                                                                 switch_margin=switch), ident)
             for reuse in (None, 1.0) for switch in (0.0, None)}
