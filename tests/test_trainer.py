@@ -129,6 +129,30 @@ def test_resume_refuses_a_different_recipe(tmp_path):
         other.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME))
 
 
+def test_init_from_takes_another_runs_weights_and_step_count_under_new_settings(tmp_path):
+    for run in "ab":
+        (tmp_path / run).mkdir()
+    first = _trainer(tmp_path / "a", steps=2)
+    first.run()
+    state = load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)
+    tuned = _trainer(tmp_path / "b", steps=3, lr=5e-4)
+    tuned.start_from(state, "a/checkpoint.pt")
+    assert (tuned.step, tuned.samples_seen) == (2, 4) and tuned.opt_g.param_groups[0]["lr"] == 5e-4
+    a, b = first.model.state_dict(), tuned.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    card = json.loads(tuned.run().with_suffix(".json").read_text())
+    assert card["steps"] == 3 and card["training"]["lr"] == 5e-4
+    assert [(o["checkpoint"], o["step"], o["training"]["lr"]) for o in card["initialised_from"]] == [
+        ("a/checkpoint.pt", 2, 1e-3)]
+    # Resuming the fine-tune keeps its own settings and where it came from.
+    again = _trainer(tmp_path / "b", lr=5e-4)
+    again.load_state_dict(load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME))
+    assert again.step == 3 and again.origin == tuned.origin
+    state["train_config"]["config"] = "small"
+    with pytest.raises(TrainError, match="a/checkpoint.pt was trained with config='small', this run has 'test'"):
+        _trainer(tmp_path / "c").start_from(state, "a/checkpoint.pt")
+
+
 def test_split_and_join_round_trip(tmp_path):
     path = tmp_path / "blob.pt"
     data = np.random.default_rng(0).bytes(1000)
@@ -165,6 +189,12 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     (tmp_path / "run" / CHECKPOINT_NAME).write_bytes(b"x")
     assert main(["--cache", str(tmp_path), "--out", str(tmp_path / "run"), "--steps", "1"]) == 1
     assert "--resume" in capsys.readouterr().err
+    assert main(["--cache", str(tmp_path), "--out", str(tmp_path / "run"), "--steps", "1", "--resume",
+                 "--init-from", str(tmp_path / "run" / CHECKPOINT_NAME)]) == 1
+    assert "give one of them" in capsys.readouterr().err
+    assert main(["--cache", str(tmp_path), "--out", str(tmp_path / "new"), "--steps", "1",
+                 "--init-from", str(tmp_path / "none.pt")]) == 1
+    assert f"--init-from: no checkpoint at {tmp_path / 'none.pt'}" in capsys.readouterr().err
 
 
 def test_cli_trains_from_a_prepared_cache_and_resumes(tmp_path, capsys):

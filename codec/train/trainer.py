@@ -138,6 +138,7 @@ class Trainer:
         self.wall_time = 0.0
         self._stop_requested = False
         self.last_losses: dict[str, float] = {}
+        self.origin: list[dict] = []  # runs this one was initialised from (--init-from), newest first
 
     # --- one iteration -------------------------------------------------------------------------
     def _autocast(self):
@@ -285,6 +286,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "sampler_rng": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "origin": self.origin,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -306,6 +308,27 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
         self.wall_time = float(state["wall_time"])
+        self.origin = state.get("origin", [])
+
+    def start_from(self, state: dict, source: str) -> None:
+        """A fine-tune: another run's weights, EMA, data order and step count under this run's settings.
+
+        The optimiser starts afresh, so a new learning rate takes effect; the model must be the same.
+        """
+        saved = state["train_config"]
+        for key in ("model", "config"):
+            if saved.get(key) != getattr(self.config, key):
+                raise TrainError(f"{source} was trained with {key}={saved.get(key)!r}, this run has "
+                                 f"{getattr(self.config, key)!r}")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        if self.discriminator is not None and state.get("discriminator") is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+        self.generator.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
+        self.wall_time = float(state["wall_time"])
+        self.origin = [{"checkpoint": source, "step": self.step, "training": saved}, *state.get("origin", [])]
 
     def save_checkpoint(self) -> Path:
         """Write checkpoint.pt (and its parts when `split_mib` is set)."""
@@ -326,6 +349,7 @@ class Trainer:
             "wall_time_s": round(self.wall_time, 1),
             "device": device_name(self.device),
             "last_losses": self.last_losses,
+            **({"initialised_from": self.origin} if self.origin else {}),
         }
         save_weights(self.ema.model, path, card, force=True)
         return path
@@ -470,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default %(default)s = no parts)")
     p.add_argument("--data-on-cpu", action="store_true", help="keep decoded frames in host memory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (or its parts)")
+    p.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
+                   help="start a new run in OUT from another run's checkpoint: its weights, EMA, data order and "
+                        "step count with this run's settings (a lower --lr, say) and a fresh optimiser")
     p.add_argument("--force", action="store_true", help="start afresh even though OUT holds a checkpoint")
     return p
 
@@ -495,6 +522,10 @@ def _run(args) -> int:
         raise OutputError(f"{args.out} already holds a checkpoint: pass --resume to continue or --force to restart")
     if args.resume and not has_checkpoint:
         raise InputError(f"--resume: no checkpoint in {args.out}")
+    if args.resume and args.init_from:
+        raise InputError("--init-from starts a new run and --resume continues OUT's own: give one of them")
+    if args.init_from and not (args.init_from.is_file() or manifest_path(args.init_from).is_file()):
+        raise InputError(f"--init-from: no checkpoint at {args.init_from}")
     config = TrainConfig.for_model(args.model, config=args.config, batch_size=args.batch_size, lr=args.lr,
                                    seed=args.seed)
     options = RunOptions(steps=args.steps, minutes=args.minutes, device=args.device,
@@ -512,6 +543,9 @@ def _run(args) -> int:
     if args.resume:
         trainer.load_state_dict(load_checkpoint(checkpoint))
         print(f"resumed at step {trainer.step}", flush=True)
+    elif args.init_from:
+        trainer.start_from(load_checkpoint(args.init_from), str(args.init_from))
+        print(f"initialised from {args.init_from} at step {trainer.step}", flush=True)
     previous = signal.signal(signal.SIGTERM, lambda *_: trainer.request_stop())
     try:
         exported = trainer.run()
