@@ -439,3 +439,35 @@ def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(t
     assert keyframe_refs.main([*argv, "--settings", "refs2"]) == 1
     assert capsys.readouterr().err.strip() == "keyframe_refs: error: unknown setting(s) refs2; choose from " \
                                               "refs1, refs4, refs1-pred, refs4-pred, refs4-pred-refresh, refs4-pred-any"
+
+
+def test_heldout_val_scores_each_export_on_the_same_pairs(tmp_path, capsys):
+    import heldout_val
+    from codec.data.prepare import main as prepare_main
+    from codec.motion_model import build_untrained, save_weights
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    yy, xx = np.mgrid[:64, :64]
+    for name in ("ann", "bob"):
+        blobs = [np.exp(-((xx - 30 - 3 * t) ** 2 + (yy - 32) ** 2) / 200.0) * 255 for t in range(4)]
+        write_clip(clips / f"{name}.mp4", np.stack([np.stack([b, b * 0.5, np.full_like(b, 90)], -1) for b in blobs])
+                   .astype(np.uint8))
+    cache = tmp_path / "cache"
+    assert prepare_main([str(clips), str(cache), "--size", "64", "--centre-crop"]) == 0
+    weights = []
+    for seed in (0, 1):
+        weights.append(tmp_path / f"seed{seed}.pt")
+        save_weights(build_untrained("fv2v", "test", seed), weights[-1], {"note": "untrained"})
+    argv = ["--cache", str(cache), "--split", "train", "--pairs", "16", *map(str, weights)]
+    assert heldout_val.main(argv) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| seed")]
+    assert [r[0] for r in rows] == ["| seed0.pt", "| seed1.pt"]
+    scores = [(float(r[1]), float(r[2])) for r in rows]
+    assert all(0 < l1 < 1 and 0 < lp < 1 for l1, lp in scores) and scores[0] != scores[1]
+    assert rows[0][3].startswith("nan")  # a --centre-crop cache has no landmark labels
+    assert heldout_val.main(argv) == 0  # the same pairs again: the same numbers
+    assert [(float(r[1]), float(r[2])) for r in (line.split(" | ") for line in capsys.readouterr().out.splitlines()
+                                                 if line.startswith("| seed"))] == scores
+    assert heldout_val.main(["--cache", str(cache), str(tmp_path / "none.pt")]) == 1
+    assert f"heldout_val: error: no weights at {tmp_path / 'none.pt'}" in capsys.readouterr().err
