@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             config = EncoderConfig(width=args.size, height=args.size, fps=25, keyframe_qp=qp,
                                    refresh_threshold=args.refresh, idr_period=args.idr_period,
                                    **{"reuse_margin": args.reuse_margin, **SETTINGS[name]})
-            rows.append({"clip": clip.stem, "setting": name, "qp": str(qp), **code_clip(frames, model, ident, config, metrics)})
+            coded = code_clip(frames, model, ident, config, metrics)
+            rows.append({"clip": clip.stem, "setting": name, "qp": str(qp), **coded})
             with open(table, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=COLUMNS)
                 writer.writeheader()

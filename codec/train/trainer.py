@@ -298,16 +298,10 @@ class Trainer:
         for key in mine:
             if saved.get(key) != mine[key]:
                 raise TrainError(f"checkpoint was trained with {key}={saved.get(key)!r}, this run has {mine[key]!r}")
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
+        self._take_weights_and_counters(state)
         if self.discriminator is not None:
-            self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.generator.set_state(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
-        self.wall_time = float(state["wall_time"])
         self.origin = state.get("origin", [])
 
     def start_from(self, state: dict, source: str) -> None:
@@ -320,6 +314,11 @@ class Trainer:
             if saved.get(key) != getattr(self.config, key):
                 raise TrainError(f"{source} was trained with {key}={saved.get(key)!r}, this run has "
                                  f"{getattr(self.config, key)!r}")
+        self._take_weights_and_counters(state)
+        self.origin = [{"checkpoint": source, "step": self.step, "training": saved}, *state.get("origin", [])]
+
+    def _take_weights_and_counters(self, state: dict) -> None:
+        """Model, EMA and discriminator weights, RNG states and step counts of a `state_dict()`."""
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         if self.discriminator is not None and state.get("discriminator") is not None:
@@ -328,7 +327,6 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
         self.wall_time = float(state["wall_time"])
-        self.origin = [{"checkpoint": source, "step": self.step, "training": saved}, *state.get("origin", [])]
 
     def save_checkpoint(self) -> Path:
         """Write checkpoint.pt (and its parts when `split_mib` is set)."""
@@ -513,18 +511,23 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def _checkpoint_exists(path: Path) -> bool:
+    """Whether a checkpoint is there whole or as parts (load_checkpoint joins them)."""
+    return path.is_file() or manifest_path(path).is_file()
+
+
 def _run(args) -> int:
     if args.steps is None and args.minutes is None:
         raise InputError("give --steps or --minutes (or both)")
     checkpoint = args.out / CHECKPOINT_NAME
-    has_checkpoint = checkpoint.is_file() or manifest_path(checkpoint).is_file()
+    has_checkpoint = _checkpoint_exists(checkpoint)
     if has_checkpoint and not (args.resume or args.force):
         raise OutputError(f"{args.out} already holds a checkpoint: pass --resume to continue or --force to restart")
     if args.resume and not has_checkpoint:
         raise InputError(f"--resume: no checkpoint in {args.out}")
     if args.resume and args.init_from:
         raise InputError("--init-from starts a new run and --resume continues OUT's own: give one of them")
-    if args.init_from and not (args.init_from.is_file() or manifest_path(args.init_from).is_file()):
+    if args.init_from and not _checkpoint_exists(args.init_from):
         raise InputError(f"--init-from: no checkpoint at {args.init_from}")
     config = TrainConfig.for_model(args.model, config=args.config, batch_size=args.batch_size, lr=args.lr,
                                    seed=args.seed)
