@@ -159,6 +159,24 @@ def test_unreachable_target_keeps_the_nearest_rate_and_names_the_range(model, fr
     assert choice.missed and choice.keyframe_qp == QP_MAX and clip.kbps() == pytest.approx(low) and high > low
 
 
+def test_rate_control_refits_the_qp_when_the_second_pass_moves_the_keyframes():
+    # A still picture with the image renderer: a motion frame shows the keyframe as decoded, so the
+    # refresh threshold (29 dB) splits the QPs. At QP 30 the first pass codes one keyframe (motion frames
+    # 30.1 dB), the fit on it asks for QP 41, where every frame falls below 29 dB and becomes a keyframe:
+    # 8 keyframes at QP 41 land 22 % above the target, and only the re-fit on those positions (QP 47)
+    # brings the rate back within 15 %.
+    model = build_untrained("fv2v", "test-image", 0)
+    still = next(iter(astronaut_frames(DemoClipConfig(seconds=0.04, size=SIZE))))
+    passes = []
+    clip, choice = encode_to_rate(lambda: iter([still] * 8), model, config(refresh_threshold=29),
+                                  untrained_model_id("fv2v", "test-image", 0), 20.0,
+                                  on_pass=lambda number, cfg: passes.append(cfg.keyframe_qp))
+    assert passes[0] == 30 and len(passes) == 2 and clip.stats.keyframes == 8  # the second pass refreshed
+    assert choice.decided_at_qp == passes[1] and choice.keyframe_qp > passes[1]  # re-fitted on its positions
+    assert abs(clip.kbps() / 20.0 - 1) <= 0.15 and not choice.missed
+    assert choice.kbps == pytest.approx(clip.kbps()) and clip.config.keyframe_qp == choice.keyframe_qp
+
+
 def test_rate_control_with_refresh_on_lands_within_15_percent_in_two_passes(trained):
     # At 24 dB the trained model's refresh decisions depend on keyframe quality: the keyframe
     # positions move with the QP (step-17548 weights: 9 keyframes at 30 kbps, QP 37; 7 at 150 kbps, QP 16).
