@@ -8,7 +8,7 @@ import torch
 
 from codec.data.cache import CacheIndex, write_labels
 from codec.errors import OutputError
-from codec.motion_model import load_model
+from codec.motion_model import build_untrained, load_model
 from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
 from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, main
 from codec.data.sampler import PairDataset
@@ -148,8 +148,13 @@ def test_init_from_takes_another_runs_weights_and_step_count_under_new_settings(
     again = _trainer(tmp_path / "b", lr=5e-4)
     again.load_state_dict(load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME))
     assert again.step == 3 and again.origin == tuned.origin
+    state["train_config"]["model"] = "fomm"
+    with pytest.raises(TrainError, match="a/checkpoint.pt was trained with model='fomm', this run has 'fv2v'"):
+        _trainer(tmp_path / "c").start_from(state, "a/checkpoint.pt")
+    state["train_config"]["model"] = "fv2v"
     state["train_config"]["config"] = "small"
-    with pytest.raises(TrainError, match="a/checkpoint.pt was trained with config='small', this run has 'test'"):
+    state["model"] = build_untrained("fv2v", "small").state_dict()
+    with pytest.raises(TrainError, match="checkpoint weights do not fit this model"):
         _trainer(tmp_path / "c").start_from(state, "a/checkpoint.pt")
 
 

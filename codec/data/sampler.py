@@ -99,29 +99,50 @@ class PairDataset(Dataset):
         source = start + offset
         return torch.where((source >= driving) & (length > 1), source + 1, source)
 
-    def _pair(self, driving: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    def _pair(self, driving: torch.Tensor, generator: torch.Generator | None,
+              previous: bool = False) -> dict[str, torch.Tensor]:
         source = self.source_for(driving, generator)
         store = self.store
         dev = store.frames.device
         src_i, drv_i = source.to(dev), driving.to(dev)
-        src, drv, src_pose, drv_pose, src_lm, drv_lm = augment_pairs(
-            store.frames[src_i].float() / 255, store.frames[drv_i].float() / 255, store.poses[src_i],
-            store.poses[drv_i], store.landmarks[src_i], store.landmarks[drv_i], self.augment, generator)
-        return {"source": src, "driving": drv, "source_pose": src_pose, "driving_pose": drv_pose,
+        # The frame before the driving one gets the same flip and colours: the random draws are replayed.
+        replay = generator.get_state() if previous and generator is not None else None
+        src, drv, src_pose, drv_pose, src_lm, drv_lm = self._augmented(src_i, drv_i, generator)
+        pair = {"source": src, "driving": drv, "source_pose": src_pose, "driving_pose": drv_pose,
                 "source_landmarks": src_lm, "driving_landmarks": drv_lm,
                 "source_index": source, "driving_index": driving}
+        if previous:
+            if replay is None:
+                raise ValueError("consecutive frames need a generator to share their augmentation")
+            generator.set_state(replay)
+            _, prev, _, prev_pose, _, prev_lm = self._augmented(src_i, drv_i - 1, generator)
+            pair.update(previous=prev, previous_pose=prev_pose, previous_landmarks=prev_lm,
+                        previous_index=driving - 1)
+        return pair
+
+    def _augmented(self, src_i: torch.Tensor, drv_i: torch.Tensor,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        store = self.store
+        return augment_pairs(store.frames[src_i].float() / 255, store.frames[drv_i].float() / 255,
+                             store.poses[src_i], store.poses[drv_i], store.landmarks[src_i],
+                             store.landmarks[drv_i], self.augment, generator)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         pair = self._pair(torch.tensor([index]), None)
         return {k: v[0] for k, v in pair.items()}
 
-    def batch(self, size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def batch(self, size: int, generator: torch.Generator | None = None,
+              previous: bool = False) -> dict[str, torch.Tensor]:
         """A batch of `size` pairs built on the store's device.
 
         Clips are drawn uniformly (as FOMM samples videos), so a minute-long clip does not drown
-        twenty three-second ones; the driving frame is uniform within its clip.
+        twenty three-second ones; the driving frame is uniform within its clip. With `previous`, each
+        pair also holds the frame just before its driving frame (`previous`, `previous_pose`, ...),
+        augmented alike, for losses on the change between consecutive frames.
         """
         store = self.store
         clip = torch.randint(len(store.clips), (size,), generator=generator)
-        within = (torch.rand(size, generator=generator) * store.clip_length[clip]).long()
-        return self._pair(store.clip_start[clip] + within, generator)
+        first = int(previous)  # the driving frame needs a frame before it in its clip
+        span = (store.clip_length[clip] - first).clamp(min=1)
+        within = first + (torch.rand(size, generator=generator) * span).long()
+        return self._pair(store.clip_start[clip] + within, generator, previous)

@@ -124,6 +124,10 @@ class ImageRendererConfig:
     [-1, 1] units) below which the refinement fades out, so a still frame shows the keyframe unchanged.
     `image_trains_keypoints` lets the picture losses move the keypoints too; off, only the landmark
     and pose losses do (early on, a spline through colliding keypoints throws the gradients about).
+    `background` "spline" moves every pixel with the keypoints' spline (warp128); "still" gives the
+    background its own motion, the identity: a foreground mask predicted once per keyframe (a disc of
+    `mask_prior_radius` keypoint spreads plus a learned `mask_*` hourglass) blends the two, so a head
+    move no longer drags the wall and shoulders along.
     """
 
     size: int = 64
@@ -135,9 +139,16 @@ class ImageRendererConfig:
     kp_variance: float = 0.01
     motion_gate: float = 0.01
     image_trains_keypoints: bool = False
+    background: str = "spline"
+    mask_block_expansion: int = 16
+    mask_num_blocks: int = 3
+    mask_max_features: int = 64
+    mask_prior_radius: float = 2.5
+    mask_prior_gain: float = 4.0
 
 
 RENDERERS = ("feature", "image")
+BACKGROUNDS = ("spline", "still")
 KEYPOINT_SOURCES = ("canonical", "landmarks")
 
 
@@ -204,8 +215,11 @@ class FV2VConfig(PresetConfig):
         if self.landmarks.input_size % 2**self.landmarks.num_blocks:
             raise ConfigError(f"landmarks.input_size {self.landmarks.input_size} is not divisible by "
                               f"2**{self.landmarks.num_blocks}")
-        if self.image.size % 2**self.image.num_blocks:
-            raise ConfigError(f"image.size {self.image.size} is not divisible by 2**{self.image.num_blocks}")
+        if self.image.background not in BACKGROUNDS:
+            raise ConfigError(f"unknown image.background {self.image.background!r}; known: {', '.join(BACKGROUNDS)}")
+        if self.image.size % 2**self.image.num_blocks or self.image.size % 2**self.image.mask_num_blocks:
+            raise ConfigError(f"image.size {self.image.size} is not divisible by 2**{self.image.num_blocks} "
+                              f"or 2**{self.image.mask_num_blocks}")
         side = self.volume_size
         if side * 2**self.appearance.down_blocks != self.analysis_size or side < 1:
             raise ConfigError(
@@ -295,16 +309,27 @@ _WARP128 = FV2VConfig(
     landmarks=LandmarkDetectorConfig(input_size=128, block_expansion=16, num_blocks=5, max_features=128),
 )
 
+_TEST_IMAGE = dataclasses.replace(_TEST, name="test-image", renderer="image", keypoint_source="landmarks",
+                                  image=ImageRendererConfig(size=16, block_expansion=8, num_blocks=2, max_features=16,
+                                                            mask_block_expansion=4, mask_num_blocks=2,
+                                                            mask_max_features=8),
+                                  landmarks=LandmarkDetectorConfig(input_size=32, block_expansion=8, num_blocks=2,
+                                                                   max_features=16))
+
+# warp128 with a still background blended in through a per-keyframe foreground mask; its refiner,
+# detector and H+Δ have warp128's shapes, so it starts from warp128's weights (fvc train --init-from).
+_WARP128BG = dataclasses.replace(_WARP128, name="warp128bg",
+                                 image=dataclasses.replace(_WARP128.image, background="still"))
+
 PRESETS: dict[str, FV2VConfig] = {
     "test": _TEST,
-    "test-image": dataclasses.replace(_TEST, name="test-image", renderer="image", keypoint_source="landmarks",
-                                      image=ImageRendererConfig(size=16, block_expansion=8, num_blocks=2,
-                                                                max_features=16),
-                                      landmarks=LandmarkDetectorConfig(input_size=32, block_expansion=8,
-                                                                       num_blocks=2, max_features=16)),
+    "test-image": _TEST_IMAGE,
+    "test-image-bg": dataclasses.replace(_TEST_IMAGE, name="test-image-bg",
+                                         image=dataclasses.replace(_TEST_IMAGE.image, background="still")),
     "small": _SMALL,
     "cpu128": _CPU128,
     "warp128": _WARP128,
+    "warp128bg": _WARP128BG,
     "small512": dataclasses.replace(_SMALL, name="small512", output_size=512),
     # Paper channel counts (Wang et al. 2021), 512² output from a 256² analysis.
     "base": FV2VConfig(name="base", output_size=512),

@@ -11,8 +11,10 @@ from bitstream.constants import MotionKind
 from codec.data.landmarks import MEAN_FACE
 
 from .appearance import AppearanceExtractor
+from .blocks import make_coordinate_grid
 from .canonical_keypoints import CanonicalKeypointDetector
 from .config import FV2VConfig
+from .foreground_mask import ForegroundMask
 from .generator import Generator
 from .head_pose import HeadPoseExpression
 from .image_refiner import ImageRefiner
@@ -34,6 +36,7 @@ class KeyframeState:
     rotation: torch.Tensor  # (B, 3, 3) source rotation matrix
     motion: dict[str, torch.Tensor]  # the source's own motion groups
     image: torch.Tensor | None = None  # (B, 3, S, S) the keyframe at its own size
+    foreground: torch.Tensor | None = None  # (B, 1, s, s) what moves with the head (still background only)
 
 
 class FaceVid2Vid(nn.Module):
@@ -60,6 +63,8 @@ class FaceVid2Vid(nn.Module):
             self.canonical = CanonicalKeypointDetector(config)
         if self.image_space:
             self.refiner = ImageRefiner(config)
+            if config.image.background == "still":
+                self.foreground = ForegroundMask(config)
         else:
             self.appearance = AppearanceExtractor(config)
             self.motion_field = MotionFieldEstimator(config)
@@ -102,33 +107,51 @@ class FaceVid2Vid(nn.Module):
             src, drv = state.keypoints, kp_driving
             if not keypoint_grad:
                 src, drv = src.detach(), drv.detach()
-            return {**self._warp_keyframe(state.image, src, drv), "keypoints": kp_driving}
+            return {**self._warp_keyframe(state.image, src, drv, state.foreground), "keypoints": kp_driving}
         field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(angles))
         return {"prediction": self.generator(state.volume, field["flow"], field["occlusion"]),
                 "occlusion": field["occlusion"], "keypoints": kp_driving}
 
-    def _warp_keyframe(self, keyframe: torch.Tensor, kp_source: torch.Tensor,
-                       kp_driving: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _warp_keyframe(self, keyframe: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
+                       foreground: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The image renderer: spline warp through the projected keypoints, refined at `image.size`²,
-        applied to the keyframe at its own size and filled where the keyframe shows nothing."""
+        applied to the keyframe at its own size and filled where the keyframe shows nothing.
+
+        With a keyframe `foreground` mask (still background), the spline moves only what the mask,
+        carried along the spline, covers in the driving frame; elsewhere pixels stay where they are,
+        and the fill may paint only where either frame shows foreground (what the head uncovers)."""
         cfg = self.config.image
         src, drv = kp_source[..., :2], kp_driving[..., :2]
         spline = thin_plate_grid(drv, src, cfg.size, cfg.anchors_per_side, cfg.regularisation)
         small = prepare_image(keyframe, cfg.size)
+        moves = allowed = None
+        if foreground is not None:
+            identity = make_coordinate_grid((cfg.size, cfg.size), spline.dtype, spline.device)
+            moves = F.grid_sample(foreground, spline, padding_mode="border", align_corners=True)
+            spline = identity + moves.permute(0, 2, 3, 1) * (spline - identity)
+            allowed = torch.maximum(moves, foreground)
         warped_small = F.grid_sample(small, spline, padding_mode="border", align_corners=True)
         out = self.refiner(small, warped_small, spline, src, drv)
         # A frame whose keypoints did not move shows the keyframe unchanged (the hold floor).
         moved = (drv - src).abs().amax(dim=(1, 2)) / cfg.motion_gate
         gate = moved.clamp(max=1.0).view(-1, 1, 1, 1)
-        flow = spline + gate * out["flow"]
+        occlusion = gate * out["occlusion"]
+        correction = out["flow"]
+        if moves is not None:
+            correction = correction * moves.permute(0, 2, 3, 1)
+            occlusion = occlusion * allowed
+        flow = spline + gate * correction
         side = keyframe.shape[-2:]
         # Sampling coordinates are linear in the align_corners grid: bilinear up-sampling keeps them exact.
         flow = F.interpolate(flow.permute(0, 3, 1, 2), size=side, mode="bilinear",
                              align_corners=True).permute(0, 2, 3, 1)
         warped = F.grid_sample(keyframe, flow, padding_mode="border", align_corners=True)
-        occlusion = gate * F.interpolate(out["occlusion"], size=side, mode="bilinear", align_corners=False)
+        occlusion = F.interpolate(occlusion, size=side, mode="bilinear", align_corners=False)
         fill = F.interpolate(out["fill"], size=side, mode="bilinear", align_corners=False)
-        return {"prediction": warped + occlusion * (fill - warped), "occlusion": occlusion}
+        result = {"prediction": warped + occlusion * (fill - warped), "occlusion": occlusion}
+        if moves is not None:
+            result["foreground"] = F.interpolate(moves, size=side, mode="bilinear", align_corners=False)
+        return result
 
     def training_forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         """Reconstruct `driving` from `source`: prediction, occlusion, source/driving keypoint dicts.
@@ -142,14 +165,18 @@ class FaceVid2Vid(nn.Module):
         # Unless asked, the picture losses train the refiner, not the keypoints (docs/training.md).
         out = self._animate(state, _motion_groups(kp_d), keypoint_grad=self.config.image.image_trains_keypoints)
         kp_d["keypoints"] = out["keypoints"]
-        return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d}
+        return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d,
+                **({"foreground": state.foreground} if state.foreground is not None else {})}
 
     def _analyze(self, image: torch.Tensor) -> tuple[KeyframeState, dict[str, torch.Tensor]]:
         small = self._prepare(image)
         kp = self.keypoints(small)
         volume = None if self.image_space else self.appearance(small)
+        foreground = None
+        if self.image_space and self.config.image.background == "still":
+            foreground = self.foreground(prepare_image(image, self.config.image.size), kp["keypoints"][..., :2])
         state = KeyframeState(volume, kp["canonical"], kp["keypoints"], rotation_matrix(kp["rotation"]),
-                              _motion_groups(kp), image if self.image_space else None)
+                              _motion_groups(kp), image if self.image_space else None, foreground)
         return state, kp
 
     def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:

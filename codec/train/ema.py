@@ -28,8 +28,3 @@ class EMA:
     def state_dict(self) -> dict:
         """Weights and update count, for checkpoints."""
         return {"model": self.model.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Inverse of `state_dict`."""
-        self.model.load_state_dict(state["model"])
-        self.updates = int(state["updates"])

@@ -22,7 +22,9 @@ class LossWeights:
     """Loss weights of the face-vid2vid paper; feature matching uses pix2pixHD's usual 10.
 
     `pixel` (mean L1 on the picture) and `landmark` (keypoint projections to face landmarks) are not
-    the paper's: the image renderer turns them on.
+    the paper's: the image renderer turns them on. `temporal` (the frame-to-frame change of two
+    consecutive renders against the source's, on consecutive-frame pairs) and `foreground` (the mean
+    of the keyframe's foreground mask: move no more than must move) train the still-background renderer.
     """
 
     perceptual: float = 10.0
@@ -35,6 +37,8 @@ class LossWeights:
     deformation: float = 5.0
     pixel: float = 0.0
     landmark: float = 0.0
+    temporal: float = 0.0
+    foreground: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,3 +176,10 @@ def landmark_loss(keypoints: torch.Tensor, landmarks: torch.Tensor) -> torch.Ten
     if not valid.any():
         return keypoints.sum() * 0.0
     return (keypoints[..., :2].float() - torch.nan_to_num(landmarks)).abs()[valid].mean()
+
+
+def temporal_loss(prediction: torch.Tensor, previous_prediction: torch.Tensor, target: torch.Tensor,
+                  previous_target: torch.Tensor) -> torch.Tensor:
+    """Mean |Δ prediction − Δ target| of two consecutive frames: a render that wobbles where the source
+    is still, or stands still where it moves, pays here even when each frame alone looks right."""
+    return ((prediction - previous_prediction) - (target - previous_target)).abs().mean()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import signal
 import sys
@@ -53,6 +54,9 @@ _IMAGE_WEIGHTS = losses.LossWeights(gan=0.0, feature_matching=0.0, equivariance=
 # Its network paints only at 64²; detail comes from the keyframe. VGG16 on the 256² and 128² pyramid
 # levels was 10 of a step's 11 s on this CPU; the 64² and 32² levels cost 0.6 s.
 _IMAGE_PERCEPTUAL_SCALES = (0.25, 0.125)
+# The still-background renderer also trains on consecutive frames: their change against the source's
+# (wobble), and a small pull of the foreground mask toward moving no more than it must.
+_STILL_WEIGHTS = dataclasses.replace(_IMAGE_WEIGHTS, temporal=10.0, foreground=0.1)
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,9 @@ class TrainConfig:
         """Defaults of a model kind and renderer (FOMM drops the losses it was not trained with)."""
         if kind_name(model) == "fomm":
             kwargs.setdefault("weights", _FOMM_WEIGHTS)
-        elif FV2VConfig.named(kwargs.get("config", cls.config)).renderer == "image":
-            kwargs.setdefault("weights", _IMAGE_WEIGHTS)
+        elif (model_config := FV2VConfig.named(kwargs.get("config", cls.config))).renderer == "image":
+            still = model_config.image.background == "still"
+            kwargs.setdefault("weights", _STILL_WEIGHTS if still else _IMAGE_WEIGHTS)
             kwargs.setdefault("perceptual_scales", _IMAGE_PERCEPTUAL_SCALES)
         return cls(model=kind_name(model), **kwargs)
 
@@ -147,17 +152,28 @@ class Trainer:
         return nullcontext()
 
     def _batch(self) -> dict[str, torch.Tensor]:
-        batch = self.data.batch(self.config.batch_size, self.generator)
+        batch = self.data.batch(self.config.batch_size, self.generator, previous=self.config.weights.temporal > 0)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def generator_losses(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
-        """Unweighted loss terms of the generator side and the model outputs."""
+        """Unweighted loss terms of the generator side and the model outputs.
+
+        A batch with `previous` frames renders them too, from the same sources, as a second half of the
+        batch: every term then covers both halves, and the temporal term compares their change."""
+        if "previous" in batch:
+            batch = _with_previous_frames(batch)
         source, driving = batch["source"], batch["driving"]
         out = self.model.training_forward(source, driving)
         prediction = out["prediction"]
         target = _resize_to(driving, prediction.shape[-1])
         terms = {"perceptual": self.perceptual(prediction, target)}
         w = self.config.weights
+        if w.temporal > 0:
+            now, before = prediction.float().chunk(2)
+            target_now, target_before = target.float().chunk(2)
+            terms["temporal"] = losses.temporal_loss(now, before, target_now, target_before)
+        if w.foreground > 0:
+            terms["foreground"] = out["foreground"].float().mean()
         if w.pixel > 0:
             terms["pixel"] = (prediction.float() - target.float()).abs().mean()
         if self.discriminator is not None:
@@ -307,26 +323,35 @@ class Trainer:
     def start_from(self, state: dict, source: str) -> None:
         """A fine-tune: another run's weights, EMA, data order and step count under this run's settings.
 
-        The optimiser starts afresh, so a new learning rate takes effect; the model must be the same.
+        The optimiser starts afresh, so a new learning rate takes effect. The model kind must be the
+        same; another config may extend the checkpoint's (warp128 → warp128bg): every saved tensor must
+        fit a tensor of this model, and the modules the checkpoint lacks keep their initial weights.
         """
         saved = state["train_config"]
-        for key in ("model", "config"):
-            if saved.get(key) != getattr(self.config, key):
-                raise TrainError(f"{source} was trained with {key}={saved.get(key)!r}, this run has "
-                                 f"{getattr(self.config, key)!r}")
-        self._take_weights_and_counters(state)
+        if saved.get("model") != self.config.model:
+            raise TrainError(f"{source} was trained with model={saved.get('model')!r}, this run has "
+                             f"{self.config.model!r}")
+        extends = saved.get("config") != self.config.config
+        new = self._take_weights_and_counters(state, partial=extends)
+        if extends:
+            print(f"{source} ({saved.get('config')}) lacks {len(new)} tensors of {self.config.config}; they start "
+                  f"from their initial values: {', '.join(sorted({k.split('.')[0] for k in new}))}", flush=True)
         self.origin = [{"checkpoint": source, "step": self.step, "training": saved}, *state.get("origin", [])]
 
-    def _take_weights_and_counters(self, state: dict) -> None:
-        """Model, EMA and discriminator weights, RNG states and step counts of a `state_dict()`."""
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
+    def _take_weights_and_counters(self, state: dict, partial: bool = False) -> list[str]:
+        """Model, EMA and discriminator weights, RNG states and step counts of a `state_dict()`.
+
+        `partial` accepts a checkpoint that lacks some of the model's tensors; returns their names."""
+        missing = _load_weights(self.model, state["model"], partial)
+        _load_weights(self.ema.model, state["ema"]["model"], partial)
+        self.ema.updates = int(state["ema"]["updates"])
         if self.discriminator is not None and state.get("discriminator") is not None:
             self.discriminator.load_state_dict(state["discriminator"])
         self.generator.set_state(state["sampler_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
         self.wall_time = float(state["wall_time"])
+        return missing
 
     def save_checkpoint(self) -> Path:
         """Write checkpoint.pt (and its parts when `split_mib` is set)."""
@@ -390,6 +415,27 @@ class Trainer:
                 self.save_checkpoint()
         self.save_checkpoint()
         return self.export()
+
+
+def _load_weights(module: torch.nn.Module, weights: dict, partial: bool) -> list[str]:
+    """Load a state dict; with `partial`, tensors it lacks are allowed and returned, none it has may be spare."""
+    try:
+        result = module.load_state_dict(weights, strict=not partial)
+    except RuntimeError as exc:
+        raise TrainError(f"checkpoint weights do not fit this model: {one_line(exc)}") from None
+    if result.unexpected_keys:
+        raise TrainError(f"checkpoint holds tensors this model lacks: {', '.join(result.unexpected_keys[:5])}")
+    return list(result.missing_keys)
+
+
+def _with_previous_frames(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A batch of B pairs and their previous frames as 2B pairs: (source, driving) then (source, previous)."""
+    out = {}
+    for key in ("source", "driving"):
+        for part in ("", "_pose", "_landmarks"):
+            then = "source" if key == "source" else "previous"
+            out[key + part] = torch.cat([batch[key + part], batch[then + part]])
+    return out
 
 
 def _append_csv(path: Path, row: dict) -> None:
