@@ -586,8 +586,7 @@ def test_info_names_the_shipped_weights_a_stream_was_coded_with(tmp_path, capsys
     from codec.motion_model import WEIGHTS_DIR, model_id, shipped_weights
 
     shipped = shipped_weights("fv2v")
-    if not shipped:
-        pytest.skip("no fv2v weights ship in this checkout")
+    assert shipped, "the fv2v weights ship with the repo"
     weights = shipped[-1]
     assert weights_model_id(weights) == model_id(weights)  # the torch-free hash is the model id
     for kind, ident, name in ((MotionKind.FV2V, model_id(weights), weights.stem),

@@ -243,8 +243,7 @@ def test_every_task_with_mediapipe_and_the_shipped_weights(clips, tmp_path):
 
     if not landmarker_path(None).is_file():
         pytest.skip(f"no face landmarker model at {landmarker_path(None)}")
-    if default_weights("fv2v") is None or default_weights("fomm") is None:
-        pytest.skip("no shipped fv2v and FOMM weights")
+    assert default_weights("fv2v") and default_weights("fomm"), "the fv2v and FOMM weights ship with the repo"
     out = tmp_path / "run"
     assert re_bench.main(["--data", str(clips), "--out", str(out), "--size", str(SIZE), "--frames", "5",
                           "--stride", "2"]) == 0
