@@ -32,6 +32,7 @@ from codec.models.discriminator import MultiScaleDiscriminator
 from codec.models.keypoint_transform import transform_keypoints
 from codec.motion_model import build_untrained, kind_name, save_weights
 from codec.train import losses
+from codec.train import distributed
 from codec.train.checkpoint import load_checkpoint, manifest_path, save_checkpoint, split_file
 from codec.train.ema import EMA
 from codec.train.warp import RandomWarp, WarpConfig
@@ -107,9 +108,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, store: FrameStore, out_dir: Path, options: RunOptions = RunOptions(),
                  val_store: FrameStore | None = None, data_info: dict | None = None,
-                 perceptual_features: torch.nn.Module | None = None):
-        """`perceptual_features` replaces VGG16 (relu1_2 … relu5_3) in the perceptual loss; tests pass a tiny net."""
-        self.config, self.options, self.out = config, options, Path(out_dir)
+                 perceptual_features: torch.nn.Module | None = None, group: distributed.Group = distributed.SINGLE):
+        """`perceptual_features` replaces VGG16 (relu1_2 … relu5_3) in the perceptual loss; tests pass a tiny net.
+        In a `group` of several processes each draws its own batches and rank 0 alone writes files."""
+        self.config, self.options, self.out, self.group = config, options, Path(out_dir), group
         self.device = torch.device(options.device)
         if self.device.type == "cuda":
             if not torch.cuda.is_available():
@@ -119,6 +121,7 @@ class Trainer:
         if self.kind == "fv2v":
             _check_labels(config.weights, store)
         self.model = build_untrained(config.model, config.config, config.seed).to(self.device).train()
+        self.forward = distributed.training_forward(self.model, group)
         size = store.frames.shape[-1]
         if size < self.model.output_size:  # 0 (image renderer): any cache size will do
             raise TrainError(f"cache frames are {size}², smaller than the model's {self.model.output_size}² output: "
@@ -127,7 +130,7 @@ class Trainer:
         self.data = PairDataset(store.to(data_device), config.augment)
         self.val_data = PairDataset(val_store.to(data_device)) if val_store is not None else None
         self.data_info = data_info or {}
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(self._sampler_seed())
         features = perceptual_features if perceptual_features is not None else vgg16_features(str(self.device))
         self.perceptual = losses.PerceptualLoss(features.to(self.device), config.perceptual_scales)
         w = config.weights
@@ -163,7 +166,7 @@ class Trainer:
         if "previous" in batch:
             batch = _with_previous_frames(batch)
         source, driving = batch["source"], batch["driving"]
-        out = self.model.training_forward(source, driving)
+        out = self.forward(source, driving)
         prediction = out["prediction"]
         target = _resize_to(driving, prediction.shape[-1])
         terms = {"perceptual": self.perceptual(prediction, target)}
@@ -201,6 +204,15 @@ class Trainer:
                     + losses.landmark_loss(drv["keypoints"], batch["driving_landmarks"]))
         return terms, out
 
+    def weighted_total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The generator's objective: the loss terms times their `LossWeights`."""
+        w = asdict(self.config.weights)
+        return sum(w[name] * value.float() for name, value in terms.items())
+
+    def _sampler_seed(self) -> int:
+        # Rank 0 draws what a single process draws; the others draw their own batches.
+        return self.config.seed + 7919 * self.group.rank
+
     def _equivariance(self, out: dict, driving: torch.Tensor) -> dict[str, torch.Tensor]:
         warp = RandomWarp(driving.shape[0], self.config.warp, generator=self.generator, device=self.device)
         warped = warp.warp_image(driving)
@@ -222,13 +234,12 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One generator update and (with a GAN) one discriminator update; returns the loss terms."""
         batch = self._batch()
-        w = asdict(self.config.weights)
         if self.discriminator is not None:
             # D is a fixed critic during the generator update: no gradients to compute for it.
             self.discriminator.requires_grad_(False)
         with self._autocast():
             terms, out = self.generator_losses(batch)
-        total = sum(w[name] * value.float() for name, value in terms.items())
+        total = self.weighted_total(terms)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -248,7 +259,7 @@ class Trainer:
             logged["discriminator"] = float(d_loss.detach())
         self.ema.update(self.model)
         self.step += 1
-        self.samples_seen += self.config.batch_size
+        self.samples_seen += self.config.batch_size * self.group.world
         if not all(math.isfinite(v) for v in logged.values()):
             raise TrainError(f"non-finite loss at step {self.step}: {logged}")
         self.last_losses = logged
@@ -350,6 +361,8 @@ class Trainer:
         self.generator.set_state(state["sampler_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])
+        if self.group.rank:  # the checkpoint holds rank 0's sampler; the others go on from a seed of their own
+            self.generator.manual_seed(self._sampler_seed() + self.step)
         self.wall_time = float(state["wall_time"])
         return missing
 
@@ -371,6 +384,7 @@ class Trainer:
             "samples_seen": self.samples_seen,
             "wall_time_s": round(self.wall_time, 1),
             "device": device_name(self.device),
+            "processes": self.group.world,
             "last_losses": self.last_losses,
             **({"initialised_from": self.origin} if self.origin else {}),
         }
@@ -382,23 +396,28 @@ class Trainer:
         self._stop_requested = True
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(self) -> Path:
-        """Train until `steps` or the `minutes` budget or a stop request; checkpoint and export."""
+    def run(self) -> Path | None:
+        """Train until `steps` or the `minutes` budget or a stop request; checkpoint and export.
+
+        Every process stops at the same step; rank 0 writes the files and returns the export."""
         opts = self.options
         started, step_time = time.monotonic(), 0.0
         log_path = self.out / "losses.csv"
         window_start, window_samples = time.monotonic(), 0
-        while not self._stop_requested:
-            if opts.steps is not None and self.step >= opts.steps:
-                break
+        leader = self.group.leader
+        while True:
             elapsed = time.monotonic() - started
-            if opts.minutes is not None and elapsed + 2 * step_time > opts.minutes * 60:
+            stop = (self._stop_requested or (opts.steps is not None and self.step >= opts.steps)
+                    or (opts.minutes is not None and elapsed + 2 * step_time > opts.minutes * 60))
+            if distributed.any_process(stop, self.group, self.device):
                 break
             t0 = time.monotonic()
             logged = self.train_step()
             step_time = time.monotonic() - t0
             self.wall_time += step_time
-            window_samples += self.config.batch_size
+            window_samples += self.config.batch_size * self.group.world
+            if not leader:
+                continue
             if self.step % opts.log_every == 0 or self.step == 1:
                 rate = window_samples / max(time.monotonic() - window_start, 1e-9)
                 _append_csv(log_path, {"step": self.step, "samples_seen": self.samples_seen,
@@ -413,6 +432,8 @@ class Trainer:
                 _append_csv(self.out / "val.csv", {"step": self.step, **self.validate()})
             if self.step % opts.checkpoint_every == 0:
                 self.save_checkpoint()
+        if not leader:
+            return None
         self.save_checkpoint()
         return self.export()
 
@@ -581,6 +602,7 @@ def _run(args) -> int:
                          checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                          image_every=args.image_every, val_every=args.val_every, split_mib=args.split_mib,
                          data_on_device=not args.data_on_cpu)
+    group = distributed.join(torch.device(args.device))
     t0 = time.monotonic()
     store = FrameStore.from_cache(args.cache, "train", args.max_clips)
     has_val = bool(CacheIndex.load(args.cache).select("val"))
@@ -588,7 +610,8 @@ def _run(args) -> int:
     print(f"decoded {store.frames.shape[0]} train frames from {len(store.clips)} clips "
           f"in {time.monotonic() - t0:.1f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, store, args.out, options, val_store, data_summary(args.cache, store, "train"))
+    trainer = Trainer(config, store, args.out, options, val_store, data_summary(args.cache, store, "train"),
+                      group=group)
     if args.resume:
         trainer.load_state_dict(load_checkpoint(checkpoint))
         print(f"resumed at step {trainer.step}", flush=True)
@@ -600,8 +623,10 @@ def _run(args) -> int:
         exported = trainer.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"step {trainer.step}, {trainer.samples_seen} samples, {trainer.wall_time:.0f} s on "
-          f"{device_name(trainer.device)}; exported {exported}", flush=True)
+        distributed.leave()
+    if group.leader:
+        print(f"step {trainer.step}, {trainer.samples_seen} samples, {trainer.wall_time:.0f} s on "
+              f"{device_name(trainer.device)} x {group.world} process(es); exported {exported}", flush=True)
     return 0
 
 
