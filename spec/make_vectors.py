@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, StreamHeader, StreamWriter,
-                       UnknownPacket, UseSlotPacket, default_header, quantize)
-from bitstream.constants import PREDICTION_MAJOR, QUANT_MAX, SLOTS_MAJOR
+from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, NotePacket, StreamHeader,
+                       StreamWriter, UnknownPacket, UseSlotPacket, default_header, quantize)
+from bitstream.constants import NOTE_MINOR, PREDICTION_MAJOR, QUANT_MAX, SLOTS_MAJOR
 from bitstream.packets import PacketType, encode_body, frame
 from bitstream.parser import PacketParser
 from bitstream.sequence import StreamSequence
@@ -81,9 +81,9 @@ def encode_vector(desc: dict) -> bytes:
     h = desc["header"]
     header = header_from_json(h)
     version, extension = tuple(h["version"]), bytes.fromhex(h["extension_hex"])
-    if (version == header.version() and not extension
+    if (version == header.version(version[1]) and not extension
             and not any(p["type"] == "end" and p.get("extension_hex") for p in desc["packets"])):
-        return _encode_with_writer(desc, header)
+        return _encode_with_writer(desc, header, version[1])
     # Forward-compatibility vectors carry bytes no writer of this version emits: assemble them by hand.
     out = bytearray(pack_header(header, version[1], extension))
     sequence = StreamSequence(header)
@@ -97,7 +97,7 @@ def encode_vector(desc: dict) -> bytes:
 
 
 _TYPES = {"keyframe": PacketType.KEYFRAME, "motion": PacketType.MOTION, "use_slot": PacketType.USE_SLOT,
-          "end": PacketType.END}
+          "note": PacketType.NOTE, "end": PacketType.END}
 
 
 def _packet(p: dict, encoder: MotionEncoder, mask_threshold: int, header: StreamHeader, offset: int):
@@ -112,13 +112,15 @@ def _packet(p: dict, encoder: MotionEncoder, mask_threshold: int, header: Stream
         return MotionPacket(p["frame_index"], payload), b""
     if p["type"] == "unknown":
         return UnknownPacket(p["packet_type"], bytes.fromhex(p["body_hex"])), b""
+    if p["type"] == "note":
+        return NotePacket(p["text"].encode()), b""
     end = EndPacket(p["frame_count"], p["keyframe_count"], p["motion_count"], offset)
     return end, bytes.fromhex(p.get("extension_hex", ""))
 
 
-def _encode_with_writer(desc: dict, header: StreamHeader) -> bytes:
+def _encode_with_writer(desc: dict, header: StreamHeader, minor: int) -> bytes:
     sink = io.BytesIO()
-    writer = StreamWriter(sink, header)
+    writer = StreamWriter(sink, header, minor=minor)
     encoder = MotionEncoder(header)
     for p in desc["packets"]:
         if p["type"] == "end":
@@ -132,8 +134,8 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
              minor: int = 0, extension: bytes = b"", end_extension: bytes = b"") -> dict:
     """A vector's JSON from encoder inputs; events are (kind, ...) tuples in stream order.
 
-    ("keyframe", index[, slot[, "predicted"]]), ("motion", index, ints), ("use_slot", slot), ("unknown", type,
-    body). With reference slots, keyframes name their slot and motion packets the keyframe they are rendered
+    ("keyframe", index[, slot[, "predicted"]]), ("motion", index, ints), ("use_slot", slot), ("note", members),
+    ("unknown", type, body). With reference slots, keyframes name their slot and motion packets the keyframe they are rendered
     from; in 3.x keyframes say whether they are predicted.
     """
     encoder = MotionEncoder(header)
@@ -160,6 +162,8 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
                             **({"reference_frame": slots[active]} if slotted else {}),
                             "symbols": {k: v.tolist() for k, v in decoded.items()}})
             motions, last = motions + 1, event[1]
+        elif event[0] == "note":  # the UTF-8 JSON text of the body, as the reference encoder writes it
+            packets.append({"type": "note", "text": NotePacket.of(event[1]).body.decode()})
         else:
             packets.append({"type": "unknown", "packet_type": event[1], "body_hex": event[2].hex()})
     end = {"type": "end", "frame_count": last + 1, "keyframe_count": keyframes, "motion_count": motions}
@@ -253,6 +257,17 @@ def build() -> dict[str, dict]:
                                         "version 1.1: extra header bytes, an unknown packet type 0x40 and an "
                                         "extra END field, all of which a v1.0 decoder skips", h, events,
                                         minor=1, extension=b"\x01\x02\x03", end_extension=b"\x07")
+
+    h = default_header(fv2v, 256, 256, 25, MODEL_ID, num_keypoints=4, frame_count=8)
+    events = _trace_events(h, range(8), {0, 5}, seed=9)
+    events.insert(5, ("note", {"keyframe_reason": "quality"}))
+    events.insert(0, ("note", {"keyframe_reason": "first"}))
+    events.insert(0, ("note", {"writer": "fvc 0.1.0", "preset": "medium", "source": {"width": 1280, "height": 720},
+                               "crop": [412, 92, 512], "comment": "déjà vu: NOTE text is UTF-8"}))
+    out["fv2v_notes"] = describe("fv2v_notes", "version 1.1 as the reference encoder writes it: a NOTE after the "
+                                 "header (writer, preset, source, crop) and a NOTE with the keyframe_reason before "
+                                 "each KEYFRAME; a 1.0 decoder skips them as unknown, and the integers are the "
+                                 "same", h, events, minor=NOTE_MINOR)
 
     h = default_header(fv2v, 256, 256, 25, MODEL_ID, num_keypoints=4, frame_count=14, ref_slots=3)
     motion = {t: ints for _, t, ints in _trace_events(h, range(14), {0}, seed=7)[1:]}

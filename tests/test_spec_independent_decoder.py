@@ -22,7 +22,9 @@ LAYOUT = {0: [("rotation", "1", 3, False), ("translation", "1", 3, False), ("exp
 
 
 class SpecError(Exception):
-    pass
+    def __init__(self, message: str, offset: int | None = None):
+        super().__init__(message)
+        self.offset = offset
 
 
 def varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -89,15 +91,18 @@ class RangeDecoder:
         return s
 
 
-def parse(data: bytes) -> dict:
-    """Header fields and packets (with decoded integers) of a whole stream.
+def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3)) -> dict:
+    """Header fields and packets (with decoded integers) of a whole stream, read as a decoder of the major
+    versions `majors` reads it: (1,) is a 1.x decoder, which refuses a 2.0 or 3.0 stream at byte 8 (spec §5.5).
 
-    From version 2 on keyframes name their slot and motion packets the keyframe they render from (spec §5.6);
-    in version 3 keyframes say whether they are predicted (spec §5.7).
+    From version 1.1 on type 4 is a NOTE, a JSON object (spec §4.4). From version 2 on keyframes name their
+    slot and motion packets the keyframe they render from (spec §5.6); in version 3 keyframes say whether
+    they are predicted (spec §5.7).
     """
     assert data[:8] == MAGIC
     major, minor, body_len = struct.unpack_from("<BBH", data, 8)
-    assert major in (1, 2, 3)
+    if major not in majors:
+        raise SpecError(f"unsupported version {major}.{minor}", 8)
     slotted = major >= 2
     (crc,) = struct.unpack_from("<I", data, 12 + body_len)
     assert crc == zlib.crc32(data[:12 + body_len])
@@ -157,6 +162,10 @@ def parse(data: bytes) -> dict:
             last, counts[1] = last + delta, counts[1] + 1
             packets.append({"type": "motion", "frame_index": last, "symbols": state,
                             **({"reference_frame": slots[active]} if slotted else {})})
+        elif ptype == 4 and (major, minor) >= (1, 1):
+            text = body.decode("utf-8")
+            assert isinstance(json.loads(text), dict)
+            packets.append({"type": "note", "text": text})
         elif ptype == 5 and slotted:
             assert len(body) == 1
             if body[0] not in slots:  # never filled, or beyond ref_slots
@@ -212,12 +221,18 @@ def test_use_slot_of_an_empty_slot_is_refused():
         parse(bytes(data))
 
 
+# Every conformance vector spec §11 lists, by name: this decoder must read each of them.
+EXPECTED = ("tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
+            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted")
+
+
 def vector_names() -> list[str]:
     return sorted(p.stem for p in VECTORS.glob("*.fvc"))
 
 
 def test_vectors_exist():
-    assert len(vector_names()) >= 6
+    assert vector_names() == sorted(EXPECTED)
+    assert all((VECTORS / f"{name}.json").is_file() for name in EXPECTED)
 
 
 @pytest.mark.parametrize("name", vector_names())
@@ -234,6 +249,29 @@ def test_independent_decoder_matches_vector_json(name):
         assert p["type"] == e["type"]
         for key, value in p.items():
             assert e[key] == value, (name, e.get("frame_index"), key)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_version_gate_on_every_vector(name):
+    """Spec §5.5: a decoder of majors 1 … M reads a stream of major ≤ M and refuses any other at byte 8, before
+    reading anything else: a 1.x decoder refuses 2.0 and 3.0, a 2.x decoder 3.0; no decoder reads 0 or 4."""
+    data = (VECTORS / f"{name}.fvc").read_bytes()
+    major = json.loads((VECTORS / f"{name}.json").read_text())["header"]["version"][0]
+    whole = parse(data)
+    for newest in (1, 2, 3):
+        majors = tuple(range(1, newest + 1))
+        if major in majors:
+            read = parse(data, majors)
+            assert (read["header"], read["packets"]) == (whole["header"], whole["packets"])
+        else:
+            with pytest.raises(SpecError, match=f"unsupported version {major}\\.") as info:
+                parse(data, majors)
+            assert info.value.offset == 8
+    for other in (0, 4, 255):
+        changed = data[:8] + bytes([other]) + data[9:]
+        with pytest.raises(SpecError, match="unsupported version") as info:
+            parse(changed)
+        assert info.value.offset == 8
 
 
 def test_worked_example_tables():

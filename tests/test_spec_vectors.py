@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import zlib
 from pathlib import Path
 
 import pytest
 
-from bitstream import (BitstreamError, EndPacket, KeyframePacket, MotionDecoder, MotionPacket, StreamReader,
-                       UnknownPacket, UseSlotPacket, summarize)
+from bitstream import (BitstreamError, EndPacket, KeyframePacket, MotionDecoder, MotionPacket, NotePacket,
+                       StreamReader, UnknownPacket, UseSlotPacket, summarize)
 from bitstream.packets import PacketType, frame
 from bitstream.varint import encode_varint
 
 SPEC = Path(__file__).resolve().parents[1] / "spec"
 NAMES = sorted(p.stem for p in (SPEC / "vectors").glob("*.fvc"))
+# Every vector spec §11 lists, by name.
+EXPECTED = {"tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
+            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted"}
 
 
 def load_make_vectors():
@@ -29,8 +33,15 @@ def make_vectors():
 
 
 def test_every_kind_of_vector_is_present():
-    assert {"tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
-            "live_future_minor", "fv2v_slots"} <= set(NAMES)
+    assert set(NAMES) == EXPECTED
+    assert all((SPEC / "vectors" / f"{name}.json").is_file() for name in EXPECTED)
+    table = (SPEC / "bitstream.md").read_text().split("## 11. Conformance vectors")[1]
+    assert all(f"| {name} |" in table for name in EXPECTED), "spec §11 lists every vector"
+    # Each version this document defines has a vector, and 1.1's one addition, the NOTE, is in one.
+    versions = {tuple(json.loads((SPEC / "vectors" / f"{n}.json").read_text())["header"]["version"]) for n in NAMES}
+    assert {(1, 0), (1, 1), (2, 0), (3, 0)} <= versions
+    assert any(p["type"] == "note" for n in NAMES
+               for p in json.loads((SPEC / "vectors" / f"{n}.json").read_text())["packets"])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,6 +74,8 @@ def test_reader_decodes_vector_to_json(name, make_vectors):
             assert {k: v.tolist() for k, v in got.items()} == e["symbols"]
         elif e["type"] == "unknown":
             assert packet == UnknownPacket(e["packet_type"], bytes.fromhex(e["body_hex"]))
+        elif e["type"] == "note":
+            assert packet == NotePacket(e["text"].encode()) and isinstance(packet.fields, dict)
         else:
             assert packet == EndPacket(e["frame_count"], e["keyframe_count"], e["motion_count"], e["end_offset"])
     assert sum(r.size for r in records) + reader.parser.header_size == expected["file_size"]
@@ -117,6 +130,37 @@ def test_slot_vector_switches_back_to_older_keyframes_at_lower_cost():
     # far less than the first packet after a keyframe, whose residuals are against zeros.
     after_keyframe = [p for before, p in zip(packets, packets[1:]) if before["type"] == "keyframe"]
     assert max(p["size"] for p in switched) < min(p["size"] for p in after_keyframe)
+
+
+def test_note_vector_is_1_1_and_a_1_0_reader_skips_its_notes_to_the_same_integers():
+    notes = json.loads((SPEC / "vectors" / "fv2v_notes.json").read_text())
+    assert notes["header"]["version"] == [1, 1]
+    packets = notes["packets"]
+    texts = [json.loads(p["text"]) for p in packets if p["type"] == "note"]
+    assert texts[0]["writer"].startswith("fvc ") and {"source", "crop"} <= set(texts[0])
+    # A keyframe_reason NOTE right before each KEYFRAME, as the reference encoder writes them (spec §4.4).
+    reasons = [json.loads(p["text"])["keyframe_reason"] for p, after in zip(packets, packets[1:])
+               if after["type"] == "keyframe"]
+    assert reasons == ["first", "quality"]
+    data = bytearray((SPEC / "vectors" / "fv2v_notes.fvc").read_bytes())
+    header_size = StreamReader(bytes(data)).parser.header_size
+    data[9] = 0  # the same stream declared 1.0: type 4 is unknown there (spec §4, §5.5)
+    data[header_size - 4:header_size] = zlib.crc32(data[:header_size - 4]).to_bytes(4, "little")
+    as_1_1 = [r.packet for r in StreamReader((SPEC / "vectors" / "fv2v_notes.fvc").read_bytes()).records()]
+    as_1_0 = [r.packet for r in StreamReader(bytes(data)).records()]
+    assert [type(p) for p in as_1_1].count(NotePacket) == 3
+    assert [UnknownPacket(4, p.body) if isinstance(p, NotePacket) else p for p in as_1_1] == as_1_0
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("major", [0, 4, 255])
+def test_the_reader_refuses_any_major_but_1_2_3_at_byte_8(name, major):
+    data = bytearray((SPEC / "vectors" / f"{name}.fvc").read_bytes())
+    assert data[8] in (1, 2, 3)
+    data[8] = major
+    with pytest.raises(BitstreamError, match=f"unsupported format version {major}\\.") as info:
+        StreamReader(bytes(data))
+    assert info.value.offset == 8
 
 
 def _with_packet(data: bytes, before: int, packet: bytes) -> bytes:
