@@ -28,14 +28,15 @@ import numpy as np
 from bitstream import KeyframePacket, StreamReader
 from codec import video
 from codec.cli import load_model_spec
-from codec.coding_defaults import DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB
+from codec.coding_defaults import DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB
 from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, encode_clip
 from codec.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bd_rate import CurveError, bd_rate  # noqa: E402
-from rd_curve import (DEFAULT_DATA, DEFAULT_FRAMES, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
+from protocol import DEFAULT_FRAMES  # noqa: E402
+from rd_curve import (DEFAULT_DATA, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
                       find_clips)
 from rdcodecs import BenchmarkError  # noqa: E402
 
@@ -123,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help=f"folder of clips (default {DEFAULT_DATA}; evaluation data is only evaluated, never tuned on)")
     p.add_argument("--clips", nargs="+", help="N (the first N clips by name) or clip names (stems); default all")
-    p.add_argument("--qp", type=_qps, default=[EncoderConfig.keyframe_qp],
-                   help=f"keyframe QP(s), comma-separated (default {EncoderConfig.keyframe_qp}, the encoder's)")
+    p.add_argument("--qp", type=_qps, default=[DEFAULT_KEYFRAME_QP],
+                   help=f"keyframe QP(s), comma-separated (default {DEFAULT_KEYFRAME_QP}, the encoder's)")
     p.add_argument("--refresh", type=float, default=DEFAULT_REFRESH_DB,
                    help=f"refresh threshold in dB (default {DEFAULT_REFRESH_DB:g}, the encoder's)")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stride", type=int, default=DEFAULT_METRIC_STRIDE, help="score every N-th frame")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
-    p.add_argument("--idr-period", type=int, default=250, help="frames from one IDR keyframe to the next (default 250)")
+    p.add_argument("--idr-period", type=int, default=DEFAULT_IDR_PERIOD,
+                   help=f"frames from one IDR keyframe to the next (default {DEFAULT_IDR_PERIOD}, the encoder's)")
     p.add_argument("--reuse-margin", type=float, default=DEFAULT_REUSE_MARGIN_DB,
                    help="with refs 4: reuse a slot only within this many dB of a new keyframe's rendering (default "
                         f"{DEFAULT_REUSE_MARGIN_DB:g}, the encoder's; the -any setting reuses any that clears the "

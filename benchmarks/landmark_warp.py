@@ -26,6 +26,9 @@ from codec.models.config import FV2VConfig
 from codec.models.thin_plate import thin_plate_grid
 from codec.video import read_frames
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import DEFAULT_FRAMES  # noqa: E402
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench512"
 
 
@@ -42,7 +45,7 @@ def spline_warp(keyframe: torch.Tensor, source_points: np.ndarray, driving_point
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--frames", type=int, default=250)
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     p.add_argument("--stride", type=int, default=10)
     args = p.parse_args(argv)
     clips = sorted(args.data.glob("*.mp4"))

@@ -37,6 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
 
 from bd_rate import CurveError, bd_rate, pareto_front, rate_for_quality  # noqa: E402
+from protocol import DEFAULT_FRAMES  # noqa: E402,F401 (part of rd_curve's interface)
 from codec.data.face_track import FaceLandmarker, FaceTrackError, mesh_points, native_stderr_silenced  # noqa: E402
 from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
 from rdcodecs.hold import Hold  # noqa: E402
@@ -57,7 +58,6 @@ RD_COLUMNS = ["clip", "method", "point", "frames", "width", "height", "fps", "by
 LEGACY_COLUMNS = [c for c in RD_COLUMNS if c not in MOTION_COLUMNS]
 # The standard protocol: the first 10 s of every clip, metrics on every 10th frame. Whole clips at
 # stride 1 would take LPIPS alone ~0.2 s x 5000 frames per operating point on a 2-core CPU.
-DEFAULT_FRAMES = 250
 DEFAULT_METRIC_STRIDE = 10
 # What a resumed run must share with the rows already written, or its rows would not be comparable.
 RUN_KEYS = ("size", "fps", "frames", "metric_stride", "lpips", "akd", "temporal")

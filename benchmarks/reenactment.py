@@ -44,6 +44,7 @@ from rd_curve import (DEFAULT_DATA, RESULTS, BenchmarkError, Metrics, device_des
 from codec.data.face_track import MESH_POINTS, FaceLandmarker  # noqa: E402
 from codec.decoder import DecoderOptions  # noqa: E402
 from codec.metrics import AKD_POINTS, LPIPS_VARIANT  # noqa: E402
+from protocol import DEFAULT_FRAMES  # noqa: E402
 
 TASKS = ("reconstruction", "cross_identity", "free_view")
 METHODS = ("fv2v", "fomm", "hold")
@@ -54,7 +55,6 @@ VIEWS = {"yaw-30": DecoderOptions(yaw=-30), "yaw-15": DecoderOptions(yaw=-15), "
 NO_VIEW = "-"
 # 10 s as rd_curve's protocol, 9 scored frames a clip (8 on the 8 s clips): the 30-minute CPU budget allows
 # about that many, and spread over 10 s they see more head motion than 100 frames would.
-DEFAULT_FRAMES = 250
 DEFAULT_STRIDE = 25
 
 KEY_COLUMNS = ["dataset", "source", "driving", "method", "view"]

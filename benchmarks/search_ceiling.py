@@ -35,6 +35,7 @@ from codec.metrics import lpips_distance
 from codec.motion_search import MotionSearch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import DEFAULT_FRAMES  # noqa: E402
 from rd_curve import DEFAULT_DATA, device_description, find_clips  # noqa: E402
 from rdcodecs import BenchmarkError  # noqa: E402
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"folder of clips (default {DEFAULT_DATA}; evaluation data is only evaluated, never tuned on)")
     p.add_argument("--clips", nargs="+", help="N (the first N clips by name) or clip names (stems); default all")
     p.add_argument("--qp", type=int, default=24, help="keyframe QP (default 24, the RD sweep's refresh-off point)")
-    p.add_argument("--frames", type=int, default=250)
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     p.add_argument("--stride", type=int, default=25)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--out", type=Path, help="folder for ceiling.csv and ceiling.json")

@@ -16,8 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
-from .coding_defaults import (DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
-                              PRESETS)
+from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
+                              DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REFS,
+                              DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, PRESETS)
 from .errors import InputError, ModelMismatchError, OutputError, TruncatedDecode, is_user_error, one_line
 
 EXIT_OK = 0
@@ -100,8 +101,8 @@ def _frames_text(count: int) -> str:
 
 
 def _add_coding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keyframe-qp", "--qp", type=int, default=30, metavar="QP",
-                   help="constant H.264 QP of keyframes (default 30)")
+    p.add_argument("--keyframe-qp", "--qp", type=int, default=DEFAULT_KEYFRAME_QP, metavar="QP",
+                   help=f"constant H.264 QP of keyframes (default {DEFAULT_KEYFRAME_QP})")
     p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="speed/quality: " + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
                         + f" (default {DEFAULT_PRESET})")
@@ -109,16 +110,17 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                    help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
                         f"model's analysis size (default: the preset's, {DEFAULT_REFRESH_DB:g} for medium and "
                         "slow; 0 = off, and without the search the encoder renders nothing)")
-    p.add_argument("--max-gop", "--keyint", type=_positive_int, default=250, metavar="N",
-                   help="most frames per keyframe (default 250)")
-    p.add_argument("--kp-threshold", type=int, default=-1, metavar="T",
-                   help="skip an expression keypoint whose quantised change is at most T steps (default -1: send "
-                        "every keypoint, the smallest stream with trained weights; 0: skip only unchanged ones)")
-    p.add_argument("--refs", type=int, default=1, metavar="N",
+    p.add_argument("--max-gop", "--keyint", type=_positive_int, default=DEFAULT_MAX_GOP, metavar="N",
+                   help=f"most frames per keyframe (default {DEFAULT_MAX_GOP})")
+    p.add_argument("--kp-threshold", type=int, default=DEFAULT_KP_THRESHOLD, metavar="T",
+                   help="skip an expression keypoint whose quantised change is at most T steps (default "
+                        f"{DEFAULT_KP_THRESHOLD}: send every keypoint, the smallest stream with trained weights; 0: "
+                        "skip only unchanged ones)")
+    p.add_argument("--refs", type=int, default=DEFAULT_REFS, metavar="N",
                    help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
                         "recently used), and each frame is shown from the one that renders it best. When the last "
                         "keyframe renders a frame below the refresh threshold, an older one that clears it is "
-                        "reused instead of a new keyframe (1..8, default 1; N > 1 needs bitstream 2.0 or later, "
+                        f"reused instead of a new keyframe (1..8, default {DEFAULT_REFS}; N > 1 needs bitstream 2.0 or later, "
                         "which 1.x decoders refuse)")
     p.add_argument("--reuse-margin", type=_margin_or("any"), default=DEFAULT_REUSE_MARGIN_DB, metavar="DB",
                    help="with --refs > 1: reuse an older keyframe in place of a new one only if it renders the frame "
@@ -129,15 +131,16 @@ def _add_coding_args(p: argparse.ArgumentParser) -> None:
                    help="with --refs > 1: show a frame from another stored keyframe when it renders the frame more "
                         f"than DB dB better than the current one (default {DEFAULT_SWITCH_MARGIN_DB:g}; 'off': only "
                         "on a reuse); which slot shows a frame never decides a refresh")
-    p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=DEFAULT_PREDICT_KEYFRAMES,
                    help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
                         "first and those --idr-period frames or more after the last IDR (where decoding can "
-                        "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse (default on; "
-                        "--no-predict-keyframes codes every keyframe as a lone IDR picture)")
-    p.add_argument("--idr-period", type=_positive_int, default=250, metavar="N",
+                        "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse (default "
+                        f"{'on' if DEFAULT_PREDICT_KEYFRAMES else 'off'}; --no-predict-keyframes codes every "
+                        "keyframe as a lone IDR picture)")
+    p.add_argument("--idr-period", type=_positive_int, default=DEFAULT_IDR_PERIOD, metavar="N",
                    help="with --predict-keyframes: the first keyframe N or more frames after the last IDR is an "
-                        "IDR again (default 250, the --max-gop default: a random access point at least every "
-                        "250-500 frames)")
+                        f"IDR again (default {DEFAULT_IDR_PERIOD}, the --max-gop default: a random access point at "
+                        f"least every {DEFAULT_IDR_PERIOD}-{DEFAULT_IDR_PERIOD + DEFAULT_MAX_GOP} frames)")
     p.add_argument("--kbps", type=float, metavar="TARGET",
                    help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
                         "(out of reach: the nearest reachable rate is written, with a warning)")

@@ -1,7 +1,27 @@
-"""Encoder defaults and speed presets the CLI shows too, in a torch-free module so `fvc --help` starts fast."""
+"""Encoder defaults and speed presets the CLI shows too, in a torch-free module so `fvc --help` starts fast.
+
+The one home of every coding default: `EncoderConfig`, `fvc encode`'s options and the benchmarks import them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Constant H.264 QP of keyframes (`--keyframe-qp`).
+DEFAULT_KEYFRAME_QP = 30
+# Most frames per keyframe (`--max-gop`).
+DEFAULT_MAX_GOP = 250
+# -1: every expression keypoint is sent (`--kp-threshold`). With trained weights nearly every keypoint moves
+# each frame, so the per-row mask flags cost more than the unchanged rows they skip (2.8-6.4 % more motion
+# bytes at 0 on four training clips, identical pictures).
+DEFAULT_KP_THRESHOLD = -1
+# Reference slots: keyframes the decoder keeps (`--refs`; more than 1 needs bitstream 2.0 or later).
+DEFAULT_REFS = 1
+# Keyframes as H.264 P pictures predicted from earlier keyframes (`--predict-keyframes`, bitstream 3.0): fewer
+# bytes at lower LPIPS at every refreshing bench512 point (results/bench512-pred-rd).
+DEFAULT_PREDICT_KEYFRAMES = True
+# With predicted keyframes, the first keyframe this many frames or more after the last IDR is an IDR again
+# (`--idr-period`): the --max-gop default, so a random access point comes at least every 250-500 frames.
+DEFAULT_IDR_PERIOD = DEFAULT_MAX_GOP
 
 # Default refresh threshold. With the image renderer (warp128) luma PSNR at the 128² analysis size
 # tracks LPIPS as well as at 32² or 64² (rank correlation 0.92 on the held-out cache clips), and

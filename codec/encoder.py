@@ -20,7 +20,9 @@ from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR
 from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
-from .coding_defaults import DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, SearchConfig
+from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
+                              DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_REUSE_MARGIN_DB,
+                              DEFAULT_SWITCH_MARGIN_DB, SearchConfig)
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
@@ -48,21 +50,19 @@ class EncoderConfig:
     width: int
     height: int
     fps: Fraction
-    keyframe_qp: int = 30
+    keyframe_qp: int = DEFAULT_KEYFRAME_QP
     refresh_threshold: float = DEFAULT_REFRESH_DB
-    max_gop: int = 250
-    # -1: every keypoint is sent. With trained weights nearly every keypoint moves each frame, so the
-    # per-row mask flags cost more than the unchanged rows they skip (2.8-6.4 % more motion bytes at 0
-    # on four training clips, identical pictures).
-    kp_threshold: int = -1
+    max_gop: int = DEFAULT_MAX_GOP
+    kp_threshold: int = DEFAULT_KP_THRESHOLD  # -1: every keypoint is sent (coding_defaults says why)
     frame_count: int = 0
     search: SearchConfig | None = None  # motion search against the true frame (the slow preset)
-    refs: int = 1  # reference slots: keyframes the decoder keeps (more than 1 writes a version 2.0 stream)
+    # Reference slots: keyframes the decoder keeps. More than 1 writes a version 2.0 stream with intra keyframes;
+    # with predicted keyframes the stream is 3.0 whatever the count.
+    refs: int = DEFAULT_REFS
     # Keyframes as H.264 P pictures predicted from earlier keyframes (a version 3.0 stream), except the first
     # and any that comes idr_period or more frames after the last IDR: those are IDR, where decoding can start.
-    # On by default: fewer bytes at lower LPIPS at every refreshing bench512 point (results/bench512-pred-rd).
-    predict_keyframes: bool = True
-    idr_period: int = 250
+    predict_keyframes: bool = DEFAULT_PREDICT_KEYFRAMES
+    idr_period: int = DEFAULT_IDR_PERIOD
     reuse_margin: float | None = DEFAULT_REUSE_MARGIN_DB  # with refs > 1 (coding_defaults explains)
     # With refs > 1, a motion frame is shown from another filled slot that renders it more than this many dB
     # better than the active one (None: only from the anchor, as in bitstream 2.0's first encoder). It costs
