@@ -262,3 +262,30 @@ def test_sigterm_checkpoints_and_exports_after_the_current_step(tmp_path, monkey
     assert json.loads((run / "fv2v-test.json").read_text())["steps"] == 2
     assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_compact_checkpoint_is_a_quarter_the_size_and_resumes_with_a_fresh_optimiser(tmp_path, capsys):
+    from codec.train.checkpoint import main as checkpoint_main
+
+    first = _trainer(tmp_path, steps=2)
+    first.run()
+    full = tmp_path / CHECKPOINT_NAME
+    small = tmp_path / "small" / CHECKPOINT_NAME
+    assert checkpoint_main(["compact", str(full)]) == 1
+    assert "needs --out" in capsys.readouterr().err
+    assert checkpoint_main(["compact", str(full), "--out", str(small)]) == 0
+    assert small.stat().st_size < 0.3 * full.stat().st_size
+    assert checkpoint_main(["compact", str(full), "--out", str(small)]) == 1  # never overwritten without --force
+    state = load_checkpoint(small)
+    floats = [v for v in state["model"].values() if v.is_floating_point()]
+    assert "opt_g" not in state and floats and all(v.dtype == torch.float16 for v in floats)
+    again = _trainer(tmp_path / "small", steps=3)
+    again.load_state_dict(state)
+    assert again.step == 2 and "optimiser starts afresh" in capsys.readouterr().out
+    saved = first.ema.model.state_dict()
+    for name, value in again.ema.model.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32 and torch.allclose(value, saved[name], rtol=1e-3, atol=1e-4)
+    assert not again.opt_g.state  # fresh Adam moments
+    again.run()
+    assert again.step == 3

@@ -5,6 +5,11 @@ SHA-256 of every part and of the whole); `join_parts` checks them all before wri
 
     python -m codec.train.checkpoint split runs/a/checkpoint.pt [--part-mib 15]
     python -m codec.train.checkpoint join runs/a/checkpoint.pt [--force]
+    python -m codec.train.checkpoint compact runs/a/checkpoint.pt --out training/a/checkpoint.pt
+
+`compact` keeps what the next session needs to go on, at a quarter of the size: the model and EMA
+weights in half precision, counters, RNG states and settings; no optimiser moments (a resumed run
+rebuilds them, as `--init-from` does) and no discriminator optimiser.
 """
 from __future__ import annotations
 
@@ -54,6 +59,20 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
+
+
+def compact_state(state: dict) -> dict:
+    """A checkpoint's state without optimiser moments, its float tensors in half precision."""
+    def half(tensors: dict) -> dict:
+        return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+
+    small = {k: v for k, v in state.items() if k not in ("opt_g", "opt_d")}
+    small["model"] = half(state["model"])
+    small["ema"] = {**state["ema"], "model": half(state["ema"]["model"])}
+    if state.get("discriminator") is not None:
+        small["discriminator"] = half(state["discriminator"])
+    small["compact"] = True
+    return small
 
 
 def manifest_path(path: Path) -> Path:
@@ -125,18 +144,26 @@ def join_parts(path: Path, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`split FILE` or `join FILE`."""
+    """`split FILE`, `join FILE` or `compact FILE --out OUT`."""
     parser = argparse.ArgumentParser(prog="python -m codec.train.checkpoint", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("split", "join"))
+    parser.add_argument("action", choices=("split", "join", "compact"))
     parser.add_argument("file", type=Path)
+    parser.add_argument("--out", type=Path, help="where compact writes (never FILE itself)")
     parser.add_argument("--part-mib", type=float, default=DEFAULT_PART_BYTES / 2**20,
                         help="largest part in MiB (split; default 15)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing file (join)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file (join, compact)")
     args = parser.parse_args(argv)
     try:
         if args.action == "split":
             parts = split_file(args.file, int(args.part_mib * 2**20))
             print(f"{args.file}: {len(parts)} parts + {manifest_path(args.file).name}")
+        elif args.action == "compact":
+            if args.out is None or args.out.resolve() == args.file.resolve():
+                raise InputError("compact needs --out, a path other than the checkpoint it reads")
+            if args.out.exists() and not args.force:
+                raise OutputError(f"{args.out} exists (pass --force to overwrite)")
+            save_checkpoint(compact_state(load_checkpoint(args.file)), args.out)
+            print(f"{args.out}: {args.out.stat().st_size / 2**20:.1f} MiB (from {args.file.stat().st_size / 2**20:.1f})")
         else:
             print(f"joined {join_parts(args.file, args.force)}")
     except (InputError, OutputError, OSError, ValueError) as exc:

@@ -326,10 +326,13 @@ class Trainer:
             if saved.get(key) != mine[key]:
                 raise TrainError(f"checkpoint was trained with {key}={saved.get(key)!r}, this run has {mine[key]!r}")
         self._take_weights_and_counters(state)
+        self.origin = state.get("origin", [])
+        if state.get("compact"):  # no optimiser moments were kept: Adam starts afresh at the same settings
+            print("compact checkpoint: the optimiser starts afresh", flush=True)
+            return
         if self.discriminator is not None:
             self.opt_d.load_state_dict(state["opt_d"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.origin = state.get("origin", [])
 
     def start_from(self, state: dict, source: str) -> None:
         """A fine-tune: another run's weights, EMA, data order and step count under this run's settings.
