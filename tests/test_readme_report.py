@@ -1,0 +1,139 @@
+"""benchmarks/report.py: the README's "Measured so far" tables are its output, from the committed CSVs."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import report  # noqa: E402
+
+ID_A, ID_B = "a" * 32, "b" * 32
+SUMMARY = "method,point,clips,bpp,kbps,lpips,psnr,ssim,akd,akd_lips,face_found,temporal,encode_fps,decode_fps,weights"
+
+
+@pytest.fixture(scope="module")
+def section() -> str:
+    return report.build()
+
+
+def test_readme_tables_are_the_reports_output(section):
+    """Fails when README.md's tables differ from what report.py writes: run `python benchmarks/report.py --write`."""
+    diff = report.differences(report.README.read_text(), section)
+    assert not diff, diff
+
+
+def test_one_changed_number_in_the_readme_is_caught(section):
+    readme = report.README.read_text()
+    start, end = report.readme_section(readme)
+    assert "0.170" in readme[start:end]
+    edited = readme[:start] + readme[start:end].replace("0.170", "0.171", 1) + readme[end:]
+    diff = report.differences(edited, section)
+    assert diff.startswith("README.md's measured tables differ") and "\n" not in diff
+
+
+def test_check_exits_1_with_a_one_line_summary(tmp_path, capsys):
+    readme = report.README.read_text()
+    start, end = report.readme_section(readme)
+    path = tmp_path / "README.md"
+    path.write_text(readme[:start] + readme[start:end].replace("on 9 of 9 clips", "on 8 of 9 clips", 1) + readme[end:])
+    assert report.main(["--check", "--readme", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "report.py --write" in out
+    assert report.main(["--write", "--readme", str(path)]) == 0
+    assert path.read_text() == readme
+    assert report.main(["--check", "--readme", str(path)]) == 0
+
+
+def test_the_drift_issue_28_named_is_generated_away(section):
+    """quality.csv of the shipped weights' sweep: AKD 2.48 px, temporal 5.06, 12.6 kbps at LPIPS 0.20."""
+    motion = next(line for line in section.splitlines() if line.startswith("| motion fidelity"))
+    assert "fvc (at 0.00192 bpp) AKD 2.48 px, temporal 5.06" in motion
+    rate = next(line for line in section.splitlines() if line.startswith("| rate for LPIPS 0.20"))
+    assert "fvc 0.00192 bpp (12.6 kbps)" in rate
+
+
+def test_every_row_names_its_weights_and_source(section):
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| what |"):
+            cells = line.strip("|").split(" | ")
+            assert len(cells) == 4 and cells[2].strip() and cells[3].strip(), line
+            assert "(" in cells[2] or cells[2] == "none (no motion model)", line
+
+
+def _fake_folder(root: Path, name: str, weights: str, columns: dict[str, str] | None = None) -> None:
+    """A results folder with one fvc point and a hold point on two clips, as rd_curve.py writes it."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    extra = columns or {}
+    head = ",".join([SUMMARY, *extra])
+    tail = "".join(f",{v}" for v in extra.values())
+    (folder / "summary.csv").write_text(
+        f"{head}\nfvc,qp24-refresh0,2,0.0033,21.8,0.17,22.0,0.76,2.4,2.4,1,5.3,30,28,w.pt ({weights}){tail}\n"
+        f"hold,qp24-every250,2,0.0025,16.6,0.27,18.3,0.68,28.9,31.2,1,3.97,1e4,5e3,-{tail}\n")
+    (folder / "rd.csv").write_text(
+        "clip,method,point,lpips,weights\n"
+        f"c1,fvc,qp24-refresh0,0.10,w.pt ({weights})\nc2,fvc,qp24-refresh0,0.30,w.pt ({weights})\n"
+        "c1,hold,qp24-every250,0.20,-\nc2,hold,qp24-every250,0.25,-\n")
+    (folder / "run.json").write_text(json.dumps({"size": 512, "fps": 25.0, "frames": 250, "data": "/x/bench512"}))
+
+
+def _hand(tmp_path: Path, rows: str = "") -> Path:
+    path = tmp_path / "rows.md"
+    path.write_text("| what | number | model id | source |\n|---|---|---|---|\n" + rows
+                    + "\n| model id | name |\n|---|---|\n| bbbbbbbb | older weights |\n")
+    return path
+
+
+def test_rows_of_weights_that_do_not_ship_go_to_the_history_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    _fake_folder(tmp_path, "new", ID_A)
+    _fake_folder(tmp_path, "old", ID_B)
+    rows = [report.rd_headline("new"), report.rd_headline("old")]
+    hand = _hand(tmp_path, "| speed | 9 fps | bbbbbbbb | hand: a stopwatch |\n| keyframe | 4 KB | - | hand: x |\n")
+    text = report.build(rows, hand, shipped={ID_A: "`fv2v-new`, shipped"})
+    current, history = text.split(report.HISTORY_INTRO)
+    assert "`fv2v-new`, shipped (aaaaaaaa)" in current and "| keyframe | 4 KB | none (no motion model)" in current
+    assert "bbbbbbbb" not in current
+    assert "older weights (bbbbbbbb)" in history and "| speed | 9 fps |" in history
+    assert "fvc below it on 1 of 2 clips" in current
+    # Ship the other weights: the rows swap tables by themselves.
+    text = report.build(rows, hand, shipped={ID_B: "`fv2v-old`, shipped"})
+    current, history = text.split(report.HISTORY_INTRO)
+    assert "`fv2v-old`, shipped (bbbbbbbb)" in current and "| speed | 9 fps |" in current
+    assert "(aaaaaaaa)" in history
+
+
+def test_csvs_with_or_without_the_new_metric_columns(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    _fake_folder(tmp_path, "plain", ID_A)
+    _fake_folder(tmp_path, "more", ID_A, {"lpips_vgg": "0.31", "dists": "0.12", "mouth_lpips": "0.2"})
+    assert "LPIPS-VGG" not in report.rd_headline("plain").number
+    number = report.rd_headline("more").number
+    assert "LPIPS-VGG 0.310" in number and "DISTS 0.120" in number
+    quality = ("method,lowest_bpp,lpips_at_lowest_bpp,bpp_for_lpips_0.20,bpp_for_lpips_0.15,akd_at_lpips_0.20,"
+               "temporal_at_lpips_0.20{}\nfvc,0.001,0.22,0.0019215,not reached,2.48,5.061{}\n")
+    (tmp_path / "plain" / "quality.csv").write_text(quality.format("", ""))
+    (tmp_path / "more" / "quality.csv").write_text(quality.format(",temporal_face_at_lpips_0.20", ",4.2"))
+    assert report.rd_motion("plain").number == "fvc (at 0.00192 bpp) AKD 2.48 px, temporal 5.06"
+    assert report.rd_motion("more").number.endswith("temporal 5.06, temporal (face) 4.20")
+    assert "fvc 0.00192 bpp (12.6 kbps)" in report.rd_rates("plain").number
+
+
+def test_the_shipped_weights_come_from_the_motion_model_registry(tmp_path, monkeypatch):
+    import codec.motion_model as mm
+
+    weights = tmp_path / "fv2v-next.pt"
+    weights.write_bytes(b"not really weights")
+    (tmp_path / "fv2v-next.json").write_text(json.dumps({"model_id": ID_B, "steps": 7}))
+    monkeypatch.setattr(mm, "default_weights", lambda kind: weights if kind == "fv2v" else None)
+    assert report.shipped_models() == {ID_B: "`fv2v-next` step 7, shipped"}
+
+
+def test_hand_rows_must_say_where_their_number_came_from(tmp_path):
+    with pytest.raises(report.ReportError, match="where its number came from"):
+        report.read_hand_rows(_hand(tmp_path, "| speed | 9 fps | bbbbbbbb |  |\n"))
+    with pytest.raises(report.ReportError, match="not 8-32 hex digits"):
+        report.read_hand_rows(_hand(tmp_path, "| speed | 9 fps | step 8029 | hand |\n"))
