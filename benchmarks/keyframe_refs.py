@@ -27,7 +27,7 @@ import numpy as np
 
 from bitstream import KeyframePacket, StreamReader
 from codec import video
-from codec.cli import load_model_spec
+from codec.model_loading import load_model_spec
 from codec.coding_defaults import DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB
 from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, encode_clip

@@ -214,7 +214,7 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
                   "fvc-refs4-pred": (FvcRefs4Predicted, config.model), "fomm": (Fomm, config.fomm_model)}[name]
     if given is None and config.untrained_fallback:
         from codec import motion_model as mm
-        from codec.cli import UNTRAINED_PREFIX
+        from codec.model_loading import UNTRAINED_PREFIX
 
         if mm.default_weights(cls.kind) is None:
             given = UNTRAINED_PREFIX + mm.REGISTRY[cls.kind].default_config

@@ -509,7 +509,7 @@ def run_task(task: str, ctx: Context, clips: list[Clip], weights: dict[str, str]
 
 def load_models(config: ReenactConfig) -> dict[str, Any]:
     """codec.cli's LoadedModel of each method but hold."""
-    from codec.cli import load_model_spec
+    from codec.model_loading import load_model_spec
 
     specs = {"fv2v": config.model, "fomm": config.fomm_model}
     return {m: load_model_spec(specs[m], config.device, m) for m in config.methods if m in specs}

@@ -1,19 +1,21 @@
 """`fvc encode` → `fvc info` → `fvc decode` on every clip of a folder, as a user runs them, with checks.
 
-Per clip it checks that the decoded video has the input's frame count and fps and that `fvc info`'s
-bpp is (file bytes × 8)/(W·H·frames), and reports bpp, kbps, keyframes (and why), motion bytes per
-frame, PSNR/SSIM/LPIPS of the decoded mp4 against the frames the encoder read, and encode/decode fps
-(wall time of the whole command, model loading included). Writes `roundtrip.csv` and `README.md`.
+Each command runs as its own process (`python -m codec`, the `fvc` entry point), so the benchmark
+imports nothing from the CLI and sees exactly what a user sees. Per clip it checks that the decoded
+video has the input's frame count and fps and that `fvc info`'s bpp is (file bytes × 8)/(W·H·frames),
+and reports bpp, kbps, keyframes (and why), motion bytes per frame, PSNR/SSIM/LPIPS of the decoded mp4
+against the frames the encoder read, and encode/decode fps (wall time of the whole command: process
+start, imports and model loading included). Writes `roundtrip.csv` and `README.md`.
 
     python benchmarks/roundtrip.py --model untrained-small --run-name roundtrip-untrained
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import itertools
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rd_curve import DEFAULT_DATA, RESULTS, Metrics, device_description, find_clips  # noqa: E402
 from rdcodecs import BenchmarkError  # noqa: E402
 
-from codec.cli import main as fvc  # noqa: E402
 from codec.video import probe, read_frames  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,17 @@ class RoundTripConfig:
 
 
 def run_fvc(argv: list[str]) -> tuple[float, str]:
-    """Run one `fvc` command in-process; (wall seconds, stdout); BenchmarkError with its stderr if it fails."""
-    out, err = io.StringIO(), io.StringIO()
+    """Run one `fvc` command as a user does, in a process of its own; (wall seconds, stdout); BenchmarkError
+    with the last line of its stderr if it fails."""
+    # `python -m codec` is the `fvc` console script without needing it installed; this checkout's codec first.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = fvc(argv)
+    done = subprocess.run([sys.executable, "-m", "codec", *argv], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
-    if code != 0:
-        raise BenchmarkError(f"fvc {' '.join(argv)} exited {code}: {err.getvalue().strip().splitlines()[-1:]}")
-    return seconds, out.getvalue()
+    if done.returncode != 0:
+        raise BenchmarkError(f"fvc {' '.join(argv)} exited {done.returncode}: "
+                             f"{done.stderr.strip().splitlines()[-1:]}")
+    return seconds, done.stdout
 
 
 def measured_frames(frames: Iterator[np.ndarray], limit: int | None, stride: int) -> tuple[int, np.ndarray]:
@@ -106,7 +111,8 @@ def write_readme(config: RoundTripConfig, table: pd.DataFrame, device: str, comm
     lines = [f"# fvc round trip: `{config.model}`", "", f"Command: `{command}`", "",
              f"Device: {device}. Metrics on frames 0, {config.metric_stride}, {2 * config.metric_stride}, … of the decoded mp4 "
              f"(`fvc decode` default CRF 18) against the {config.size}² frames the encoder read; "
-             "fps = frames / wall time of the whole `fvc` command (model loading included).", "",
+             "fps = frames / wall time of the whole `fvc` command, each in a process of its own (start-up, imports "
+             "and model loading included).", "",
              *markdown, ""]
     (config.out / "README.md").write_text("\n".join(lines))
 

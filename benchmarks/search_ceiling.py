@@ -26,7 +26,7 @@ import torch
 
 from bitstream import KeyframePacket, default_header, quantize
 from codec import video
-from codec.cli import load_model_spec
+from codec.model_loading import load_model_spec
 from codec.coding_defaults import PRESETS, SearchConfig
 from codec.decoder import Decoder, frame_to_tensor
 from codec.errors import InputError

@@ -11,20 +11,19 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
                               DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REFS,
                               DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, PRESETS)
-from .errors import InputError, ModelMismatchError, OutputError, TruncatedDecode, is_user_error, one_line
+from .errors import InputError, OutputError, TruncatedDecode, is_user_error, one_line
+from .model_loading import UNTRAINED_PREFIX, LoadedModel, load_model_spec, model_for_stream
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, refused output, damaged stream (frames before the damage are kept)
 EXIT_INTERRUPTED = 130
-UNTRAINED_PREFIX = "untrained-"
 DEFAULT_SIZE = 512
 # The extensions of codec.video.VIDEO_CONTAINERS, spelled out here because that module needs PyAV.
 VIDEO_NAMES = ".mp4, .mkv, .mov or .avi"
@@ -258,78 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- models
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A motion model ready to run, the id streams carry for it and a label for messages."""
-
-    model: Any
-    model_id: bytes
-    label: str
-    untrained: bool
-
-
-def _device(name: str):
-    import torch
-
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name!r} is not a torch device (use cpu or cuda)") from None
-
-
-def load_model_spec(spec: str | None, device: str, kind: str = "fv2v") -> LoadedModel:
-    """The model a --model value names: a weights path, a kind's shipped weights, or an untrained recipe."""
-    from . import motion_model as mm
-
-    torch_device = _device(device)
-    spec = spec or kind
-    recipe_kind, _, recipe = spec.partition(":") if ":" in spec else (kind, "", spec)
-    if recipe.startswith(UNTRAINED_PREFIX) and recipe_kind in mm.REGISTRY:
-        config = recipe[len(UNTRAINED_PREFIX):]
-        model = mm.build_untrained(recipe_kind, config, 0).to(torch_device)
-        return LoadedModel(model, mm.untrained_model_id(recipe_kind, config, 0),
-                           f"UNTRAINED {recipe_kind} '{config}' (random weights, seed 0)", True)
-    if spec in mm.REGISTRY:
-        path = mm.default_weights(spec)
-        if path is None:
-            config = mm.REGISTRY[spec].default_config
-            suggestion = f"{'' if spec == 'fv2v' else spec + ':'}{UNTRAINED_PREFIX}{config}"
-            raise InputError(f"no trained {spec} weights ship with this build yet; pass --model PATH, or "
-                             f"--model {suggestion} for the randomly initialised development model "
-                             f"(its output is not meaningful)")
-    else:
-        path = Path(spec)
-    ident = mm.model_id(path)
-    return LoadedModel(mm.load_model(path, torch_device), ident, f"{path} ({ident.hex()})", False)
-
-
-def model_for_stream(header, spec: str | None, device: str) -> LoadedModel:
-    """The model to decode a stream with; refuses one whose id differs from the stream's."""
-    from . import motion_model as mm
-
-    kind = mm.kind_name(header.kind)
-    if spec is None:
-        shipped = mm.shipped_weights(kind)
-        # Any shipped weights of the kind may have coded the stream, not only the best ones.
-        spec = next((str(p) for p in shipped if mm.model_id(p) == header.model_id), None)
-        if not shipped:
-            config = mm.REGISTRY[kind].default_config
-            # Streams from `--model untrained-small` decode without repeating the flag.
-            if header.model_id != mm.untrained_model_id(kind, config, 0):
-                raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()}, and no "
-                                         f"trained {kind} weights ship with this build; pass --model PATH (or "
-                                         f"the --model untrained-CONFIG it was coded with)")
-            spec = f"{kind}:{UNTRAINED_PREFIX}{config}"
-    loaded = load_model_spec(spec, device, kind)
-    if loaded.model_id != header.model_id:
-        raise ModelMismatchError(f"the stream was coded with model {header.model_id.hex()} but the available "
-                                 f"weights are {loaded.model_id.hex()} ({loaded.label}); pass --model PATH "
-                                 f"with the weights it was coded with")
-    return loaded
-
 
 def _warn_untrained(loaded: LoadedModel) -> None:
     if loaded.untrained:

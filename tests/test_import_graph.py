@@ -89,3 +89,20 @@ def test_find_cycle_finds_a_planted_cycle(edges, cycle):
 def test_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_benchmarks_import_nothing_from_the_cli():
+    """Models load through codec.model_loading; a benchmark that runs `fvc` runs it as a user does (roundtrip.py:
+    `python -m codec` in a process of its own), never through codec.cli's internals."""
+    found = []
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            if any(n == "codec.cli" or n.startswith(("codec.cli.", "codec.commands")) for n in names):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "benchmarks import the CLI: " + ", ".join(found)

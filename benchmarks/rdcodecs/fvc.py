@@ -44,7 +44,7 @@ class Fvc(Codec):
 
     def __init__(self, weights: str | None = None, device: str = "cpu"):
         """`weights`: a checkpoint path or "untrained-<config>" (codec.cli syntax); None = the shipped weights."""
-        from codec.cli import load_model_spec
+        from codec.model_loading import load_model_spec
 
         loaded = load_model_spec(weights, device, self.kind)
         self.model, self.model_id = loaded.model, loaded.model_id
