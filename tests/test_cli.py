@@ -435,15 +435,15 @@ def test_stream_damaged_before_its_first_frame_names_the_file(stream, tmp_path, 
 
 
 def test_progress_bar_says_frames_and_fps_with_or_without_a_total(capsys):
-    from codec.cli import _progress
+    from codec.commands.common import progress
 
-    bar = _progress(None, "decode", quiet=False)
+    bar = progress(None, "decode", quiet=False)
     bar.n = 1
     assert str(bar).startswith("decode: 1 frame [")
     bar.n, bar.start_t = 5, bar.start_t - 10  # slower than a frame a second: tqdm would say "2.00s/frame"
     assert str(bar).startswith("decode: 5 frames [") and "0.50 fps" in str(bar)
     bar.close()
-    bar = _progress(6, "decode", quiet=False)
+    bar = progress(6, "decode", quiet=False)
     bar.update(3)
     assert "| 3/6 frames [" in str(bar) and " fps]" in str(bar)
     bar.close()
