@@ -165,15 +165,22 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu", error: type[Exception] = ModelError,
+                    what: str = "a model checkpoint") -> Any:
+    """`torch.load` of a weights or training checkpoint file, tensors only (weights_only: no code runs); a foreign
+    or damaged file raises `error` "PATH is not WHAT (the exception's type)"."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
+        raise error(f"{path} is not {what} ({type(exc).__name__})") from None
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a model from a checkpoint written by `save_weights`, in eval mode on `device`."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise ModelError(f"{path} is not a model checkpoint ({type(exc).__name__})") from None
+    checkpoint = read_checkpoint(path, device)
     if not isinstance(checkpoint, dict) or not {"kind", "config", "state_dict"} <= checkpoint.keys():
         raise ModelError(f"{path} is not an fvc checkpoint (needs kind, config and state_dict)")
     model = build_model(checkpoint["kind"], checkpoint["config"])

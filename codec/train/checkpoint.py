@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from codec.errors import InputError, OutputError, one_line
+from codec.motion_model import read_checkpoint
 
 # Files come back from the device machine only up to 16 MiB; one MiB of margin.
 DEFAULT_PART_BYTES = 15 * 1024 * 1024
@@ -55,10 +56,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         join_parts(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
+    return read_checkpoint(path, map_location, CheckpointError, "a readable checkpoint")
 
 
 def compact_state(state: dict) -> dict:
