@@ -49,6 +49,7 @@ def _margin_or(word: str):
             return float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is neither a number of dB nor '{word}'") from None
+    parse.none_word = word  # how coding_argv writes None back
     return parse
 
 
@@ -78,53 +79,78 @@ def _add_input_geometry_args(p: argparse.ArgumentParser, what: str = "input") ->
                            "data is (needs mediapipe: pip install 'fvc[prepare]')")
 
 
-def _add_coding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keyframe-qp", "--qp", type=int, default=DEFAULT_KEYFRAME_QP, metavar="QP",
-                   help=f"constant H.264 QP of keyframes (default {DEFAULT_KEYFRAME_QP})")
-    p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                   help="speed/quality: " + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
-                        + f" (default {DEFAULT_PRESET})")
-    p.add_argument("--refresh-threshold", type=float, metavar="DB",
-                   help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
-                        f"model's analysis size (default: the preset's, {DEFAULT_REFRESH_DB:g} for medium and "
-                        "slow; 0 = off, and without the search the encoder renders nothing)")
-    p.add_argument("--max-gop", "--keyint", type=_positive_int, default=DEFAULT_MAX_GOP, metavar="N",
-                   help=f"most frames per keyframe (default {DEFAULT_MAX_GOP})")
-    p.add_argument("--kp-threshold", type=int, default=DEFAULT_KP_THRESHOLD, metavar="T",
-                   help="skip an expression keypoint whose quantised change is at most T steps (default "
-                        f"{DEFAULT_KP_THRESHOLD}: send every keypoint, the smallest stream with trained weights; 0: "
-                        "skip only unchanged ones)")
-    p.add_argument("--refs", type=int, default=DEFAULT_REFS, metavar="N",
-                   help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
-                        "recently used), and each frame is shown from the one that renders it best. When the last "
-                        "keyframe renders a frame below the refresh threshold, an older one that clears it is "
-                        f"reused instead of a new keyframe (1..8, default {DEFAULT_REFS}; N > 1 needs bitstream 2.0 or later, "
-                        "which 1.x decoders refuse)")
-    p.add_argument("--reuse-margin", type=_margin_or("any"), default=DEFAULT_REUSE_MARGIN_DB, metavar="DB",
-                   help="with --refs > 1: reuse an older keyframe in place of a new one only if it renders the frame "
-                        f"within DB dB of what a new keyframe of the frame would (default {DEFAULT_REUSE_MARGIN_DB:g}: "
-                        "a true return; 'any': any that clears the refresh threshold, fewer keyframes at a worse "
-                        "picture)")
-    p.add_argument("--switch-margin", type=_margin_or("off"), default=DEFAULT_SWITCH_MARGIN_DB, metavar="DB",
-                   help="with --refs > 1: show a frame from another stored keyframe when it renders the frame more "
-                        f"than DB dB better than the current one (default {DEFAULT_SWITCH_MARGIN_DB:g}; 'off': only "
-                        "on a reuse); which slot shows a frame never decides a refresh")
-    p.add_argument("--predict-keyframes", action=argparse.BooleanOptionalAction, default=DEFAULT_PREDICT_KEYFRAMES,
-                   help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
-                        "first and those --idr-period frames or more after the last IDR (where decoding can "
-                        "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse (default "
-                        f"{'on' if DEFAULT_PREDICT_KEYFRAMES else 'off'}; --no-predict-keyframes codes every "
-                        "keyframe as a lone IDR picture)")
-    p.add_argument("--idr-period", type=_positive_int, default=DEFAULT_IDR_PERIOD, metavar="N",
-                   help="with --predict-keyframes: the first keyframe N or more frames after the last IDR is an "
-                        f"IDR again (default {DEFAULT_IDR_PERIOD}, the --max-gop default: a random access point at "
-                        f"least every {DEFAULT_IDR_PERIOD}-{DEFAULT_IDR_PERIOD + DEFAULT_MAX_GOP} frames)")
-    p.add_argument("--kbps", type=float, metavar="TARGET",
-                   help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
-                        "(out of reach: the nearest reachable rate is written, with a warning)")
-    p.add_argument("--strict-rate", action="store_true",
-                   help="with --kbps: refuse a target out of reach (after the first pass) instead of writing "
-                        "the nearest rate")
+def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Add the options that steer the encoder (encode, demo); returns their actions, for `coding_argv`."""
+    actions: list[argparse.Action] = []
+
+    def add(*names, **kwargs) -> None:
+        actions.append(p.add_argument(*names, **kwargs))
+
+    add("--keyframe-qp", "--qp", type=int, default=DEFAULT_KEYFRAME_QP, metavar="QP",
+        help=f"constant H.264 QP of keyframes (default {DEFAULT_KEYFRAME_QP})")
+    add("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+        help="speed/quality: " + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+             + f" (default {DEFAULT_PRESET})")
+    add("--refresh-threshold", type=float, metavar="DB",
+        help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
+             f"model's analysis size (default: the preset's, {DEFAULT_REFRESH_DB:g} for medium and "
+             "slow; 0 = off, and without the search the encoder renders nothing)")
+    add("--max-gop", "--keyint", type=_positive_int, default=DEFAULT_MAX_GOP, metavar="N",
+        help=f"most frames per keyframe (default {DEFAULT_MAX_GOP})")
+    add("--kp-threshold", type=int, default=DEFAULT_KP_THRESHOLD, metavar="T",
+        help="skip an expression keypoint whose quantised change is at most T steps (default "
+             f"{DEFAULT_KP_THRESHOLD}: send every keypoint, the smallest stream with trained weights; 0: "
+             "skip only unchanged ones)")
+    add("--refs", type=int, default=DEFAULT_REFS, metavar="N",
+        help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
+             "recently used), and each frame is shown from the one that renders it best. When the last "
+             "keyframe renders a frame below the refresh threshold, an older one that clears it is "
+             f"reused instead of a new keyframe (1..8, default {DEFAULT_REFS}; N > 1 needs bitstream 2.0 or later, "
+             "which 1.x decoders refuse)")
+    add("--reuse-margin", type=_margin_or("any"), default=DEFAULT_REUSE_MARGIN_DB, metavar="DB",
+        help="with --refs > 1: reuse an older keyframe in place of a new one only if it renders the frame "
+             f"within DB dB of what a new keyframe of the frame would (default {DEFAULT_REUSE_MARGIN_DB:g}: "
+             "a true return; 'any': any that clears the refresh threshold, fewer keyframes at a worse "
+             "picture)")
+    add("--switch-margin", type=_margin_or("off"), default=DEFAULT_SWITCH_MARGIN_DB, metavar="DB",
+        help="with --refs > 1: show a frame from another stored keyframe when it renders the frame more "
+             f"than DB dB better than the current one (default {DEFAULT_SWITCH_MARGIN_DB:g}; 'off': only "
+             "on a reuse); which slot shows a frame never decides a refresh")
+    add("--predict-keyframes", action=argparse.BooleanOptionalAction, default=DEFAULT_PREDICT_KEYFRAMES,
+        help="code keyframes as H.264 P pictures predicted from the last few keyframes, except the "
+             "first and those --idr-period frames or more after the last IDR (where decoding can "
+             "start); writes bitstream 3.0, which 1.x and 2.x decoders refuse (default "
+             f"{'on' if DEFAULT_PREDICT_KEYFRAMES else 'off'}; --no-predict-keyframes codes every "
+             "keyframe as a lone IDR picture)")
+    add("--idr-period", type=_positive_int, default=DEFAULT_IDR_PERIOD, metavar="N",
+        help="with --predict-keyframes: the first keyframe N or more frames after the last IDR is an "
+             f"IDR again (default {DEFAULT_IDR_PERIOD}, the --max-gop default: a random access point at "
+             f"least every {DEFAULT_IDR_PERIOD}-{DEFAULT_IDR_PERIOD + DEFAULT_MAX_GOP} frames)")
+    add("--kbps", type=float, metavar="TARGET",
+        help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
+             "(out of reach: the nearest reachable rate is written, with a warning)")
+    add("--strict-rate", action="store_true",
+        help="with --kbps: refuse a target out of reach (after the first pass) instead of writing "
+             "the nearest rate")
+    return actions
+
+
+def coding_argv(args: argparse.Namespace) -> list[str]:
+    """`fvc encode` options that reproduce the coding settings in `args` (the demo passes them on): every option
+    `_add_coding_args` adds, in its order, so a new option reaches the demo's encode without being listed again."""
+    argv = []
+    for action in _add_coding_args(argparse.ArgumentParser(add_help=False)):
+        value, flag = getattr(args, action.dest), action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else "--no-" + flag.removeprefix("--"))
+        elif action.nargs == 0:  # store_true
+            argv += [flag] if value else []
+        elif value is None:  # not given, or a word that stands for None ('any', 'off')
+            word = getattr(action.type, "none_word", None)
+            argv += [flag, word] if word else []
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def version_text() -> str:
@@ -239,7 +265,7 @@ PASS_THROUGH = {"prepare": ("codec.data.prepare", "data preparation"),
                 "train": ("codec.train.trainer", "the trainer")}
 # The demo runs the CLI itself, through main: handed over, not imported, so commands never import cli.
 COMMANDS = {"encode": encode.run, "decode": decode.run, "info": info.run, "animate": animate.run,
-            "demo": lambda args: demo.run(args, main)}
+            "demo": lambda args: demo.run(args, main, coding_argv(args))}
 
 
 def _pass_through(name: str, argv: list[str]) -> int:

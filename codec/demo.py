@@ -5,7 +5,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -124,10 +124,13 @@ def _x264_near(frames_path: Path, size: int, target_bytes: int, out_dir: Path, f
     return best, out_dir / f"x264_crf{best}.mp4"
 
 
-def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], int]) -> list[Scored]:
-    """Build the clip, run `fvc encode` and `fvc decode` through `fvc` (argv -> exit code), score both against x264.
+def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], int],
+             coding: Sequence[str] = ()) -> list[Scored]:
+    """Build the clip, run `fvc encode` (with the options `coding`) and `fvc decode` through `fvc` (argv -> exit
+    code), score both against x264.
 
-    The command runner is passed in so that the demo shows real CLI use without depending on the CLI module.
+    The command runner and the coding options (derived from the encode parser) are passed in so that the demo shows
+    real CLI use without depending on the CLI module or listing the CLI's options again.
     """
     from .errors import CodecError
     from PIL import Image
@@ -148,15 +151,6 @@ def run_demo(args, model_spec: str, untrained: bool, fvc: Callable[[list[str]], 
     writer.close()
     print(f"built {clip}: {config.frame_count} frames {config.size}x{config.size} at {config.fps} fps")
 
-    coding = ["--preset", args.preset, "--keyframe-qp", str(args.keyframe_qp), "--max-gop", str(args.max_gop),
-              "--kp-threshold", str(args.kp_threshold), "--refs", str(args.refs)]
-    coding += ["--refresh-threshold", str(args.refresh_threshold)] if args.refresh_threshold is not None else []
-    coding += ["--kbps", str(args.kbps)] if args.kbps is not None else []
-    coding += ["--strict-rate"] if args.strict_rate else []
-    coding += (["--predict-keyframes", "--idr-period", str(args.idr_period)] if args.predict_keyframes
-               else ["--no-predict-keyframes"])
-    coding += ["--reuse-margin", "any" if args.reuse_margin is None else str(args.reuse_margin)]
-    coding += ["--switch-margin", "off" if args.switch_margin is None else str(args.switch_margin)]
     quiet = ["--quiet"] if args.quiet else []
     steps = (["encode", str(clip), str(stream), "--size", str(config.size), "--model", model_spec,
               "--device", args.device, "--force", *coding, *quiet],

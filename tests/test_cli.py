@@ -331,10 +331,36 @@ def test_animate_writes_one_frame_per_driving_frame(clip, tmp_path, capsys):
     assert len(list(read_frames(out, size=SIZE))) == FRAMES and probe(out).fps == 25
 
 
+# Every coding option at a value other than its default (and the margins' words for None).
+ALL_CODING = ["--preset", "slow", "--qp", "36", "--refresh-threshold", "0", "--max-gop", "9", "--kp-threshold", "2",
+              "--refs", "3", "--reuse-margin", "any", "--switch-margin", "off", "--no-predict-keyframes",
+              "--idr-period", "40", "--kbps", "25.5", "--strict-rate"]
+
+
+@pytest.mark.parametrize("options", [[], ALL_CODING, ["--reuse-margin", "1.5", "--switch-margin", "2.5",
+                                                     "--refs", "2"]])
+def test_the_demo_hands_every_coding_option_to_encode(options):
+    """demo and encode share the coding options; coding_argv rebuilds them from the parser, none listed by hand."""
+    import argparse
+
+    from codec.cli import _add_coding_args, build_parser, coding_argv
+
+    dests = {action.dest for action in _add_coding_args(argparse.ArgumentParser())}
+    parser = build_parser()
+    demo = parser.parse_args(["demo", *options])
+    encode = parser.parse_args(["encode", "in.mp4", "out.fvc", *coding_argv(demo)])
+    assert {d: getattr(encode, d) for d in dests} == {d: getattr(demo, d) for d in dests}
+    if options == ALL_CODING:  # the list above moves every option off its default
+        defaults = parser.parse_args(["demo"])
+        assert all(getattr(demo, d) != getattr(defaults, d) for d in dests), "ALL_CODING misses a new option"
+
+
 def test_demo_runs_encode_decode_and_scores_against_x264(tmp_path, capsys):
     code, out, err = run(["demo", "--out-dir", tmp_path, "--seconds", "0.2", "--size", SIZE, *MODEL,
                           "--max-gop", "2", "--refresh-threshold", "0", "--quiet"], capsys)
     assert code == 0
+    encode = next(line for line in out.splitlines() if line.startswith("$ fvc encode "))
+    assert " --max-gop 2 " in encode and " --refresh-threshold 0.0 " in encode  # the demo's options reach encode
     assert (tmp_path / "astronaut.mp4").is_file() and (tmp_path / "astronaut.fvc").is_file()
     rows = [line for line in out.splitlines() if line.startswith(("fvc", "x264 crf"))]
     assert len(rows) == 2 and all(len(r.split()) >= 6 for r in rows)

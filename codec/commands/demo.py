@@ -7,8 +7,9 @@ from ..model_loading import UNTRAINED_PREFIX, load_model_spec
 from .common import EXIT_OK
 
 
-def run(args, fvc: Callable[[list[str]], int]) -> int:
-    """`fvc demo ARGS`; `fvc` runs one fvc command line (codec.cli.main, passed in: no import cycle)."""
+def run(args, fvc: Callable[[list[str]], int], coding: list[str]) -> int:
+    """`fvc demo ARGS`; `fvc` runs one fvc command line (codec.cli.main, passed in: no import cycle) and `coding` are
+    the encode options for the coding settings in `args` (codec.cli.coding_argv)."""
     from .. import motion_model as mm
     from ..demo import run_demo
 
@@ -16,6 +17,6 @@ def run(args, fvc: Callable[[list[str]], int]) -> int:
     if spec is None:
         shipped = mm.default_weights("fv2v")
         spec = str(shipped) if shipped else UNTRAINED_PREFIX + mm.REGISTRY["fv2v"].default_config
-    run_demo(args, spec, load_model_spec(spec, args.device).untrained, fvc)
+    run_demo(args, spec, load_model_spec(spec, args.device).untrained, fvc, coding)
     return EXIT_OK
 
