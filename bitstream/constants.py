@@ -17,7 +17,7 @@ POSE_BINS = 66
 POSE_BIN_DEGREES = 3
 POSE_RANGE_DEGREES = POSE_BINS * POSE_BIN_DEGREES // 2
 
-# The .fvc container, format v1 (spec/bitstream.md is normative).
+# The .fvc container, format versions 1.x, 2.x and 3.x (spec/bitstream.md is normative).
 FVC_MAGIC = b"\x89FVC\r\n\x1a\n"
 FVC_VERSION_MAJOR = 1
 FVC_VERSION_MINOR = 0  # what a stream without extensions declares
@@ -37,7 +37,6 @@ QUANT_MAX = 2**30 - 1
 MAX_RADIUS = 4096
 
 # Caps a reader enforces before allocating anything.
-MAX_HEADER_BYTES = 65535
 MAX_KEYFRAME_BYTES = 16 * 1024 * 1024
 MAX_MOTION_BYTES = 65536
 MAX_END_BYTES = 256

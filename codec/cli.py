@@ -103,10 +103,11 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
              "skip only unchanged ones)")
     add("--refs", type=int, default=DEFAULT_REFS, metavar="N",
         help="reference slots: the decoder keeps up to N keyframes (a new one replaces the least "
-             "recently used), and each frame is shown from the one that renders it best. When the last "
-             "keyframe renders a frame below the refresh threshold, an older one that clears it is "
-             f"reused instead of a new keyframe (1..8, default {DEFAULT_REFS}; N > 1 needs bitstream 2.0 or later, "
-             "which 1.x decoders refuse)")
+             "recently used), and each frame is shown from the stored one that renders it best "
+             "(--switch-margin). When the last keyframe renders a frame below the refresh threshold, an "
+             "older one takes the place of a new keyframe only if it renders the frame as well as a new "
+             f"one would (--reuse-margin) (1..8, default {DEFAULT_REFS}; with --no-predict-keyframes N > 1 "
+             "writes bitstream 2.0, which 1.x decoders refuse; predicted keyframes write 3.0 whatever N)")
     add("--reuse-margin", type=_margin_or("any"), default=DEFAULT_REUSE_MARGIN_DB, metavar="DB",
         help="with --refs > 1: reuse an older keyframe in place of a new one only if it renders the frame "
              f"within DB dB of what a new keyframe of the frame would (default {DEFAULT_REUSE_MARGIN_DB:g}: "
