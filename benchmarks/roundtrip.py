@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import portable_argv  # noqa: E402
 from rd_curve import DEFAULT_DATA, RESULTS, Metrics, device_description, find_clips  # noqa: E402
 from rdcodecs import BenchmarkError  # noqa: E402
 
@@ -108,7 +109,7 @@ def write_readme(config: RoundTripConfig, table: pd.DataFrame, device: str, comm
     cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
     markdown = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns),
                 *("| " + " | ".join(row) + " |" for row in cells)]
-    lines = [f"# fvc round trip: `{config.model}`", "", f"Command: `{command}`", "",
+    lines = [f"# fvc round trip: `{portable_argv([config.model])[0]}`", "", f"Command: `{command}`", "",
              f"Device: {device}. Metrics on frames 0, {config.metric_stride}, {2 * config.metric_stride}, … of the decoded mp4 "
              f"(`fvc decode` default CRF 18) against the {config.size}² frames the encoder read; "
              "fps = frames / wall time of the whole `fvc` command, each in a process of its own (start-up, imports "
@@ -153,7 +154,7 @@ def parse_args(argv: list[str] | None) -> tuple[RoundTripConfig, str]:
     out = args.out or RESULTS / args.run_name
     config = RoundTripConfig(args.data, out, args.model, args.size, args.frames, args.metric_stride,
                              tuple(args.clips), tuple(extra))
-    return config, "python benchmarks/roundtrip.py " + " ".join(argv)
+    return config, "python benchmarks/roundtrip.py " + " ".join(portable_argv(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from codec.metrics import lpips_distance
 from codec.motion_search import MotionSearch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import DEFAULT_FRAMES  # noqa: E402
+from protocol import DEFAULT_FRAMES, portable_args, portable_label  # noqa: E402
 from rd_curve import DEFAULT_DATA, device_description, find_clips  # noqa: E402
 from rdcodecs import BenchmarkError  # noqa: E402
 
@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(f, fieldnames=["clip", *methods])
             writer.writeheader()
             writer.writerows(rows)
-        info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": loaded.label,
-                "model_id": ident.hex(), "device": device_description("cpu"), "args": {k: str(v) for k, v in vars(args).items()},
+        info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "weights": portable_label(loaded.label), "model_id": ident.hex(), "device": device_description("cpu"),
+                "args": portable_args(vars(args)),
                 "searches": {k: asdict(v) for k, v in SEARCHES.items()}, "mean_lpips": means,
                 "seconds": round(time.time() - start)}
         (args.out / "ceiling.json").write_text(json.dumps(info, indent=2) + "\n")

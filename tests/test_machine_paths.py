@@ -58,3 +58,23 @@ def test_the_pattern_finds_paths_and_spares_commands():
     assert COMMAND.match(f"OMP_NUM_THREADS=1 nice fvc train --cache {work}cache256 --out runs/a")
     assert COMMAND.match(f"    python -m codec.train.trainer --cache {work}cache256 \\")
     assert not COMMAND.match(f'  "data": "{work}shared/data/bench512",')
+
+
+def test_the_benchmarks_write_paths_relative_to_the_repository():
+    """keyframe_refs, search_ceiling and roundtrip write run.json / README paths through these."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from protocol import portable, portable_args, portable_argv, portable_label
+
+    shared = REPO.parent / "shared" / "data" / "bench512"
+    assert portable(REPO / "codec" / "weights" / "fv2v-warp128.pt") == "codec/weights/fv2v-warp128.pt"
+    assert portable(shared) == "../shared/data/bench512"
+    assert portable_label(f"{REPO / 'codec/weights/fv2v-warp128.pt'} (da95193f)") == \
+        "codec/weights/fv2v-warp128.pt (da95193f)"
+    untrained = "UNTRAINED fv2v 'test' (random weights, seed 0)"
+    assert portable_label(untrained) == untrained
+    assert portable_args({"data": shared, "qp": [30], "out": REPO / "benchmarks" / "results" / "x"}) == \
+        {"data": "../shared/data/bench512", "qp": "[30]", "out": "benchmarks/results/x"}
+    assert portable_argv(["--data", str(shared), f"--out={REPO / 'o'}", "--qp", "30"]) == \
+        ["--data", "../shared/data/bench512", "--out=o", "--qp", "30"]
