@@ -14,7 +14,7 @@ from codec.errors import InputError
 
 CATALOG_NAME = "clips.tsv"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-# Evaluation clips: never trained or tuned on (/work/shared/data/MANIFEST.md).
+# Evaluation clips: never trained or tuned on (../shared/data/MANIFEST.md beside the checkout).
 EXCLUDED_SETS = ("bench512",)
 # Sets whose rows are wide shots or off-centre faces: usable only with a face crop.
 FACE_CROP_SETS = ("train-extra",)
@@ -43,7 +43,7 @@ def split_of(identity: str, val_fraction: float = DEFAULT_VAL_FRACTION) -> str:
 
 
 def find_catalog(clips_dir: Path) -> Path | None:
-    """clips.tsv in the clips folder or its parent (the layout of /work/shared/data), if any."""
+    """clips.tsv in the clips folder or its parent (the layout of ../shared/data), if any."""
     for folder in (clips_dir, clips_dir.parent):
         if (folder / CATALOG_NAME).is_file():
             return folder / CATALOG_NAME

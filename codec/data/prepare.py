@@ -31,7 +31,7 @@ log = logging.getLogger("fvc.prepare")
 
 SETTINGS_NAME = "settings.json"
 LANDMARKER_ENV = "FVC_FACE_LANDMARKER"
-# The shared models folder beside the checkout (see /work/shared/models/README.md).
+# The shared models folder beside the checkout (see ../shared/models/README.md).
 DEFAULT_LANDMARKER = Path(__file__).resolve().parents[3] / "shared" / "models" / "face_landmarker.task"
 
 

@@ -504,7 +504,8 @@ def _plain(value):
 
 def data_summary(cache: Path, store: FrameStore, split: str) -> dict:
     """What the card says about the training data."""
-    return {"cache": str(cache), "split": split, "clips": len(store.clips),
+    # The folder's name, not its path: cards are committed, and the cache lives outside the checkout.
+    return {"cache": f"CACHE ({Path(cache).name})", "split": split, "clips": len(store.clips),
             "identities": len({c.identity for c in store.clips}), "frames": int(store.frames.shape[0]),
             "size": int(store.frames.shape[-1]),
             "crops": {mode: sum(c.crop == mode for c in store.clips) for mode in sorted({c.crop for c in store.clips})},
