@@ -11,6 +11,7 @@ from .packets import EndPacket, KeyframePacket, MotionPacket, NotePacket, Packet
 from .parser import PacketInfo, PacketParser
 from .reader import StreamReader
 from .symbols import GroupParams, SymbolGroup, default_params, dequantize, layout, quantize
+from . import transport  # .fvc over UDP (spec §12); its names live in bitstream.transport
 from .writer import FileStreamWriter, StreamWriter
 
 __all__ = [
