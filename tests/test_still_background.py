@@ -157,3 +157,23 @@ def test_init_from_refuses_weights_of_another_shape(tmp_path):
     state["model"]["refiner.head.weight"] = torch.zeros(1)
     with pytest.raises(TrainError, match="do not fit this model"):
         _still_trainer(tmp_path / "x").start_from(state, "x")
+
+
+def test_a_shrink_only_mask_never_exceeds_its_prior_disc():
+    from codec.models.config import FV2VConfig
+    from codec.models.foreground_mask import ForegroundMask
+
+    torch.manual_seed(0)
+    points = torch.rand(2, 20, 2) * 0.6 - 0.3
+    image = torch.rand(2, 3, 16, 16)
+    base = FV2VConfig.named("test-image-bg")
+    for residual, grows in (("shrink", False), ("free", True)):
+        config = dataclasses.replace(base, image=dataclasses.replace(base.image, mask_residual=residual))
+        mask = ForegroundMask(config)
+        torch.nn.init.normal_(mask.head.weight, std=1.0)
+        torch.nn.init.constant_(mask.head.bias, 0.5)
+        prior = torch.sigmoid(head_prior_logit(points, 16, config.image.mask_prior_radius, config.image.mask_prior_gain))
+        with torch.no_grad():
+            out = mask(image, points)
+        assert bool((out > prior + 1e-6).any()) == grows
+        assert (out < prior - 1e-3).any()

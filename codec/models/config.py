@@ -127,7 +127,9 @@ class ImageRendererConfig:
     `background` "spline" moves every pixel with the keypoints' spline (warp128); "still" gives the
     background its own motion, the identity: a foreground mask predicted once per keyframe (a disc of
     `mask_prior_radius` keypoint spreads plus a learned `mask_*` hourglass) blends the two, so a head
-    move no longer drags the wall and shoulders along.
+    move no longer drags the wall and shoulders along. `mask_residual` "shrink" lets the hourglass only
+    carve background out of the disc; "free" lets it grow the mask too, and trained on face crops it
+    grew to 80 % of the frame in 1,300 steps, the spline's dragging back.
     """
 
     size: int = 64
@@ -145,10 +147,12 @@ class ImageRendererConfig:
     mask_max_features: int = 64
     mask_prior_radius: float = 2.5
     mask_prior_gain: float = 4.0
+    mask_residual: str = "shrink"
 
 
 RENDERERS = ("feature", "image")
 BACKGROUNDS = ("spline", "still")
+MASK_RESIDUALS = ("shrink", "free")
 KEYPOINT_SOURCES = ("canonical", "landmarks")
 
 
@@ -215,6 +219,9 @@ class FV2VConfig(PresetConfig):
         if self.landmarks.input_size % 2**self.landmarks.num_blocks:
             raise ConfigError(f"landmarks.input_size {self.landmarks.input_size} is not divisible by "
                               f"2**{self.landmarks.num_blocks}")
+        if self.image.mask_residual not in MASK_RESIDUALS:
+            raise ConfigError(f"unknown image.mask_residual {self.image.mask_residual!r}; known: "
+                              f"{', '.join(MASK_RESIDUALS)}")
         if self.image.background not in BACKGROUNDS:
             raise ConfigError(f"unknown image.background {self.image.background!r}; known: {', '.join(BACKGROUNDS)}")
         if self.image.size % 2**self.image.num_blocks or self.image.size % 2**self.image.mask_num_blocks:

@@ -20,13 +20,15 @@ def head_prior_logit(keypoints: torch.Tensor, size: int, radius: float, gain: fl
 
 class ForegroundMask(nn.Module):
     """A 2D hourglass at `image.size`² over the keyframe and its keypoint Gaussians; its logit is added to a
-    disc around the keypoints, so training starts from "the head moves, the rest stays" and learns the outline."""
+    disc around the keypoints, so training starts from "the head moves, the rest stays" and learns the outline
+    (with `mask_residual` "shrink", only inward: what lies outside the disc never moves)."""
 
     def __init__(self, config: FV2VConfig):
         super().__init__()
         cfg = config.image
         self.size, self.variance = cfg.size, cfg.kp_variance
         self.radius, self.gain = cfg.mask_prior_radius, cfg.mask_prior_gain
+        self.shrink_only = cfg.mask_residual == "shrink"
         self.hourglass = Hourglass2d(3 + config.num_keypoints, cfg.mask_block_expansion, cfg.mask_num_blocks,
                                      cfg.mask_max_features)
         self.head = nn.Conv2d(self.hourglass.out_channels, 1, 3, padding=1)
@@ -38,5 +40,7 @@ class ForegroundMask(nn.Module):
         """keyframe (B,3,s,s) at `size`², keypoints (B,K,2) → foreground probability (B,1,s,s)."""
         side = (self.size, self.size)
         x = torch.cat([keyframe, keypoints_to_gaussian(keypoints, side, self.variance)], 1)
-        logit = self.head(self.hourglass(x)) + head_prior_logit(keypoints, self.size, self.radius, self.gain)
-        return torch.sigmoid(logit)
+        residual = self.head(self.hourglass(x))
+        if self.shrink_only:
+            residual = residual.clamp(max=0.0)
+        return torch.sigmoid(residual + head_prior_logit(keypoints, self.size, self.radius, self.gain))
