@@ -1,4 +1,5 @@
-"""Just enough H.264 syntax (ITU-T H.264 §7.3) to read a keyframe's QP: NAL units, SPS, PPS, slice header."""
+"""Just enough H.264 syntax (ITU-T H.264 §7.3) to read a keyframe's QP and frame_num: NAL units, SPS, PPS, slice
+header."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class _Sps:
     poc_lsb_bits: int
     delta_pic_order_always_zero: bool
     frame_mbs_only: bool
+    gaps_allowed: bool = False  # gaps_in_frame_num_value_allowed_flag
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,10 @@ def _sps(bits: _Bits) -> tuple[int, _Sps]:
         bits.se(), bits.se()  # offset_for_non_ref_pic, offset_for_top_to_bottom_field
         for _ in range(bits.ue()):
             bits.se()
-    bits.ue(), bits.u(1), bits.ue(), bits.ue()  # max_num_ref_frames, gaps flag, width and height in MBs
-    return sps_id, _Sps(separate, frame_num_bits, poc_type, poc_lsb_bits, always_zero, bool(bits.u(1)))
+    bits.ue()  # max_num_ref_frames
+    gaps = bool(bits.u(1))
+    bits.ue(), bits.ue()  # width and height in MBs
+    return sps_id, _Sps(separate, frame_num_bits, poc_type, poc_lsb_bits, always_zero, bool(bits.u(1)), gaps)
 
 
 def _pps(bits: _Bits) -> tuple[int, _Pps]:
@@ -163,3 +167,63 @@ def slice_qp(annexb: bytes) -> int | None:
     except (_Unreadable, KeyError):
         return None
     return None
+
+
+class ReferenceTracker:
+    """Follows frame_num (H.264 §7.4.3) through the keyframe access units a receiver decodes, in order, to tell
+    whether a predicted picture can hold all its references: with gaps_in_frame_num_value_allowed_flag 0 (x264's
+    setting), a frame_num more than one past the last reference picture's means a reference picture was lost
+    (H.264 §8.2.5.2). Spec §12.7: a receiver must not show a keyframe decoded without its references.
+    """
+
+    def __init__(self):
+        self._sps: dict[int, _Sps] = {}
+        self._pps: dict[int, _Pps] = {}
+        self._previous: tuple[int, int] | None = None  # (frame_num, MaxFrameNum) of the last reference picture
+
+    def reset(self) -> None:
+        """Forget the sequence: only an IDR picture follows now."""
+        self._previous = None
+
+    def follows(self, annexb: bytes) -> bool:
+        """Whether the access unit `annexb`, the next one the decoder takes, is an IDR picture or a predicted one
+        whose frame_num continues the last reference picture's; False (and the sequence is forgotten) when a
+        reference picture is missing or the syntax cannot be read."""
+        try:
+            for unit in nal_units(annexb):
+                if not unit:
+                    continue
+                kind = unit[0] & 0x1F
+                if kind == NAL_SPS:
+                    key, sps = _sps(_Bits(unit))
+                    self._sps[key] = sps
+                elif kind == NAL_PPS:
+                    key, pps = _pps(_Bits(unit))
+                    self._pps[key] = pps
+                elif kind in (NAL_IDR, NAL_NON_IDR):
+                    return self._slice(unit, kind == NAL_IDR)
+        except (_Unreadable, KeyError):
+            pass
+        self._previous = None
+        return False
+
+    def _slice(self, unit: bytes, idr: bool) -> bool:
+        bits = _Bits(unit)
+        bits.ue(), bits.ue()  # first_mb_in_slice, slice_type
+        pps = self._pps[bits.ue()]
+        sps = self._sps[pps.sps_id]
+        if sps.separate_colour_planes:
+            bits.u(2)
+        frame_num, modulus = bits.u(sps.frame_num_bits), 1 << sps.frame_num_bits
+        reference = bool(unit[0] >> 5 & 3)
+        if not idr:
+            previous = self._previous
+            if previous is None or previous[1] != modulus:
+                self._previous = None
+                return False
+            if not sps.gaps_allowed and frame_num not in (previous[0], (previous[0] + 1) % modulus):
+                self._previous = None
+                return False
+        if reference or idr:
+            self._previous = (frame_num, modulus)
+        return True

@@ -17,7 +17,7 @@ POSE_BINS = 66
 POSE_BIN_DEGREES = 3
 POSE_RANGE_DEGREES = POSE_BINS * POSE_BIN_DEGREES // 2
 
-# The .fvc container, format versions 1.x, 2.x and 3.x (spec/bitstream.md is normative).
+# The .fvc container, format versions 1.x, 2.x, 3.x and 4.x (spec/bitstream.md is normative).
 FVC_MAGIC = b"\x89FVC\r\n\x1a\n"
 FVC_VERSION_MAJOR = 1
 FVC_VERSION_MINOR = 0  # what a stream without extensions declares
@@ -27,6 +27,9 @@ SLOTS_MAJOR = 2
 MAX_REF_SLOTS = 8
 # Predicted keyframes (spec §5.7) need version 3.0: a 2.x decoder refuses a KEYFRAME without an IDR slice.
 PREDICTION_MAJOR = 3
+# RESYNC packets (spec §4.6, §5.8) need version 4.0: a 3.x decoder would skip them and decode the MOTION packets
+# after one against the wrong values.
+RESYNC_MAJOR = 4
 
 # Every entropy table is integer and sums to 2**ENTROPY_PRECISION; the range coder uses
 # 32-bit words and a 64-bit state (constriction's default RangeEncoder).

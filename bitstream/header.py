@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from .constants import (FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MAX_REF_SLOTS, PREDICTION_MAJOR, SLOTS_MAJOR,
-                        MotionKind)
+from .constants import (FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MAX_REF_SLOTS, PREDICTION_MAJOR, RESYNC_MAJOR,
+                        SLOTS_MAJOR, MotionKind)
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .symbols import GroupParams, SymbolGroup, default_num_keypoints, default_params, layout
 
@@ -36,8 +36,13 @@ class StreamHeader:
     params: tuple[GroupParams, ...]
     ref_slots: int = 1  # reference buffer size N (spec §5.6); more than 1 needs version 2.0
     predicted_keyframes: bool = False  # KEYFRAMEs may be P pictures (spec §5.7): version 3.0, not a header field
+    # RESYNC packets may occur (spec §4.6): version 4.0, not a header field. 4.0 is 3.0 plus RESYNC, so a 4.x
+    # stream's keyframes may be predicted as well, and `predicted_keyframes` is set with it.
+    resync: bool = False
 
     def __post_init__(self):
+        if self.resync:
+            object.__setattr__(self, "predicted_keyframes", True)
         object.__setattr__(self, "kind", MotionKind(self.kind))
         object.__setattr__(self, "params", tuple(self.params))
         object.__setattr__(self, "model_id", bytes(self.model_id))
@@ -83,7 +88,10 @@ class StreamHeader:
             raise SymbolError(f"ref_slots {self.ref_slots} outside 1..{MAX_REF_SLOTS}", "ref_slots")
 
     def version(self, minor: int = FVC_VERSION_MINOR) -> tuple[int, int]:
-        """The version a writer declares: 3.0 with predicted keyframes, 2.0 with several slots, else 1.`minor`."""
+        """The version a writer declares: 4.0 with RESYNC packets, 3.0 with predicted keyframes, 2.0 with several
+        slots, else 1.`minor`."""
+        if self.resync:
+            return RESYNC_MAJOR, 0
         if self.predicted_keyframes:
             return PREDICTION_MAJOR, 0
         return (SLOTS_MAJOR, 0) if self.ref_slots > 1 else (FVC_VERSION_MAJOR, minor)
@@ -122,7 +130,7 @@ def _to_fraction(fps: int | float | Fraction | tuple[int, int]) -> Fraction:
 def default_header(kind: MotionKind, width: int, height: int, fps: int | float | Fraction | tuple[int, int],
                    model_id: bytes, num_keypoints: int | None = None, frame_count: int = 0,
                    params: Sequence[GroupParams] | None = None, ref_slots: int = 1,
-                   predicted_keyframes: bool = False) -> StreamHeader:
+                   predicted_keyframes: bool = False, resync: bool = False) -> StreamHeader:
     """A header with the default coding parameters of `kind` unless `params` is given."""
     kind = MotionKind(kind)
     rate = _to_fraction(fps)
@@ -132,7 +140,7 @@ def default_header(kind: MotionKind, width: int, height: int, fps: int | float |
                         frame_count=frame_count, kind=kind,
                         num_keypoints=default_num_keypoints(kind) if num_keypoints is None else num_keypoints,
                         model_id=model_id, params=tuple(params) if params is not None else default_params(kind),
-                        ref_slots=ref_slots, predicted_keyframes=predicted_keyframes)
+                        ref_slots=ref_slots, predicted_keyframes=predicted_keyframes, resync=resync)
 
 
 # Byte offsets of the v1.0 header fields (spec §3), for error messages.
@@ -160,9 +168,9 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     magic, major, minor, body_len = _PREFIX.unpack_from(data, 0)
     if magic != FVC_MAGIC:
         raise BitstreamError("not an .fvc stream (wrong magic)", 0)
-    if major not in (FVC_VERSION_MAJOR, SLOTS_MAJOR, PREDICTION_MAJOR):
+    if major not in (FVC_VERSION_MAJOR, SLOTS_MAJOR, PREDICTION_MAJOR, RESYNC_MAJOR):
         raise BitstreamError(f"unsupported format version {major}.{minor} (this decoder reads "
-                             f"{FVC_VERSION_MAJOR}.x to {PREDICTION_MAJOR}.x)", 8)
+                             f"{FVC_VERSION_MAJOR}.x to {RESYNC_MAJOR}.x)", 8)
     end = _PREFIX.size + body_len
     if len(data) < end + _CRC.size:
         raise TruncatedStreamError("truncated header", len(data))
@@ -185,7 +193,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     # Bytes after the fields of the stream's major version belong to a newer minor version: ignored.
     try:
         header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params,
-                              ref_slots, major >= PREDICTION_MAJOR)
+                              ref_slots, major >= PREDICTION_MAJOR, major >= RESYNC_MAJOR)
     except SymbolError as exc:
         raise BitstreamError(f"invalid header: {exc}", _field_offset(exc.field, ngroups)) from None
     return header, end + _CRC.size, (major, minor)

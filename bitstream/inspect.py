@@ -21,7 +21,8 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
     A stream damaged after its header is summarised up to the damage, which "error" names;
     `packets` adds every packet's index, type, frame, offset and size. With several reference
     slots, keyframes and listed packets also name their slot; in a 3.x stream keyframes say whether they
-    are predicted (their QP is then not read: only IDR slice headers are).
+    are predicted (their QP is then not read: only IDR slice headers are). RESYNC packets (4.x) count as motion
+    packets, and "resync_packets" and "resync_bytes" say how many of them, and their bytes, were RESYNC.
     """
     with StreamReader(source) as reader:
         header = reader.header
@@ -29,6 +30,7 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
         by_type = {"header": reader.parser.header_size, **{name: 0 for name in _TYPE_NAMES.values()}}
         count = {name: 0 for name in _TYPE_NAMES.values()}
         notes, keyframes, listing, reason, error = {}, [], [], None, None
+        resync = {"packets": 0, "bytes": 0}  # RESYNC packets (4.x), counted among the motion packets too
         try:
             for record in reader.records():
                 packet = record.packet
@@ -45,8 +47,13 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
                                       **({"slot": packet.slot} if slotted else {}),
                                       **({"predicted": not packet.intra} if header.predicted_keyframes else {})})
                     reason = None
+                elif isinstance(packet, MotionPacket) and packet.resync:
+                    resync["packets"] += 1
+                    resync["bytes"] += record.size
                 if packets:
-                    listing.append({"index": record.index, "type": name, "frame": getattr(packet, "frame_index", None),
+                    listed = "resync" if isinstance(packet, MotionPacket) and packet.resync else name
+                    listing.append({"index": record.index, "type": listed,
+                                    "frame": getattr(packet, "frame_index", None),
                                     "offset": record.offset, "bytes": record.size,
                                     **({"slot": packet.slot} if slotted and hasattr(packet, "slot") else {})})
         except BitstreamError as exc:
@@ -66,6 +73,8 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
         "frames": frames,
         "keyframes": count["keyframe"],
         "motion_packets": count["motion"],
+        "resync_packets": resync["packets"],
+        "resync_bytes": resync["bytes"],
         "note_packets": count["note"],
         "unknown_packets": count["unknown"],
         "ref_slots": header.ref_slots,

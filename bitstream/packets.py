@@ -9,7 +9,7 @@ from enum import IntEnum
 
 from .avc import NAL_IDR, NAL_NON_IDR, nal_units
 from .constants import (FVC_VERSION_MAJOR, MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_NOTE_BYTES,
-                        MAX_NOTE_DEPTH, MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR, SLOTS_MAJOR)
+                        MAX_NOTE_DEPTH, MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR, RESYNC_MAJOR, SLOTS_MAJOR)
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .varint import decode_varint, encode_varint
 
@@ -27,16 +27,17 @@ class PacketType(IntEnum):
     END = 3
     NOTE = 4  # from version 1.1 on
     USE_SLOT = 5  # from version 2.0 on
+    RESYNC = 6  # from version 4.0 on: a MOTION packet coded against zeros, naming the keyframe it renders from
 
 
 # The first version that defines each type; a later version defines every type an earlier one does.
 _INTRODUCED = {PacketType.KEYFRAME: (FVC_VERSION_MAJOR, 0), PacketType.MOTION: (FVC_VERSION_MAJOR, 0),
                PacketType.END: (FVC_VERSION_MAJOR, 0), PacketType.NOTE: (FVC_VERSION_MAJOR, NOTE_MINOR),
-               PacketType.USE_SLOT: (SLOTS_MAJOR, 0)}
+               PacketType.USE_SLOT: (SLOTS_MAJOR, 0), PacketType.RESYNC: (RESYNC_MAJOR, 0)}
 
 
 def introduced(packet_type: int) -> tuple[int, int]:
-    """The first version that defines `packet_type`, a KEYFRAME ... USE_SLOT type."""
+    """The first version that defines `packet_type`, a KEYFRAME ... RESYNC type."""
     return _INTRODUCED[packet_type]
 
 
@@ -64,10 +65,20 @@ class KeyframePacket:
 
 @dataclass(frozen=True)
 class MotionPacket:
-    """Entropy-coded motion symbols of one frame (spec §7)."""
+    """Entropy-coded motion symbols of one frame (spec §7).
+
+    With `keyframe` set it is a RESYNC packet (version 4.0, spec §4.6): its residuals are against zeros instead of
+    the packet before it, and it names the frame index of the keyframe in the active slot, the picture it is
+    rendered from. A receiver that lost packets decodes it without any of them.
+    """
 
     frame_index: int
     payload: bytes
+    keyframe: int | None = None
+
+    @property
+    def resync(self) -> bool:
+        return self.keyframe is not None
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,8 @@ class UnknownPacket:
 Packet = KeyframePacket | MotionPacket | EndPacket | NotePacket | UseSlotPacket | UnknownPacket
 
 BODY_CAPS = {PacketType.KEYFRAME: MAX_KEYFRAME_BYTES + 5, PacketType.MOTION: MAX_MOTION_BYTES + 5,
-             PacketType.END: MAX_END_BYTES, PacketType.NOTE: MAX_NOTE_BYTES, PacketType.USE_SLOT: 1}
+             PacketType.END: MAX_END_BYTES, PacketType.NOTE: MAX_NOTE_BYTES, PacketType.USE_SLOT: 1,
+             PacketType.RESYNC: MAX_MOTION_BYTES + 10}
 
 
 def body_cap(packet_type: int, version: tuple[int, int]) -> int:
@@ -196,7 +208,7 @@ def packet_type_of(packet: Packet) -> int:
     if isinstance(packet, KeyframePacket):
         return PacketType.KEYFRAME
     if isinstance(packet, MotionPacket):
-        return PacketType.MOTION
+        return PacketType.RESYNC if packet.resync else PacketType.MOTION
     if isinstance(packet, EndPacket):
         return PacketType.END
     if isinstance(packet, NotePacket):
@@ -207,7 +219,8 @@ def packet_type_of(packet: Packet) -> int:
 
 
 def encode_body(packet: Packet, last_index: int, version: tuple[int, int]) -> bytes:
-    """Body bytes in a `version` stream; MOTION stores its frame index as the delta from `last_index`.
+    """Body bytes in a `version` stream; MOTION and RESYNC store their frame index as the delta from `last_index`,
+    RESYNC its keyframe's as the distance back from its own.
 
     A KEYFRAME's slot is written only in 2.x (a 1.x KEYFRAME always fills slot 0).
     """
@@ -217,7 +230,8 @@ def encode_body(packet: Packet, last_index: int, version: tuple[int, int]) -> by
     if isinstance(packet, UseSlotPacket):
         return bytes([packet.slot])
     if isinstance(packet, MotionPacket):
-        return encode_varint(packet.frame_index - last_index) + bytes(packet.payload)
+        distance = encode_varint(packet.frame_index - packet.keyframe) if packet.resync else b""
+        return encode_varint(packet.frame_index - last_index) + distance + bytes(packet.payload)
     if isinstance(packet, EndPacket):
         return b"".join(encode_varint(v) for v in (packet.frame_count, packet.keyframe_count,
                                                     packet.motion_count, packet.end_offset))
@@ -239,11 +253,17 @@ def decode_body(packet_type: int, body: bytes, last_index: int, version: tuple[i
         if packet_type == PacketType.KEYFRAME:
             index, pos = decode_varint(body, int(slotted))
             return KeyframePacket(index, bytes(body[pos:]), body[0] if slotted else 0)
-        if packet_type == PacketType.MOTION:
+        if packet_type == PacketType.MOTION or (packet_type == PacketType.RESYNC and defines(packet_type, version)):
             delta, pos = decode_varint(body, 0)
             if delta == 0:
                 raise BitstreamError("motion frame index delta is 0 (indices must increase)", None)
-            return MotionPacket(last_index + delta, bytes(body[pos:]))
+            if packet_type == PacketType.MOTION:
+                return MotionPacket(last_index + delta, bytes(body[pos:]))
+            distance, pos = decode_varint(body, pos)
+            if not 1 <= distance <= last_index + delta:
+                raise BitstreamError(f"RESYNC keyframe distance {distance} outside 1..{last_index + delta} "
+                                     "(its keyframe comes before it, at frame 0 or later)", None)
+            return MotionPacket(last_index + delta, bytes(body[pos:]), last_index + delta - distance)
         if packet_type == PacketType.END:
             values, pos = [], 0
             for _ in range(4):

@@ -16,6 +16,8 @@ class StreamSequence:
         self.keyframe_count = 0
         self.motion_count = 0
         self.filled: set[int] = set()  # reference slots some KEYFRAME has filled
+        self.slot_keyframes: dict[int, int] = {}  # filled slot -> frame index of the KEYFRAME in it
+        self.active: int | None = None  # the active slot (spec §5.6)
         self.intra_seen = False  # whether an IDR KEYFRAME came: a predicted one needs it (spec §5.7)
         self.ended = False
 
@@ -59,14 +61,21 @@ class StreamSequence:
             self.keyframe_count += 1
             self.last_index = packet.frame_index
             self.filled.add(packet.slot)
+            self.slot_keyframes[packet.slot] = packet.frame_index
+            self.active = packet.slot
         elif isinstance(packet, UseSlotPacket):
             self.check_slot(packet.slot, offset)
             if packet.slot not in self.filled:
                 raise BitstreamError(f"USE_SLOT names slot {packet.slot}, which no keyframe has filled", offset)
+            self.active = packet.slot
         elif isinstance(packet, MotionPacket):
             if self.keyframe_count == 0:
                 raise BitstreamError("motion packet before any keyframe", offset)
             self._check_index(packet.frame_index, offset)
+            if packet.resync and packet.keyframe != self.slot_keyframes[self.active]:
+                raise BitstreamError(f"RESYNC names the keyframe of frame {packet.keyframe}, but the active slot "
+                                     f"{self.active} holds the keyframe of frame {self.slot_keyframes[self.active]}",
+                                     offset)
             self.motion_count += 1
             self.last_index = packet.frame_index
         elif isinstance(packet, EndPacket):

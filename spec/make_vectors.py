@@ -19,7 +19,7 @@ import numpy as np
 
 from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, NotePacket, StreamHeader,
                        StreamWriter, UnknownPacket, UseSlotPacket, default_header, quantize)
-from bitstream.constants import NOTE_MINOR, PREDICTION_MAJOR, QUANT_MAX, SLOTS_MAJOR
+from bitstream.constants import NOTE_MINOR, PREDICTION_MAJOR, QUANT_MAX, RESYNC_MAJOR, SLOTS_MAJOR
 from bitstream.packets import PacketType, encode_body, frame
 from bitstream.parser import PacketParser
 from bitstream.sequence import StreamSequence
@@ -62,7 +62,7 @@ def header_from_json(h: dict) -> StreamHeader:
                                g["escape_freq"], g["mask_freq"]) for g in h["groups"])
     return StreamHeader(h["width"], h["height"], h["fps_num"], h["fps_den"], h["frame_count"],
                         MotionKind(h["motion_kind"]), h["num_keypoints"], bytes.fromhex(h["model_id"]), params,
-                        h.get("ref_slots", 1), h["version"][0] >= PREDICTION_MAJOR)
+                        h.get("ref_slots", 1), h["version"][0] >= PREDICTION_MAJOR, h["version"][0] >= RESYNC_MAJOR)
 
 
 def pack_header(header: StreamHeader, minor: int, extension: bytes) -> bytes:
@@ -97,7 +97,7 @@ def encode_vector(desc: dict) -> bytes:
 
 
 _TYPES = {"keyframe": PacketType.KEYFRAME, "motion": PacketType.MOTION, "use_slot": PacketType.USE_SLOT,
-          "note": PacketType.NOTE, "end": PacketType.END}
+          "note": PacketType.NOTE, "end": PacketType.END, "resync": PacketType.RESYNC}
 
 
 def _packet(p: dict, encoder: MotionEncoder, mask_threshold: int, header: StreamHeader, offset: int):
@@ -106,10 +106,12 @@ def _packet(p: dict, encoder: MotionEncoder, mask_threshold: int, header: Stream
         return KeyframePacket(p["frame_index"], bytes.fromhex(p["annexb_hex"]), p.get("slot", 0)), b""
     if p["type"] == "use_slot":  # leaves the motion state as it is (spec §5.6)
         return UseSlotPacket(p["slot"]), b""
-    if p["type"] == "motion":
+    if p["type"] in ("motion", "resync"):
         ints = {k: np.array(v, dtype=np.int32) for k, v in p["symbols"].items()}
+        if p["type"] == "resync":  # coded against zeros, naming the keyframe it is rendered from (spec §4.6)
+            encoder.reset()
         payload, _ = encoder.encode(ints, mask_threshold=mask_threshold)
-        return MotionPacket(p["frame_index"], payload), b""
+        return MotionPacket(p["frame_index"], payload, p["reference_frame"] if p["type"] == "resync" else None), b""
     if p["type"] == "unknown":
         return UnknownPacket(p["packet_type"], bytes.fromhex(p["body_hex"])), b""
     if p["type"] == "note":
@@ -134,9 +136,10 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
              minor: int = 0, extension: bytes = b"", end_extension: bytes = b"") -> dict:
     """A vector's JSON from encoder inputs; events are (kind, ...) tuples in stream order.
 
-    ("keyframe", index[, slot[, "predicted"]]), ("motion", index, ints), ("use_slot", slot), ("note", members),
-    ("unknown", type, body). With reference slots, keyframes name their slot and motion packets the keyframe they are rendered
-    from; in 3.x keyframes say whether they are predicted.
+    ("keyframe", index[, slot[, "predicted"]]), ("motion", index, ints), ("resync", index, ints), ("use_slot", slot),
+    ("note", members), ("unknown", type, body). With reference slots, keyframes name their slot and motion packets
+    the keyframe they are rendered from; in 3.x keyframes say whether they are predicted. A RESYNC (4.x) always
+    names its keyframe, as its `reference_frame`.
     """
     encoder = MotionEncoder(header)
     slotted = header.ref_slots > 1
@@ -156,10 +159,13 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
         elif event[0] == "use_slot":
             active = event[1]
             packets.append({"type": "use_slot", "slot": active})
-        elif event[0] == "motion":
+        elif event[0] in ("motion", "resync"):
+            resync = event[0] == "resync"
+            if resync:
+                encoder.reset()
             _, decoded = encoder.encode(event[2], mask_threshold=mask_threshold)
-            packets.append({"type": "motion", "frame_index": event[1],
-                            **({"reference_frame": slots[active]} if slotted else {}),
+            packets.append({"type": event[0], "frame_index": event[1],
+                            **({"reference_frame": slots[active]} if slotted or resync else {}),
                             "symbols": {k: v.tolist() for k, v in decoded.items()}})
             motions, last = motions + 1, event[1]
         elif event[0] == "note":  # the UTF-8 JSON text of the body, as the reference encoder writes it
@@ -185,7 +191,7 @@ def _annotate(desc: dict, data: bytes) -> None:
     assert len(records) == len(desc["packets"]), desc["name"]
     for p, r in zip(desc["packets"], records):
         p["offset"], p["size"] = r.offset, r.size
-        if p["type"] == "motion":
+        if p["type"] in ("motion", "resync"):
             p["payload_hex"] = r.packet.payload.hex()
         if p["type"] == "end":
             p["end_offset"] = r.packet.end_offset
@@ -287,6 +293,17 @@ def build() -> dict[str, dict]:
                                      "predicted ones (slices of NAL type 1), a USE_SLOT, a second intra keyframe "
                                      "and a keyframe predicted after it", h,
                                      [e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan])
+
+    h = default_header(fv2v, 256, 256, 25, MODEL_ID, num_keypoints=4, frame_count=14, ref_slots=2, resync=True)
+    motion = {t: ints for _, t, ints in _trace_events(h, range(14), {0}, seed=10)[1:]}
+    plan = [("keyframe", 0, 0), ("resync", 1), 2, 3, ("resync", 4), 5, ("keyframe", 6, 1, "predicted"), ("resync", 7),
+            8, ("use_slot", 0), 9, ("resync", 10), 11, 13]
+    out["fv2v_resync"] = describe("fv2v_resync", "version 4.0, 2 reference slots: RESYNC packets (coded against "
+                                  "zeros, naming the keyframe of the active slot) after each keyframe and every "
+                                  "third motion packet, one after a USE_SLOT naming the older keyframe, a predicted "
+                                  "keyframe, and frame 12 not sent",
+                                  h, [("resync", e[1], motion[e[1]]) if isinstance(e, tuple) and e[0] == "resync"
+                                      else e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan])
     return out
 
 

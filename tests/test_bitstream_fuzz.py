@@ -24,22 +24,28 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get
 def decode_everything(data: bytes) -> int:
     """Parse and decode a whole stream; returns the number of packets, raises only BitstreamError.
 
-    Every slot the reader lets through is one a decoder holds a keyframe for (spec §5.6), and every
-    predicted keyframe has an intra one before it (spec §5.7).
+    Every slot the reader lets through is one a decoder holds a keyframe for (spec §5.6), every
+    predicted keyframe has an intra one before it (spec §5.7), and every RESYNC names the keyframe of the
+    active slot (spec §4.6).
     """
     reader = StreamReader(data)
     decoder = MotionDecoder(reader.header)
-    count, filled, intra_seen = 0, set(), False
+    count, filled, intra_seen, active = 0, {}, False, None
     for record in reader.records():
         if isinstance(record.packet, KeyframePacket):
             assert record.packet.slot < reader.header.ref_slots
             assert record.packet.intra or (reader.header.predicted_keyframes and intra_seen)
             intra_seen = intra_seen or record.packet.intra
-            filled.add(record.packet.slot)
+            filled[record.packet.slot] = record.packet.frame_index
+            active = record.packet.slot
             decoder.reset()
         elif isinstance(record.packet, UseSlotPacket):
             assert record.packet.slot in filled
+            active = record.packet.slot
         elif isinstance(record.packet, MotionPacket):
+            if record.packet.resync:
+                assert reader.header.resync and record.packet.keyframe == filled[active]
+                decoder.reset()
             decoder.decode(record.packet.payload, record.offset)
         count += 1
     return count

@@ -91,13 +91,14 @@ class RangeDecoder:
         return s
 
 
-def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3)) -> dict:
+def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3, 4)) -> dict:
     """Header fields and packets (with decoded integers) of a whole stream, read as a decoder of the major
     versions `majors` reads it: (1,) is a 1.x decoder, which refuses a 2.0 or 3.0 stream at byte 8 (spec §5.5).
 
     From version 1.1 on type 4 is a NOTE, a JSON object (spec §4.4). From version 2 on keyframes name their
     slot and motion packets the keyframe they render from (spec §5.6); in version 3 keyframes say whether
-    they are predicted (spec §5.7).
+    they are predicted (spec §5.7). From version 4 on type 6 is a RESYNC: a MOTION packet coded against zeros that
+    names its keyframe, which must be the active slot's (spec §4.6).
     """
     assert data[:8] == MAGIC
     major, minor, body_len = struct.unpack_from("<BBH", data, 8)
@@ -155,13 +156,18 @@ def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3)) -> dict:
                             **({"predicted": 1 in slices} if major >= 3 else {}), "annexb_hex": au.hex()})
             state = {g["name"]: [[0] * g["dims"] for _ in range(g["count"])] for g in groups}
             last, counts[0] = index, counts[0] + 1
-        elif ptype == 2:
+        elif ptype == 2 or (ptype == 6 and major >= 4):
             delta, p = varint(body, 0)
             assert delta >= 1 and state is not None
+            if ptype == 6:
+                distance, p = varint(body, p)
+                if not 1 <= distance <= last + delta or slots[active] != last + delta - distance:
+                    raise SpecError(f"RESYNC names frame {last + delta - distance}, not the active keyframe")
+                state = {g["name"]: [[0] * g["dims"] for _ in range(g["count"])] for g in groups}
             state = decode_motion(body[p:], groups, state)
             last, counts[1] = last + delta, counts[1] + 1
-            packets.append({"type": "motion", "frame_index": last, "symbols": state,
-                            **({"reference_frame": slots[active]} if slotted else {})})
+            packets.append({"type": "resync" if ptype == 6 else "motion", "frame_index": last, "symbols": state,
+                            **({"reference_frame": slots[active]} if slotted or ptype == 6 else {})})
         elif ptype == 4 and (major, minor) >= (1, 1):
             text = body.decode("utf-8")
             assert isinstance(json.loads(text), dict)
@@ -223,7 +229,7 @@ def test_use_slot_of_an_empty_slot_is_refused():
 
 # Every conformance vector spec §11 lists, by name: this decoder must read each of them.
 EXPECTED = ("tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
-            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted")
+            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted", "fv2v_resync")
 
 
 def vector_names() -> list[str]:
@@ -254,11 +260,12 @@ def test_independent_decoder_matches_vector_json(name):
 @pytest.mark.parametrize("name", EXPECTED)
 def test_version_gate_on_every_vector(name):
     """Spec §5.5: a decoder of majors 1 … M reads a stream of major ≤ M and refuses any other at byte 8, before
-    reading anything else: a 1.x decoder refuses 2.0 and 3.0, a 2.x decoder 3.0; no decoder reads 0 or 4."""
+    reading anything else: a 1.x decoder refuses 2.0 to 4.0, a 2.x decoder 3.0 and 4.0, a 3.x decoder 4.0; no
+    decoder reads 0 or 5."""
     data = (VECTORS / f"{name}.fvc").read_bytes()
     major = json.loads((VECTORS / f"{name}.json").read_text())["header"]["version"][0]
     whole = parse(data)
-    for newest in (1, 2, 3):
+    for newest in (1, 2, 3, 4):
         majors = tuple(range(1, newest + 1))
         if major in majors:
             read = parse(data, majors)
@@ -267,7 +274,7 @@ def test_version_gate_on_every_vector(name):
             with pytest.raises(SpecError, match=f"unsupported version {major}\\.") as info:
                 parse(data, majors)
             assert info.value.offset == 8
-    for other in (0, 4, 255):
+    for other in (0, 5, 255):
         changed = data[:8] + bytes([other]) + data[9:]
         with pytest.raises(SpecError, match="unsupported version") as info:
             parse(changed)
@@ -317,3 +324,17 @@ def test_reference_encoder_uses_exactly_the_spec_tables():
             assert {k: np.array(v).tolist() for k, v in decoded.items()} == prev
 
     check()
+
+
+def test_resync_naming_another_keyframe_is_refused():
+    """Spec §4.6: the keyframe a RESYNC names is the one in the active slot."""
+    data = bytearray((VECTORS / "fv2v_resync.fvc").read_bytes())
+    desc = json.loads((VECTORS / "fv2v_resync.json").read_text())
+    resync = next(p for p in desc["packets"] if p["type"] == "resync" and p["frame_index"] == 10)
+    at = resync["offset"]
+    assert data[at] == 6 and data[at + 3] == 10  # type, length, frame_index_delta, keyframe distance 10
+    data[at + 3] = 4  # frame 6: the keyframe of the other slot
+    end = at + resync["size"] - 4
+    struct.pack_into("<I", data, end, zlib.crc32(data[at:end]))
+    with pytest.raises(SpecError, match="RESYNC names frame 6"):
+        parse(bytes(data))

@@ -17,7 +17,7 @@ SPEC = Path(__file__).resolve().parents[1] / "spec"
 NAMES = sorted(p.stem for p in (SPEC / "vectors").glob("*.fvc"))
 # Every vector spec §11 lists, by name.
 EXPECTED = {"tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
-            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted"}
+            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted", "fv2v_resync"}
 
 
 def load_make_vectors():
@@ -39,7 +39,7 @@ def test_every_kind_of_vector_is_present():
     assert all(f"| {name} |" in table for name in EXPECTED), "spec §11 lists every vector"
     # Each version this document defines has a vector, and 1.1's one addition, the NOTE, is in one.
     versions = {tuple(json.loads((SPEC / "vectors" / f"{n}.json").read_text())["header"]["version"]) for n in NAMES}
-    assert {(1, 0), (1, 1), (2, 0), (3, 0)} <= versions
+    assert {(1, 0), (1, 1), (2, 0), (3, 0), (4, 0)} <= versions
     assert any(p["type"] == "note" for n in NAMES
                for p in json.loads((SPEC / "vectors" / f"{n}.json").read_text())["packets"])
 
@@ -65,11 +65,16 @@ def test_reader_decodes_vector_to_json(name, make_vectors):
         elif e["type"] == "use_slot":
             assert packet == UseSlotPacket(e["slot"])
             active = packet.slot  # the motion state stays as it is
-        elif e["type"] == "motion":
+        elif e["type"] in ("motion", "resync"):
             assert isinstance(packet, MotionPacket) and packet.frame_index == e["frame_index"]
             assert packet.payload.hex() == e["payload_hex"]
-            if "reference_frame" in e:  # 2.x vectors
+            if "reference_frame" in e:  # 2.x vectors, and every RESYNC
                 assert slots[active] == e["reference_frame"]
+            if e["type"] == "resync":  # 4.x: coded against zeros, naming its keyframe
+                assert packet.resync and packet.keyframe == e["reference_frame"]
+                decoder.reset()
+            else:
+                assert not packet.resync
             got = decoder.decode(packet.payload)
             assert {k: v.tolist() for k, v in got.items()} == e["symbols"]
         elif e["type"] == "unknown":
@@ -153,10 +158,10 @@ def test_note_vector_is_1_1_and_a_1_0_reader_skips_its_notes_to_the_same_integer
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-@pytest.mark.parametrize("major", [0, 4, 255])
-def test_the_reader_refuses_any_major_but_1_2_3_at_byte_8(name, major):
+@pytest.mark.parametrize("major", [0, 5, 255])
+def test_the_reader_refuses_any_major_but_1_to_4_at_byte_8(name, major):
     data = bytearray((SPEC / "vectors" / f"{name}.fvc").read_bytes())
-    assert data[8] in (1, 2, 3)
+    assert data[8] in (1, 2, 3, 4)
     data[8] = major
     with pytest.raises(BitstreamError, match=f"unsupported format version {major}\\.") as info:
         StreamReader(bytes(data))
@@ -197,12 +202,64 @@ def test_a_keyframe_naming_a_slot_beyond_the_header_fails_at_its_first_byte():
     assert (info.value.offset, info.value.packet) == (key.offset, 3)
 
 
-def test_type_5_is_unknown_in_a_1_x_stream_and_version_4_is_refused():
+def test_type_5_is_unknown_in_a_1_x_stream_and_version_5_is_refused():
     tiny = (SPEC / "vectors" / "tiny.fvc").read_bytes()
     skipped = _with_packet(tiny, 1, frame(PacketType.USE_SLOT, b"\x07"))
     assert UnknownPacket(5, b"\x07") in [r.packet for r in StreamReader(skipped).records()]
     slots = bytearray((SPEC / "vectors" / "fv2v_slots.fvc").read_bytes())
-    slots[8] = 4
-    with pytest.raises(BitstreamError, match="unsupported format version 4.0") as info:
+    slots[8] = 5
+    with pytest.raises(BitstreamError, match="unsupported format version 5.0") as info:
         StreamReader(bytes(slots))
     assert info.value.offset == 8
+
+
+def test_resync_vector_decodes_from_any_resync_without_the_packets_before_it():
+    """Spec §4.6, §5.8: a RESYNC decodes from the header alone (its keyframe is only rendered from), and the MOTION
+    packets after it need nothing before it; its keyframe is the active slot's, checked at its first byte."""
+    data = (SPEC / "vectors" / "fv2v_resync.fvc").read_bytes()
+    desc = json.loads((SPEC / "vectors" / "fv2v_resync.json").read_text())
+    reader = StreamReader(data)
+    records = [r for r in reader.records() if isinstance(r.packet, MotionPacket)]
+    expected = [p for p in desc["packets"] if p["type"] in ("motion", "resync")]
+    for start, record in enumerate(records):
+        if not record.packet.resync:
+            continue
+        fresh = MotionDecoder(reader.header)  # holds nothing of the stream before this RESYNC
+        for later, e in zip(records[start:], expected[start:]):
+            if later.packet.resync and later is not record:
+                break
+            got = fresh.decode(later.packet.payload)
+            assert {k: v.tolist() for k, v in got.items()} == e["symbols"]
+    # The RESYNC after the USE_SLOT names the older keyframe (frame 0); naming the other slot's is refused.
+    resync = next(r for r in reader.parser.records if isinstance(r.packet, MotionPacket) and r.packet.frame_index == 10)
+    assert resync.packet.keyframe == 0
+    body = data[resync.offset + 2:resync.offset + resync.size - 4]
+    assert body[1] == 10  # keyframe distance: frame 10 - frame 0
+    bad = data[:resync.offset] + frame(PacketType.RESYNC, body[:1] + bytes([4]) + body[2:]) + \
+        data[resync.offset + resync.size:]
+    with pytest.raises(BitstreamError, match="names the keyframe of frame 6, but the active slot 0 holds the "
+                                             "keyframe of frame 0") as info:
+        list(StreamReader(bad).records())
+    assert (info.value.offset, info.value.packet) == (resync.offset, resync.index)
+    far = data[:resync.offset] + frame(PacketType.RESYNC, body[:1] + bytes([11]) + body[2:]) + \
+        data[resync.offset + resync.size:]
+    with pytest.raises(BitstreamError, match="keyframe distance 11 outside 1..10"):
+        list(StreamReader(far).records())
+
+
+def test_resync_is_unknown_before_4_0():
+    """Type 6 is skipped as unknown in a 3.x stream (spec §4), and a 3.x writer refuses RESYNC packets."""
+    from bitstream import KeyframePacket, StreamWriter, default_header
+    from bitstream.constants import RESYNC_MAJOR
+
+    tiny = (SPEC / "vectors" / "tiny.fvc").read_bytes()
+    skipped = _with_packet(tiny, 2, frame(PacketType.RESYNC, b"\x01\x01"))
+    assert UnknownPacket(6, b"\x01\x01") in [r.packet for r in StreamReader(skipped).records()]
+    header = default_header(0, 64, 64, 25, bytes(16), num_keypoints=2, predicted_keyframes=True)
+    import io
+    writer = StreamWriter(io.BytesIO(), header)
+    writer.write(KeyframePacket(0, bytes.fromhex(json.loads((SPEC / "vectors" / "tiny.json").read_text())
+                                                 ["packets"][0]["annexb_hex"])))
+    with pytest.raises(BitstreamError, match="RESYNC packets need version 4.0"):
+        writer.write(MotionPacket(1, b"", keyframe=0))
+    assert default_header(0, 64, 64, 25, bytes(16), resync=True).version() == (RESYNC_MAJOR, 0)

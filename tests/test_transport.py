@@ -359,6 +359,41 @@ def test_a_lost_fragment_drops_its_packet_as_incomplete(stream):
     assert after.discontinuity and isinstance(after.packet, MotionPacket)
 
 
+def test_a_dropped_unit_names_its_packet_type_when_its_first_fragment_came(stream):
+    """A receiver learns from a dropped unit's first fragment that a KEYFRAME was lost (spec §12.6, §12.7)."""
+    datagrams = packetize_stream(stream, first_seq=0)
+    parsed = [parse_datagram(d)[0] for d in datagrams]
+    middle = next(i for i, d in enumerate(parsed) if d.timestamp == 40 and d.kind == UNIT_PACKET and not d.start)
+    _, events = receive(datagrams[:middle] + datagrams[middle + 1:])
+    assert of(events, UnitDropEvent)[0].packet_type == 1  # KEYFRAME
+    first = next(i for i, d in enumerate(parsed) if d.timestamp == 80 and d.kind == UNIT_PACKET and d.start
+                 and not d.end)
+    _, events = receive(datagrams[:first] + datagrams[first + 1:])
+    assert of(events, UnitDropEvent)[0].packet_type is None  # its first fragment is what was lost
+
+
+def test_resync_packets_travel_as_motion_packets():
+    """RESYNC (4.0): delivered with its frame index and keyframe; its keyframe distance is checked against the
+    timestamp, and a lost RESYNC flags the packet after it like a lost MOTION packet."""
+    stream = vector("fv2v_resync")
+    datagrams = packetize_stream(stream, first_seq=65530)
+    receiver, events = receive(datagrams)
+    resyncs = [e for e in of(events, PacketEvent) if isinstance(e.packet, MotionPacket) and e.packet.resync]
+    assert [(e.frame_index, e.packet.keyframe) for e in resyncs] == [(1, 0), (4, 0), (7, 6), (10, 0)]
+    assert rebuilt(events) == stream
+    at = next(i for i, d in enumerate(datagrams) if parse_datagram(d)[0].fragment[0] == 6
+              and parse_datagram(d)[0].timestamp == 4)
+    _, events = receive(datagrams[:at] + datagrams[at + 1:])
+    after = next(e for e in of(events, PacketEvent) if e.frame_index == 5)
+    assert after.discontinuity and not after.packet.resync
+    # Frame 3 lost, and the RESYNC of frame 4 (keyframe distance 4) forged to say frame 3: nothing can check its
+    # frame index after the loss, but its keyframe would come before frame 0.
+    r = parse_datagram(datagrams[at])[0]
+    forged = build_datagram(r.sequence, 3, r.header_id, UNIT_PACKET, True, True, r.fragment, marker=True)
+    receiver, _ = receive(datagrams[:at - 1] + [forged] + datagrams[at + 1:])
+    assert receiver.stats.dropped == Counter({"bad_packet": 1}) and receiver.stats.lost == 1
+
+
 def test_a_lost_first_fragment_drops_the_rest(stream):
     datagrams = packetize_stream(stream, first_seq=0)
     parsed = [parse_datagram(d)[0] for d in datagrams]

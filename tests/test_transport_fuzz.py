@@ -202,6 +202,9 @@ def test_units_damaged_behind_valid_crcs():
                 for event in receiver.push(data):
                     if isinstance(event, PacketEvent) and isinstance(event.packet, (KeyframePacket, MotionPacket)):
                         assert event.packet.frame_index == event.frame_index <= 2**32 - 2
+                    if isinstance(event, PacketEvent) and isinstance(event.packet, MotionPacket) and \
+                            event.packet.resync:  # 4.0: its keyframe comes before it (spec §4.6)
+                        assert receiver.header.resync and 0 <= event.packet.keyframe < event.frame_index
                     if isinstance(event, PacketEvent) and isinstance(event.packet, (KeyframePacket, UseSlotPacket)):
                         assert event.packet.slot < receiver.header.ref_slots
                     if isinstance(event, PacketEvent) and isinstance(event.packet, KeyframePacket):

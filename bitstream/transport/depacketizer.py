@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from ..errors import BitstreamError
 from ..header import StreamHeader, parse_header
 from ..packets import (CRC, MAX_FRAME_INDEX, KeyframePacket, MotionPacket, NotePacket, Packet, PacketType,
-                       UseSlotPacket, annexb_problem, body_cap, decode_body, note_problem)
+                       UseSlotPacket, annexb_problem, body_cap, decode_body, defines, note_problem)
 from ..varint import decode_varint
 from .rtp import (BAD_CRC, BAD_HEADER, BAD_PACKET, DEFAULT_PAYLOAD_TYPE, DUPLICATE, FRAME_INDEX, HEADER_ID,
                   INCOMPLETE, MAX_HEADER_UNIT, MAX_PACKET_UNIT, NO_HEADER, PAYLOAD_TYPE, SEQ_JUMP, SEQ_MODULUS,
-                  TOO_LARGE, TOO_OLD, UNIT_HEADER, Datagram, check_payload_type, header_id, parse_datagram)
+                  TOO_LARGE, TOO_OLD, UNIT_HEADER, UNIT_PACKET, Datagram, check_payload_type, header_id,
+                  parse_datagram)
 
 DEFAULT_WINDOW = 16
 MAX_MISORDER = 100  # RFC 3550 A.1's limits: how far behind, and how far ahead, a datagram may be
@@ -68,12 +69,17 @@ class DropEvent:
 
 @dataclass(frozen=True)
 class UnitDropEvent:
-    """A unit whose datagrams were taken into the window, dropped whole: one count of `reason` per datagram."""
+    """A unit whose datagrams were taken into the window, dropped whole: one count of `reason` per datagram.
+
+    `packet_type`: the type byte of a packet unit whose first fragment arrived (a receiver learns so that it lost a
+    KEYFRAME, spec §12.7), else None.
+    """
 
     reason: str
     kind: int
     timestamp: int
     seqs: tuple[int, ...]
+    packet_type: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class _Unit:
     pieces: list[bytes]
     size: int = 0
     problem: str | None = None  # INCOMPLETE or TOO_LARGE once known: the pieces are no longer kept
+    first_byte: int | None = None  # a packet unit's type byte, once its first fragment arrived
 
 
 class Depacketizer:
@@ -313,7 +320,9 @@ class Depacketizer:
         if unit is None:
             # A fragment other than the first with nothing before it: the first was lost or dropped.
             unit = self._unit = _Unit(datagram.kind, datagram.timestamp, [], [],
-                                      problem=None if datagram.start else INCOMPLETE)
+                                      problem=None if datagram.start else INCOMPLETE,
+                                      first_byte=datagram.fragment[0] if datagram.start and datagram.kind == UNIT_PACKET
+                                      else None)
         unit.seqs.append(datagram.sequence)
         if unit.problem is None:
             unit.size += len(datagram.fragment)
@@ -331,7 +340,7 @@ class Depacketizer:
         unit, self._unit = self._unit, None
         self.stats.dropped[reason] += len(unit.seqs)
         self._broken = True
-        self._events.append(UnitDropEvent(reason, unit.kind, unit.timestamp, tuple(unit.seqs)))
+        self._events.append(UnitDropEvent(reason, unit.kind, unit.timestamp, tuple(unit.seqs), unit.first_byte))
 
     def _use(self, unit: _Unit) -> None:
         self._unit = None
@@ -381,7 +390,8 @@ class Depacketizer:
             return None, BAD_CRC
         body = data[pos:pos + length]
         try:
-            if packet_type == PacketType.MOTION:
+            if packet_type == PacketType.MOTION or (packet_type == PacketType.RESYNC and defines(packet_type,
+                                                                                                  self.version)):
                 delta, _ = decode_varint(body, 0)
                 previous = timestamp - delta
                 if previous < 0 or (not self._broken and self._last_frame is not None and previous != self._last_frame):
