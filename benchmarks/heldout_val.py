@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,9 @@ from codec.errors import InputError
 from codec.metrics import lpips_distance
 from codec.motion_model import load_model
 from codec.train.losses import landmark_loss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import run_stamp  # noqa: E402
 
 BATCH = 8
 
@@ -70,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"heldout_val: error: {exc}", file=sys.stderr)
         return 1
     batches = [data.batch(BATCH, torch.Generator().manual_seed(seed)) for seed in range(-(-args.pairs // BATCH))]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    print(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, commit {commit}: {args.split} split of "
+    stamp = run_stamp()
+    print(f"{stamp['date']}, commit {stamp['commit']}: {args.split} split of "
           f"{args.cache}, {len(data.store.clips)} clips, {len(batches) * BATCH} pairs")
     print("| weights | L1 | LPIPS | landmark px |\n|---|---|---|---|")
     for path in args.weights:

@@ -17,10 +17,8 @@ import csv
 import itertools
 import json
 import math
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +33,7 @@ from codec.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bd_rate import CurveError, bd_rate  # noqa: E402
-from protocol import DEFAULT_FRAMES, portable_args, portable_label  # noqa: E402
+from protocol import DEFAULT_FRAMES, portable_args, portable_label, run_stamp  # noqa: E402
 from rd_curve import (DEFAULT_DATA, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
                       find_clips)
 from rdcodecs import BenchmarkError  # noqa: E402
@@ -160,11 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(table, newline="") as f:
             rows = list(csv.DictReader(f))
     done = {(r["clip"], r["setting"], r.get("qp")) for r in rows}
-    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "weights": portable_label(loaded.label),
-            "model_id": ident.hex(), "device": device_description("cpu"),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent).stdout.strip(),
-            "args": portable_args(vars(args))}
+    info = {**run_stamp(), "weights": portable_label(loaded.label), "model_id": ident.hex(),
+            "device": device_description("cpu"), "args": portable_args(vars(args))}
     (args.out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     for clip in clips:
         todo = [(s, qp) for qp in args.qp for s in settings if (clip.stem, s, str(qp)) not in done]
