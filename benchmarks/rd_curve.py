@@ -1,11 +1,14 @@
-"""Rate-distortion benchmark: bpp vs LPIPS/PSNR/SSIM, AKD and temporal error on 512x512 talking heads.
+"""Rate-distortion benchmark: bpp vs LPIPS (alex, vgg)/DISTS/PSNR/SSIM, AKD, mouth LPIPS and temporal error
+(whole frame, face and rest) on 512x512 talking heads.
 
 Every clip is read once through `codec.video.read_frames` (same resize and fps for every method),
 each method codes it at each operating point, and the metrics compare decoded and source frames.
 Writes benchmarks/results/<run-name>/{rd.csv, summary.csv, bd_rate.csv, quality.csv, run.json,
-rd_lpips.png, rd_psnr.png, rd_motion.png}; rerunning skips the rows already in rd.csv. By default the
-first 250 frames of every clip are coded and every 10th is measured. AKD (motion fidelity: distance
-between face landmarks of decoded and source frames) needs MediaPipe; --no-akd runs without it. Usage:
+rd_lpips.png, rd_psnr.png, rd_motion.png, rd_perceptual.png, rd_regions.png}; rerunning skips the rows
+already in rd.csv. By default the first 250 frames of every clip are coded, the frame metrics are
+measured on every 10th, the face/rest temporal error on every frame pair and the mouth LPIPS on every
+frame. AKD (motion fidelity: distance between face landmarks of decoded and source frames), the face
+region and the mouth crop need MediaPipe; --no-akd runs without them. Usage:
     .venv/bin/python benchmarks/rd_curve.py --quick
     .venv/bin/python benchmarks/rd_curve.py --methods x264,x264-zerolatency --run-name bench512
 """
@@ -13,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import fnmatch
 import hashlib
 import importlib.metadata
-import io
 import itertools
-import json
 import math
 import os
 import platform
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -37,10 +36,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
 
 from bd_rate import CurveError, bd_rate, pareto_front, rate_for_quality  # noqa: E402
-from protocol import DEFAULT_FRAMES  # noqa: E402,F401 (part of rd_curve's interface)
+from protocol import DEFAULT_FRAMES, portable, portable_label  # noqa: E402,F401 (DEFAULT_FRAMES: interface)
 from codec.data.face_track import FaceLandmarker, FaceTrackError, mesh_points, native_stderr_silenced  # noqa: E402
 from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
 from rdcodecs.hold import Hold  # noqa: E402
+from results_folder import (PROVENANCE_COLUMNS, UNKNOWN, Table, changed_keys, clear, code_version,  # noqa: E402
+                            command_line, provenance, read_run_info, refuse_other_settings, write_run_info)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
@@ -53,14 +54,31 @@ DEFAULT_METHODS = ALL_METHODS[:-len(VARIANTS)]
 # Motion fidelity (AKD, MediaPipe face mesh) and temporal consistency: rows written before these columns
 # existed lack them, and read as NaN ("not measured").
 MOTION_COLUMNS = ["akd", "akd_lips", "face_found", "temporal"]
+# The field's other perceptual metrics (issue 28): LPIPS on VGG16 and DISTS, on every PERCEPTUAL_STRIDE-th frame.
+PERCEPTUAL_COLUMNS = ["lpips_vgg", "dists"]
+# Where the temporal error lies (issue 30), on every frame pair: in the face region taken from the source's
+# landmarks and in the rest of the frame, beside the source's own change there; face_area is the face
+# region's share of the pixels.
+REGION_COLUMNS = ["temporal_face", "temporal_rest", "source_change_face", "source_change_rest", "face_area"]
+# LPIPS of a crop around the source's lips on every frame: the mean and the 95th percentile.
+MOUTH_COLUMNS = ["mouth_lpips", "mouth_lpips_p95"]
+MEASURED_COLUMNS = ["lpips", "psnr", "ssim", *PERCEPTUAL_COLUMNS, *MOTION_COLUMNS, *REGION_COLUMNS, *MOUTH_COLUMNS]
 RD_COLUMNS = ["clip", "method", "point", "frames", "width", "height", "fps", "bytes", "bpp", "kbps",
-              "lpips", "psnr", "ssim", *MOTION_COLUMNS, "encode_fps", "decode_fps", "device", "weights"]
-LEGACY_COLUMNS = [c for c in RD_COLUMNS if c not in MOTION_COLUMNS]
+              *MEASURED_COLUMNS, "encode_fps", "decode_fps", *PROVENANCE_COLUMNS, "device", "weights"]
+# Columns rows written before them lack: not measured (NaN), or unknown.
+OLDER_COLUMNS = {**dict.fromkeys([*PERCEPTUAL_COLUMNS, *MOTION_COLUMNS, *REGION_COLUMNS, *MOUTH_COLUMNS], "nan"),
+                 **dict.fromkeys(PROVENANCE_COLUMNS, UNKNOWN)}
+LEGACY_COLUMNS = [c for c in RD_COLUMNS if c not in OLDER_COLUMNS]  # the first rd.csv files
 # The standard protocol: the first 10 s of every clip, metrics on every 10th frame. Whole clips at
 # stride 1 would take LPIPS alone ~0.2 s x 5000 frames per operating point on a 2-core CPU.
 DEFAULT_METRIC_STRIDE = 10
+# LPIPS-vgg and DISTS see frames with the shorter side brought down to this (DISTS's own prepare_image rule;
+# JVET's generative face video conditions score 256² sequences), on every PERCEPTUAL_STRIDE-th frame (5 of the
+# 250): four VGG16 passes a frame cost 2.8 s at 256² on one shared core (11 s at 512²), 8x LPIPS-alex's.
+PERCEPTUAL_SIZE = 256
+PERCEPTUAL_STRIDE = 50
 # What a resumed run must share with the rows already written, or its rows would not be comparable.
-RUN_KEYS = ("size", "fps", "frames", "metric_stride", "lpips", "akd", "temporal")
+RUN_KEYS = ("size", "fps", "frames", "metric_stride", "lpips", "akd", "temporal", "perceptual", "regions", "mouth")
 TEMPORAL_METHOD = "mean |(d_t - d_t-1) - (r_t - r_t-1)|, BT.601 luma 0-255, t = every scored frame but 0"
 NO_AKD = "off (--no-akd)"
 
@@ -85,8 +103,10 @@ class BenchConfig:
     untrained_fallback: bool = False  # without shipped weights, use the development model (--quick)
     force: bool = False
     allow_mixed: bool = False  # add rows of other data or devices; report a method's rows of other weights
-    akd: bool = True  # False = --no-akd: run without MediaPipe, AKD columns NaN
+    akd: bool = True  # False = --no-akd: run without MediaPipe, AKD, region and mouth columns NaN
     landmarker: Path | None = None  # MediaPipe's face_landmarker.task; None = codec.data.prepare's default
+    perceptual_size: int | None = PERCEPTUAL_SIZE  # LPIPS-vgg/DISTS shorter side; None = the coded size
+    perceptual_stride: int = PERCEPTUAL_STRIDE  # LPIPS-vgg/DISTS on frames 0, n, 2n, ...
 
 
 def device_description(device: str) -> str:
@@ -130,43 +150,94 @@ def spread(points: list[str], count: int | None) -> list[str]:
 
 
 class Metrics:
-    """LPIPS (AlexNet v0.1), PSNR, SSIM, AKD and temporal error of decoded vs source frames, on every
-    `stride`-th frame; AKD is NaN without a landmarker (--no-akd)."""
+    """Decoded vs source frames: LPIPS (AlexNet v0.1), PSNR, SSIM, AKD and the temporal error on every
+    `stride`-th frame, (`perceptual`) LPIPS-vgg and DISTS on every `perceptual_stride`-th, the temporal error
+    split into face and rest on every frame pair and the mouth-crop LPIPS on every frame. What needs face
+    landmarks is NaN without a landmarker."""
 
     PSNR_CAP = 100.0  # a frame identical to its source counts as this many dB
     CHUNK = 32  # frames per metric call: bounds float copies of long 512² clips
 
-    def __init__(self, device: str, stride: int, landmarker: FaceLandmarker | None = None):
+    def __init__(self, device: str, stride: int, landmarker: FaceLandmarker | None = None, perceptual: bool = False,
+                 perceptual_size: int | None = PERCEPTUAL_SIZE, perceptual_stride: int = PERCEPTUAL_STRIDE):
         from codec import metrics
 
         self._metrics = metrics
         self.device = device
         self.stride = stride
         self.landmarker = landmarker
+        self.perceptual = perceptual
+        self.perceptual_size = perceptual_size
+        self.perceptual_stride = perceptual_stride
         self.lpips_variant = metrics.LPIPS_VARIANT
 
-    def face_points(self, frames: np.ndarray) -> np.ndarray | None:
-        """Face-mesh points (pixels) of the scored frames, None without a landmarker."""
-        return None if self.landmarker is None else mesh_points(self.landmarker, frames[:: self.stride])
+    def describe(self) -> dict[str, str]:
+        """How each measurement is made, as run.json records it (a resume must measure the same way)."""
+        m = self._metrics
+        size = (f"shorter side resized to {self.perceptual_size} (antialiased bilinear) when larger"
+                if self.perceptual_size else "at the coded size")
+        regions = (f"temporal_face/_rest: mean |(d_t - d_t-1) - (r_t - r_t-1)|, source_change_face/_rest: mean "
+                   f"|r_t - r_t-1|, BT.601 luma 0-255, every frame pair with a face in both source frames, pooled over "
+                   f"the pixels of the face region (convex hull of the source's 478 mesh points at t-1 and at t grown "
+                   f"by {m.TEMPORAL_FACE_MARGIN:g} face sizes) and of the rest")
+        mouth = (f"LPIPS {m.LPIPS_VARIANT} of the square of {m.MOUTH_CROP_SCALE:g} face sizes around the source's "
+                 f"{len(m.AKD_LIPS)} lip points at {m.MOUTH_CROP_SIZE}², every frame with a face in the source: "
+                 f"mean, 95th percentile")
+        return {"lpips": self.lpips_variant, "temporal": TEMPORAL_METHOD,
+                "perceptual": (f"lpips_vgg {m.LPIPS_VGG_VARIANT}, dists {m.DISTS_VARIANT}, frames 0, "
+                               f"{self.perceptual_stride}, {2 * self.perceptual_stride}, ..., {size}"
+                               if self.perceptual else "off"),
+                "regions": regions if self.landmarker else NO_AKD, "mouth": mouth if self.landmarker else NO_AKD}
 
-    def __call__(self, source: np.ndarray, decoded: np.ndarray, source_points: np.ndarray | None) -> dict[str, float]:
-        """Means over the scored frames; `source_points` = face_points(source), found once per clip."""
-        s = self.stride
-        ref, test = source[::s], decoded[::s]
-        values: dict[str, list[np.ndarray]] = {"lpips": [], "psnr": [], "ssim": [], "temporal": []}
+    def face_points(self, frames: np.ndarray) -> np.ndarray | None:
+        """Face-mesh points (pixels) of every frame, None without a landmarker; a source's are found once per clip."""
+        return None if self.landmarker is None else mesh_points(self.landmarker, frames)
+
+    def frame_scores(self, ref: np.ndarray, test: np.ndarray, ref_points: np.ndarray | None) -> dict[str, float]:
+        """Means over all the frames given: LPIPS, PSNR, SSIM, and AKD from `ref_points` = face_points(ref) (NaN
+        when None)."""
+        values: dict[str, list[np.ndarray]] = {"lpips": [], "psnr": [], "ssim": []}
         for start in range(0, len(ref), self.CHUNK):
             a, b = ref[start:start + self.CHUNK], test[start:start + self.CHUNK]
             values["lpips"].append(self._metrics.lpips_distance(a, b, device=self.device))
             values["psnr"].append(np.minimum(self._metrics.psnr(a, b), self.PSNR_CAP))
             values["ssim"].append(self._metrics.ssim(a, b))
+        scores = {name: float(np.concatenate(v).mean()) if v else math.nan for name, v in values.items()}
+        if ref_points is None or self.landmarker is None:
+            return {**scores, **dict.fromkeys(("akd", "akd_lips", "face_found"), math.nan)}
+        return {**scores, **self._metrics.akd_scores(ref_points, self.face_points(test))}
+
+    def perceptual_scores(self, ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
+        """Mean LPIPS-vgg and DISTS of the frames given, resized to the perceptual size."""
+        values: dict[str, list[np.ndarray]] = {"lpips_vgg": [], "dists": []}
+        for start in range(0, len(ref), self.CHUNK):
+            pair = [x[start:start + self.CHUNK] for x in (ref, test)]
+            if self.perceptual_size:
+                pair = [self._metrics.resize_shorter_side(x, self.perceptual_size) for x in pair]
+            values["lpips_vgg"].append(self._metrics.lpips_vgg_distance(*pair, device=self.device))
+            values["dists"].append(self._metrics.dists(*pair, device=self.device))
+        return {name: float(np.concatenate(v).mean()) for name, v in values.items()}
+
+    def __call__(self, source: np.ndarray, decoded: np.ndarray, source_points: np.ndarray | None) -> dict[str, float]:
+        """Every MEASURED_COLUMNS value (NaN where not measured); `source_points` = face_points(source)."""
+        s = self.stride
+        scores = dict.fromkeys(MEASURED_COLUMNS, math.nan)
+        scored_points = None if source_points is None else source_points[::s]
+        scores.update(self.frame_scores(source[::s], decoded[::s], scored_points))
         # Each scored frame t >= 1 with frame t-1: slices of the clips already in memory, nothing copied.
         pairs = (source[s - 1:-1:s], source[s::s], decoded[s - 1:-1:s], decoded[s::s])
-        for start in range(0, len(pairs[0]), self.CHUNK):
-            values["temporal"].append(self._metrics.temporal_error(*(p[start:start + self.CHUNK] for p in pairs)))
-        scores = {name: float(np.concatenate(v).mean()) if v else math.nan for name, v in values.items()}
-        if source_points is None:
-            return {**scores, **dict.fromkeys(("akd", "akd_lips", "face_found"), math.nan)}
-        return {**scores, **self._metrics.akd_scores(source_points, self.face_points(decoded))}
+        temporal = [self._metrics.temporal_error(*(p[start:start + self.CHUNK] for p in pairs))
+                    for start in range(0, len(pairs[0]), self.CHUNK)]
+        scores["temporal"] = float(np.concatenate(temporal).mean()) if temporal else math.nan
+        if self.perceptual:
+            scores.update(self.perceptual_scores(source[::self.perceptual_stride], decoded[::self.perceptual_stride]))
+        if source_points is not None:
+            scores.update(self._metrics.temporal_error_regions(source, decoded, source_points))
+            mouth = self._metrics.mouth_lpips(source, decoded, source_points, device=self.device)
+            mouth = mouth[np.isfinite(mouth)]
+            if mouth.size:
+                scores.update(mouth_lpips=float(mouth.mean()), mouth_lpips_p95=float(np.percentile(mouth, 95)))
+        return scores
 
 
 def open_landmarker(config: BenchConfig) -> tuple[FaceLandmarker | None, str]:
@@ -218,7 +289,9 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
 
         if mm.default_weights(cls.kind) is None:
             given = UNTRAINED_PREFIX + mm.REGISTRY[cls.kind].default_config
-    return cls(given, config.device)
+    codec = cls(given, config.device)
+    codec.weights = portable_label(codec.weights)  # no machine path in the results
+    return codec
 
 
 def chosen_points(codec: Codec, pattern: str | None) -> list[str]:
@@ -230,70 +303,21 @@ def chosen_points(codec: Codec, pattern: str | None) -> list[str]:
     return [p for p in points if any(fnmatch.fnmatchcase(p, one) for one in patterns)]
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """Complete rows of an rd.csv; a row cut short by an interrupted run is dropped (and redone)."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    if not text.endswith("\n"):  # the last row was being written when the run stopped
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames not in (RD_COLUMNS, LEGACY_COLUMNS):
-        raise BenchmarkError(f"{path} has columns {reader.fieldnames}, expected {RD_COLUMNS}")
-    rows = [{**dict.fromkeys(MOTION_COLUMNS, "nan"), **row} for row in reader]  # legacy rows: not measured
-    return [row for row in rows if all(row.get(c) not in (None, "") for c in RD_COLUMNS)]
-
-
-def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
-    """Replace rd.csv with `rows` atomically, so an interruption never loses finished rows."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RD_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+def rd_table(out: Path) -> Table:
+    """The results folder's rd.csv: one row per clip, method and point."""
+    return Table(out / "rd.csv", RD_COLUMNS, OLDER_COLUMNS)
 
 
 def check_resume(config: BenchConfig, run_info: dict, codecs: list[Codec]) -> None:
     """Refuse to mix rows from runs with different settings into one rd.csv (unless --force)."""
-    info_path = config.out / "run.json"
-    if not info_path.exists():
+    old = read_run_info(config.out)
+    if old is None:
         return
-    old = json.loads(info_path.read_text())
     # Another data folder may hold other frames under the same clip names: only --allow-mixed adds them.
-    keys = RUN_KEYS if config.allow_mixed else (*RUN_KEYS, "data")
-    changed = [k for k in keys if old.get(k) != run_info[k]]
+    changed = changed_keys(old, run_info, RUN_KEYS if config.allow_mixed else (*RUN_KEYS, "data"))
     changed += [f"{c.name} settings" for c in codecs
                 if c.name in old.get("methods", {}) and old["methods"][c.name] != run_info["methods"][c.name]]
-    if changed:
-        mixable = ", or --allow-mixed to add to it" if changed == ["data"] else ""
-        raise BenchmarkError(f"{config.out} holds a run with other {', '.join(changed)}; "
-                             f"use another --run-name, or --force to start it over{mixable}")
-
-
-def write_run_info(config: BenchConfig, run_info: dict) -> None:
-    """run.json: this run's settings merged with the methods recorded by earlier runs in the folder."""
-    info_path = config.out / "run.json"
-    if info_path.exists():
-        old = json.loads(info_path.read_text())
-        # Keys this run does not write (notes such as "superseded") stay.
-        run_info = {**old, **run_info, "methods": {**old.get("methods", {}), **run_info["methods"]},
-                    "clips": sorted(set(old.get("clips", [])) | set(run_info["clips"])),
-                    "commands": old.get("commands", []) + run_info["commands"]}
-    tmp = info_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(run_info, indent=2) + "\n")
-    tmp.replace(info_path)
-
-
-def append_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RD_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        f.flush()
-        os.fsync(f.fileno())
+    refuse_other_settings(config.out, changed, ", or --allow-mixed to add to it" if changed == ["data"] else "")
 
 
 def warn_untrained(codecs: list[Codec]) -> None:
@@ -308,7 +332,9 @@ def run(config: BenchConfig) -> Path:
     clips = find_clips(config.data, config.clips)
     landmarker, akd_method = open_landmarker(config)
     with landmarker or contextlib.nullcontext():
-        return fill(config, clips, Metrics(config.device, config.metric_stride, landmarker), akd_method)
+        metrics = Metrics(config.device, config.metric_stride, landmarker, perceptual=True,
+                          perceptual_size=config.perceptual_size, perceptual_stride=config.perceptual_stride)
+        return fill(config, clips, metrics, akd_method)
 
 
 def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: str) -> Path:
@@ -317,21 +343,21 @@ def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: s
 
     codecs = [build_codec(name, config) for name in config.methods]
     device = device_description(config.device)
+    commit = code_version()
     run_info = {"size": config.size, "fps": config.fps, "frames": config.frames, "metric_stride": config.metric_stride,
-                "lpips": metrics.lpips_variant, "akd": akd_method, "temporal": TEMPORAL_METHOD,
-                "device": device, "data": str(config.data),
+                "akd": akd_method, **metrics.describe(), "device": device, "data": portable(config.data),
                 "clips": [p.stem for p in clips],
                 "methods": {c.name: {**c.settings(), "weights": c.weights, "points": c.operating_points()}
                             for c in codecs},
-                "commands": [shlex.join([Path(sys.executable).name, *sys.argv])]}
+                "commands": [command_line()]}
 
-    rd_path = config.out / "rd.csv"
+    table = rd_table(config.out)
+    rd_path = table.path
     if config.force and config.out.exists():
-        for name in ("rd.csv", "run.json"):
-            (config.out / name).unlink(missing_ok=True)
+        clear(config.out, ["rd.csv", "run.json"])
     config.out.mkdir(parents=True, exist_ok=True)
     check_resume(config, run_info, codecs)
-    rows = read_rows(rd_path)
+    rows = table.read()
     done = {(r["clip"], r["method"], r["point"]) for r in rows}
     jobs = [(clip, codec, point) for clip in clips for codec in codecs
             for point in spread(chosen_points(codec, config.point_pattern), config.points_per_method)
@@ -341,9 +367,7 @@ def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: s
         pending = {codec.name: {"method": codec.name, "weights": codec.weights, "device": device}
                    for _, codec, _ in jobs}
         check_mixed(pd.DataFrame([*rows, *pending.values()], columns=["method", "weights", "device"]))
-    if rd_path.exists():
-        write_rows(rd_path, rows)
-    write_run_info(config, run_info)
+    write_run_info(config.out, run_info)
     warn_untrained(codecs)
 
     print(f"{len(done)} rows already in {rd_path}, {len(jobs)} to run; metrics on every "
@@ -353,7 +377,7 @@ def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: s
     for clip, codec, point in tqdm(jobs, unit="point", file=sys.stderr):
         if loaded is None or loaded[0] != clip:
             source = load_clip(clip, config)
-            # The source's landmarks do not depend on the method: found once per clip.
+            # The source's landmarks (every frame) do not depend on the method: found once per clip.
             loaded = (clip, source, metrics.face_points(source))
         _, source, source_points = loaded
         coded = codec.code(source, config.fps, point)
@@ -362,13 +386,13 @@ def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: s
                                  f"source {source.shape}")
         n, height, width, _ = source.shape
         bits = 8 * len(coded.stream)
-        append_row(rd_path, {
+        table.append({
             "clip": clip.stem, "method": codec.name, "point": point, "frames": n, "width": width,
             "height": height, "fps": config.fps, "bytes": len(coded.stream),
             "bpp": f"{bits / (width * height * n):.6g}", "kbps": f"{bits / (n / config.fps) / 1000:.6g}",
             **{k: f"{v:.6g}" for k, v in metrics(source, coded.frames, source_points).items()},
             "encode_fps": f"{n / coded.encode_seconds:.4g}", "decode_fps": f"{n / coded.decode_seconds:.4g}",
-            "device": device, "weights": codec.weights})
+            **provenance(commit), "device": device, "weights": codec.weights})
     write_reports(config.out, config.allow_mixed)
     warn_untrained(codecs)
     return config.out
@@ -379,9 +403,15 @@ BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "fomm"), ("fom
             ("x264-zerolatency", "x264"))
 # Plotted metric -> (axis label, higher is better).
 AXES = {"lpips": ("LPIPS AlexNet v0.1 (lower is better)", False), "psnr": ("PSNR RGB (dB)", True),
+        "lpips_vgg": ("LPIPS VGG16 v0.1 (lower is better)", False), "dists": ("DISTS (lower is better)", False),
         "akd": ("AKD, px at the coded size (lower is better)", False),
-        "temporal": ("temporal error, luma 0-255 (lower is better)", False)}
-BD_METRICS = {metric: AXES[metric][1] for metric in ("lpips", "psnr")}
+        "temporal": ("temporal error, luma 0-255 (lower is better)", False),
+        "temporal_face": ("temporal error in the face, every frame pair", False),
+        "temporal_rest": ("temporal error outside the face, every frame pair", False),
+        "mouth_lpips_p95": ("mouth-crop LPIPS, 95th percentile of the frames", False)}
+# The source's own change in a region, drawn beside that region's temporal error.
+SOURCE_CHANGE = {"temporal_face": "source_change_face", "temporal_rest": "source_change_rest"}
+BD_METRICS = {metric: AXES[metric][1] for metric in ("lpips", "psnr", "lpips_vgg", "dists")}
 LPIPS_TARGETS = (0.20, 0.15)
 # quality.csv's joint target: LPIPS 0.20 with AKD at most the anchor's where the anchor's LPIPS is 0.20.
 JOINT_LPIPS, ANCHOR = 0.20, "x264"
@@ -389,7 +419,12 @@ JOINT_COLUMN = f"bpp_for_lpips_{JOINT_LPIPS:.2f}_and_{ANCHOR}_akd"
 # What "not measured" (NaN) means in the reports, keyed by the summary column that shows it.
 NOT_MEASURED = {"face_found": ("AKD", "rows from before rd_curve measured it, run with --no-akd, or of a clip "
                                       "whose scored source frames show no face"),
-                "temporal": ("temporal error", "rows from before rd_curve measured it")}
+                "temporal": ("temporal error", "rows from before rd_curve measured it"),
+                "lpips_vgg": ("LPIPS-vgg and DISTS", "rows from before rd_curve measured them"),
+                "temporal_face": ("temporal error by region and mouth LPIPS", "rows from before rd_curve measured "
+                                  "them, run with --no-akd, or of a clip whose source frames show no face")}
+# quality.csv: each of these where the method's LPIPS (alex) is JOINT_LPIPS.
+AT_JOINT = ("akd", "temporal", "lpips_vgg", "dists", "temporal_face", "temporal_rest", "mouth_lpips", "mouth_lpips_p95")
 
 
 def weights_id(label: str) -> str:
@@ -415,15 +450,16 @@ def check_mixed(rd: pd.DataFrame) -> None:
 
 def summarize(rd: pd.DataFrame) -> pd.DataFrame:
     """Per method and point: means over clips (clips = how many were averaged)."""
-    numeric = ["bpp", "kbps", "lpips", "psnr", "ssim", *MOTION_COLUMNS, "encode_fps", "decode_fps"]
+    numeric = ["bpp", "kbps", *MEASURED_COLUMNS, "encode_fps", "decode_fps"]
     grouped = rd.groupby(["method", "point"], sort=False)
     summary = grouped[numeric].mean()
-    # AKD and the temporal error of a point are not measured (NaN) unless every clip was: a mean over some
-    # clips would not compare with the others. A measured clip whose decoded frames never showed a face has
-    # no AKD: the AKD means skip it, face_found counts it.
-    unmeasured = grouped[["face_found", "temporal"]].count().lt(grouped.size(), axis=0)
+    # A metric of a point is not measured (NaN) unless every clip measured it: a mean over some clips would not
+    # compare with the others. A measured clip whose decoded frames never showed a face has no AKD: the AKD
+    # means skip it, face_found counts it.
+    unmeasured = grouped[numeric].count().lt(grouped.size(), axis=0)
     summary.loc[unmeasured.face_found, ["akd", "akd_lips", "face_found"]] = np.nan
-    summary.loc[unmeasured.temporal, "temporal"] = np.nan
+    for column in ["temporal", *PERCEPTUAL_COLUMNS, *REGION_COLUMNS, *MOUTH_COLUMNS]:
+        summary.loc[unmeasured[column], column] = np.nan
     summary.insert(0, "clips", grouped["clip"].nunique())
     summary["weights"] = grouped["weights"].agg(lambda labels: " + ".join(labels.unique()))
     return summary.reset_index().sort_values(["method", "bpp"], kind="stable", ignore_index=True)
@@ -435,7 +471,7 @@ def bd_table(rd: pd.DataFrame) -> pd.DataFrame:
     for test, anchor in BD_PAIRS:
         for metric, higher in BD_METRICS.items():
             per_clip = {}
-            for clip, group in rd.groupby("clip"):
+            for clip, group in rd.dropna(subset=[metric]).groupby("clip"):
                 a, t = group[group.method == anchor], group[group.method == test]
                 if len(a) < 2 or len(t) < 2:
                     continue
@@ -494,10 +530,12 @@ def quality_table(summary: pd.DataFrame) -> pd.DataFrame:
         for target in LPIPS_TARGETS:
             row[f"bpp_for_lpips_{target:.2f}"] = rate_label(*rate_for_quality(curve.bpp, curve.lpips, target,
                                                                               higher_is_better=False))
-        for column in ("akd", "temporal"):
+        for column in AT_JOINT:
+            if column not in curve or curve[column].isna().all():
+                row[f"{column}_at_lpips_{JOINT_LPIPS:.2f}"] = "not measured"
+                continue
             value = at_joint_lpips(curve, column)
-            row[f"{column}_at_lpips_{JOINT_LPIPS:.2f}"] = (
-                "not measured" if curve[column].isna().all() else f"{value:.4g}" if math.isfinite(value) else "-")
+            row[f"{column}_at_lpips_{JOINT_LPIPS:.2f}"] = f"{value:.4g}" if math.isfinite(value) else "-"
         row[JOINT_COLUMN] = joint_rate(curve, anchor_akd)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -515,6 +553,10 @@ def plot(summary: pd.DataFrame, metrics: tuple[str, ...], path: Path, title: str
     for ax, metric in zip(axes[0], metrics):
         label, higher = AXES[metric]
         measured = summary.dropna(subset=[metric])
+        if metric in SOURCE_CHANGE and measured[SOURCE_CHANGE[metric]].notna().any():
+            # The source's own change does not depend on the method: one line, the mean over the points.
+            ax.axhline(measured[SOURCE_CHANGE[metric]].mean(), color="grey", linestyle="--", linewidth=0.8,
+                       label="the source's own change")
         for method, curve in measured.groupby("method", sort=False):
             weights = curve.weights.iloc[0]
             # Markers for every point; the line joins the Pareto front, which is what BD-rate integrates.
@@ -541,7 +583,7 @@ def plot(summary: pd.DataFrame, metrics: tuple[str, ...], path: Path, title: str
 
 def write_reports(out: Path, allow_mixed: bool = False) -> None:
     """summary.csv, bd_rate.csv, quality.csv and the three plots from rd.csv; prints the tables."""
-    rd = pd.read_csv(out / "rd.csv").reindex(columns=RD_COLUMNS)  # rows from before MOTION_COLUMNS: NaN
+    rd = pd.read_csv(out / "rd.csv").reindex(columns=RD_COLUMNS)  # columns older rows lack: NaN
     if not allow_mixed:
         check_mixed(rd)
     summary = summarize(rd)
@@ -553,10 +595,17 @@ def write_reports(out: Path, allow_mixed: bool = False) -> None:
     frames = f"{rd.frames.min()}" if rd.frames.min() == rd.frames.max() else f"{rd.frames.min()}-{rd.frames.max()}"
     title = (f"{out.name}: {rd['clip'].nunique()} clips, {frames} frames, "
              f"{rd.width.iloc[0]}x{rd.height.iloc[0]} @ {rd.fps.iloc[0]:g} fps")
-    for name, metrics in (("lpips", ("lpips",)), ("psnr", ("psnr",)), ("motion", ("lpips", "akd", "temporal"))):
+    for name, metrics in (("lpips", ("lpips",)), ("psnr", ("psnr",)), ("motion", ("lpips", "akd", "temporal")),
+                          ("perceptual", ("lpips", "lpips_vgg", "dists")),
+                          ("regions", ("temporal_face", "temporal_rest", "mouth_lpips_p95"))):
         plot(summary, metrics, out / f"rd_{name}.png", title)
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
-        print(summary.drop(columns="weights").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    printed = summary.drop(columns=["weights", "source_change_face", "source_change_rest", "face_area"])
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.max_rows", 200):
+        print(printed.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if summary.source_change_face.notna().any():
+            print("source's own change (every frame pair, the same for every method): face "
+                  f"{summary.source_change_face.mean():.4g}, rest {summary.source_change_rest.mean():.4g}; face "
+                  f"region {summary.face_area.mean():.1%} of the pixels")
         for column, (what, why) in NOT_MEASURED.items():
             methods = summary.method[summary[column].isna()].unique()
             if len(methods):
@@ -596,8 +645,15 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                    help="1 clip, 16 frames, 3 points per method, metric stride 2; the untrained development "
                         "models when no weights ship")
     p.add_argument("--no-akd", action="store_true",
-                   help="run without MediaPipe: the AKD columns (akd, akd_lips, face_found) read nan and the "
-                        "reports say AKD was not measured; the temporal error is still measured")
+                   help="run without MediaPipe: the columns that need face landmarks (akd, akd_lips, face_found, "
+                        "the face/rest temporal error and the mouth LPIPS) read nan and the reports say they were "
+                        "not measured; the whole-frame temporal error is still measured")
+    p.add_argument("--perceptual-size", type=int, default=PERCEPTUAL_SIZE, metavar="N",
+                   help=f"LPIPS-vgg and DISTS see frames with the shorter side resized to N when larger, 0 = at the "
+                        f"coded size (default {PERCEPTUAL_SIZE}; a VGG16 pass at 512² costs 4x as much)")
+    p.add_argument("--perceptual-stride", type=int, default=PERCEPTUAL_STRIDE, metavar="N",
+                   help=f"LPIPS-vgg and DISTS on frames 0, N, 2N, ... (default {PERCEPTUAL_STRIDE}: 5 of the 250; "
+                        "with four VGG16 passes a frame they cost 8x LPIPS-alex)")
     p.add_argument("--landmarker", type=Path, default=None, metavar="PATH",
                    help="MediaPipe face_landmarker.task for AKD (default: $FVC_FACE_LANDMARKER, else "
                         "models/face_landmarker.task in the shared folder beside the checkout)")
@@ -613,10 +669,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     if unknown or not methods:
         p.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METHODS)}")
     a.frames = a.frames or None
-    for name in ("frames", "size", "metric_stride", "points"):
+    for name in ("frames", "size", "metric_stride", "perceptual_stride", "points"):
         value = getattr(a, name)
         if value is not None and value < (2 if name == "points" else 1):
             p.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'points' else 1}, got {value}")
+    if a.perceptual_size < 0:
+        p.error(f"--perceptual-size must be 0 (the coded size) or a side in pixels, got {a.perceptual_size}")
     if a.size % 2:
         p.error(f"--size must be even (x264 codes 4:2:0), got {a.size}")
     if a.quick:
@@ -629,7 +687,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                        fps=a.fps, metric_stride=a.metric_stride, points_per_method=a.points,
                        point_pattern=a.point_pattern, device=a.device, model=a.model, fomm_model=a.fomm_model,
                        untrained_fallback=a.quick, force=a.force, allow_mixed=a.allow_mixed, akd=not a.no_akd,
-                       landmarker=a.landmarker)
+                       landmarker=a.landmarker, perceptual_size=a.perceptual_size or None,
+                       perceptual_stride=a.perceptual_stride)
 
 
 def run_reporting(name: str, job: Callable[[], Path], expected: tuple[type[Exception], ...]) -> int:

@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import math
-import os
-import shlex
 import sys
 import time
 from collections import Counter
@@ -40,11 +36,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported from tests
 
 from rd_curve import (DEFAULT_DATA, RESULTS, BenchmarkError, Metrics, device_description, find_clips,  # noqa: E402
-                      load_clip, open_landmarker, run_reporting, weights_id, write_run_info)
+                      load_clip, open_landmarker, run_reporting, weights_id)
+from results_folder import (PROVENANCE_COLUMNS, UNKNOWN, Table, changed_keys, clear, code_version,  # noqa: E402
+                            command_line, provenance, read_run_info, refuse_other_settings, write_run_info)
 from codec.data.face_track import MESH_POINTS, FaceLandmarker  # noqa: E402
 from codec.decoder import DecoderOptions  # noqa: E402
 from codec.metrics import AKD_POINTS, LPIPS_VARIANT  # noqa: E402
-from protocol import DEFAULT_FRAMES  # noqa: E402
+from protocol import DEFAULT_FRAMES, portable, portable_label  # noqa: E402
 
 TASKS = ("reconstruction", "cross_identity", "free_view")
 METHODS = ("fv2v", "fomm", "hold")
@@ -62,7 +60,7 @@ POSE_COLUMNS = ["pose_error", "yaw_error", "pitch_error", "roll_error"]
 METRIC_COLUMNS = {"reconstruction": ["l1", "psnr", "ssim", "lpips", "akd", "akd_lips", "face_found"],
                   "cross_identity": ["expression_akd", *POSE_COLUMNS, "identity_lpips", "face_found"],
                   "free_view": [*POSE_COLUMNS, "face_found", "background_lpips"]}
-TAIL_COLUMNS = ["frames", "width", "height", "seconds", "device", "weights"]
+TAIL_COLUMNS = ["frames", "width", "height", "seconds", *PROVENANCE_COLUMNS, "device", "weights"]
 # Face-mesh points that expressions hardly move: the nose bridge and tip, and the eye corners.
 RIGID_POINTS = [168, 6, 197, 195, 5, 4, 1, 33, 133, 362, 263]
 # The face mesh stops at the hairline and the jaw; hair, ears and neck turn with the head, so the region
@@ -85,6 +83,11 @@ TILE = 160  # pixels per figure frame
 def columns(task: str) -> list[str]:
     """The CSV columns of a task's rows."""
     return [*KEY_COLUMNS, *METRIC_COLUMNS[task], *TAIL_COLUMNS]
+
+
+def task_table(out: Path, task: str) -> Table:
+    """A task's CSV in the results folder; rows from before the provenance columns read as unknown there."""
+    return Table(out / f"{task}.csv", columns(task), dict.fromkeys(PROVENANCE_COLUMNS, UNKNOWN))
 
 
 def task_methods(task: str, methods: list[str]) -> list[str]:
@@ -275,8 +278,8 @@ def animate(model, source: np.ndarray, first: np.ndarray, driving: np.ndarray) -
 def score_reconstruction(metrics: Metrics, driving: np.ndarray, outputs: np.ndarray,
                          driving_points: np.ndarray | None) -> dict[str, float]:
     """L1 ([0, 1] scale), PSNR, SSIM, LPIPS and AKD of outputs against the driving frames they reconstruct."""
-    scores = metrics(driving, outputs, driving_points)
-    del scores["temporal"]  # the scored frames lie --stride apart: not rd_curve's frame-to-frame change
+    # The scored frames lie --stride apart: rd_curve's frame-to-frame measures do not apply.
+    scores = metrics.frame_scores(driving, outputs, driving_points)
     return {"l1": float(np.abs(outputs.astype(np.float32) - driving).mean() / 255), **scores}
 
 
@@ -321,17 +324,9 @@ def transfer_scores(source: Faces, driving: Faces, output: Faces) -> dict[str, f
 def face_region(shape: tuple[int, int], *faces: np.ndarray) -> np.ndarray:
     """(H, W) mask of the pixels within FACE_MARGIN face sizes of the convex hull of each face's mesh points
     (faces not found are skipped); the face size is the larger landmark-box side of the first face."""
-    from scipy import ndimage
-    from scipy.spatial import ConvexHull
-    from skimage.draw import polygon
+    from codec.metrics import face_region as region
 
-    hulls = np.zeros(shape, bool)
-    for points in faces:
-        if not np.isnan(points).any():
-            corners = points[ConvexHull(points).vertices]
-            hulls[polygon(corners[:, 1], corners[:, 0], shape)] = True
-    margin = FACE_MARGIN * np.ptp(faces[0], axis=0).max()
-    return ndimage.distance_transform_edt(~hulls) <= margin
+    return region(shape, *faces, margin=FACE_MARGIN)
 
 
 def view_scores(base: np.ndarray, base_faces: Faces, view: np.ndarray, view_faces: Faces, options: DecoderOptions,
@@ -413,49 +408,18 @@ UNIT_RUNNERS = {"reconstruction": reconstruction_unit, "cross_identity": cross_i
                 "free_view": free_view_unit}
 
 
-def resume_rows(path: Path, task: str) -> list[dict[str, str]]:
-    """Complete rows of a task's CSV; a row cut short by an interrupted run is removed from the file (and redone)."""
-    if not path.exists():
-        return []
-    full = path.read_text()
-    text = full[: full.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames != columns(task):
-        raise BenchmarkError(f"{path} has columns {reader.fieldnames}, expected {columns(task)}")
-    rows = [row for row in reader if all(row.get(c) not in (None, "") for c in columns(task))]
-    if text != full:  # rewritten atomically, so rows appended next start on a line of their own
-        tmp = path.with_suffix(".csv.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return rows
-
-
-def append_row(path: Path, task: str, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns(task))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def check_resume(config: ReenactConfig, run_info: dict) -> None:
     """Refuse to add rows measured otherwise, with other weights or on another machine, to a run (unless --force)."""
-    info_path = config.out / "run.json"
-    if not info_path.exists():
+    old = read_run_info(config.out)
+    if old is None:
         return
-    old = json.loads(info_path.read_text())
-    changed = [k for k in RUN_KEYS if old.get(k) != run_info[k]]
+    changed = changed_keys(old, run_info, RUN_KEYS)
     # A run may add a dataset; another folder under the same clip names would mix other frames in.
-    changed += [k for k in ("data", "cache") if k in old and k in run_info and old[k] != run_info[k]]
+    changed += changed_keys(old, run_info, [k for k in ("data", "cache") if k in old and k in run_info])
     before = old.get("methods", {})
     changed += [f"{m} weights" for m, info in run_info["methods"].items()
                 if m in before and weights_id(before[m]["weights"]) != weights_id(info["weights"])]
-    if changed:
-        raise BenchmarkError(f"{config.out} holds a run with other {', '.join(changed)}; use another --run-name, "
-                             "or --force to start it over")
+    refuse_other_settings(config.out, changed)
 
 
 def tile_path(out: Path, task: str, dataset: str, source: str, driving: str, column: str) -> Path:
@@ -472,10 +436,11 @@ def save_tiles(out: Path, task: str, source: Clip, driving: Clip, frames: dict[s
         Image.fromarray(frame).resize((TILE, TILE), Image.Resampling.LANCZOS).save(path)
 
 
-def run_task(task: str, ctx: Context, clips: list[Clip], weights: dict[str, str], device: str) -> int:
+def run_task(task: str, ctx: Context, clips: list[Clip], weights: dict[str, str], device: str, commit: str) -> int:
     """Add the rows of `task` missing from its CSV; returns how many were added."""
-    path = ctx.config.out / f"{task}.csv"
-    done = {tuple(row[k] for k in KEY_COLUMNS) for row in resume_rows(path, task)}
+    table = task_table(ctx.config.out, task)
+    path = table.path
+    done = {tuple(row[k] for k in KEY_COLUMNS) for row in table.read()}
     jobs = []
     for source, driving in units(task, clips, ctx.config.pairs):
         wanted = [(m, v) for m in task_methods(task, ctx.config.methods) for v in task_views(task)
@@ -495,11 +460,11 @@ def run_task(task: str, ctx: Context, clips: list[Clip], weights: dict[str, str]
                        {"source": ctx.store.frames(source)[0], "driving": frames[middle]})
         n, height, width, _ = frames[1:].shape
         for result in UNIT_RUNNERS[task](ctx, source, driving, wanted):
-            append_row(path, task, {
+            table.append({
                 "dataset": source.dataset, "source": source.name, "driving": driving.name, "method": result.method,
                 "view": result.view, **{k: f"{v:.6g}" for k, v in result.scores.items()}, "frames": n,
-                "width": width, "height": height, "seconds": f"{result.seconds:.4g}", "device": device,
-                "weights": weights[result.method]})
+                "width": width, "height": height, "seconds": f"{result.seconds:.4g}", **provenance(commit),
+                "device": device, "weights": weights[result.method]})
             written += 1
             if figure:
                 save_tiles(ctx.config.out, task, source, driving,
@@ -530,21 +495,21 @@ def run(config: ReenactConfig) -> Path:
 def fill(config: ReenactConfig, clips: list[Clip], metrics: Metrics, akd_method: str) -> Path:
     """`run` once the clips are found and the landmarker (if any) is open."""
     loaded = load_models(config)
-    weights = {"hold": "-", **{m: model.label for m, model in loaded.items()}}
+    weights = {"hold": "-", **{m: portable_label(model.label) for m, model in loaded.items()}}
     device = device_description(config.device)
+    commit = code_version()
     run_info = {"size": config.size, "fps": config.fps, "frames": config.frames, "stride": config.stride,
                 "lpips": LPIPS_VARIANT, "akd": akd_method, "expression": EXPRESSION_METHOD, "pose": POSE_METHOD,
                 "background": BACKGROUND_METHOD, "device": device,
-                **{k: str(v) for k, v in (("data", config.data), ("cache", config.cache)) if v is not None},
+                **{k: portable(v) for k, v in (("data", config.data), ("cache", config.cache)) if v is not None},
                 "clips": [f"{c.dataset}/{c.name}" for c in clips],
                 "methods": {m: {"weights": weights[m]} for m in config.methods},
-                "commands": [shlex.join([Path(sys.executable).name, *sys.argv])]}
+                "commands": [command_line()]}
     if config.force and config.out.exists():
-        for path in [config.out / "run.json", *(config.out / f"{t}.csv" for t in TASKS)]:
-            path.unlink(missing_ok=True)
+        clear(config.out, ["run.json", *(f"{t}.csv" for t in TASKS)])
     config.out.mkdir(parents=True, exist_ok=True)
     check_resume(config, run_info)
-    write_run_info(config, run_info)
+    write_run_info(config.out, run_info)
     for method, model in loaded.items():
         if model.untrained:
             print(f"!!! {method} runs with {model.label}: its numbers say nothing about the model !!!", file=sys.stderr)
@@ -559,7 +524,7 @@ def fill(config: ReenactConfig, clips: list[Clip], metrics: Metrics, akd_method:
     timing = {}
     for task in tasks:
         start, reading = time.perf_counter(), ctx.store.seconds
-        written = run_task(task, ctx, clips, weights, device)
+        written = run_task(task, ctx, clips, weights, device, commit)
         timing[task] = (written, time.perf_counter() - start - (ctx.store.seconds - reading))
     write_reports(config.out)
     for task, (written, seconds) in timing.items():

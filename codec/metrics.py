@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
 import pickle
 import tempfile
@@ -72,6 +73,16 @@ AKD_EYES = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 1
             263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
 AKD_JAW = (454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234)
 AKD_POINTS = AKD_LIPS + AKD_EYES + AKD_JAW
+# The face region of the split temporal error: the convex hull of the source's 478 mesh points grown by this
+# many face sizes (the larger side of the landmark box). The mesh stops at the jaw and the hairline; 0.1
+# takes in the face's own outline, not the hair, neck and shoulders.
+TEMPORAL_FACE_MARGIN = 0.1
+# Mouth crops: a square of this many face sizes around the source's lip points (a mouth is ~0.3 face sizes
+# wide), compared at MOUTH_CROP_SIZE².
+MOUTH_CROP_SCALE = 0.4
+MOUTH_CROP_SIZE = 96
+_REGION_DISK_CORNERS = 64
+_TEMPORAL_CHUNK = 16  # frame pairs per pass: four float32 luma stacks of 16 MB at 512²
 
 
 class MetricsError(Exception):
@@ -168,6 +179,149 @@ def akd_scores(source_points, decoded_points) -> dict[str, float]:
     mean = lambda values: float(values.mean()) if values.size else float("nan")
     return {"akd": mean(distance[:, AKD_POINTS]), "akd_lips": mean(distance[:, AKD_LIPS]),
             "face_found": mean(found[has_source])}
+
+
+def face_region(shape: tuple[int, int], *faces, margin: float) -> np.ndarray:
+    """(H, W) bool mask of the pixels within `margin` face sizes of the convex hull of each face's mesh points
+    (pixels, (478, 2)); the face size is the larger side of the landmark box of the first face found. Faces with
+    NaN points (not found) are skipped: no face found, an empty mask."""
+    from scipy.spatial import ConvexHull
+
+    found = [np.asarray(points, np.float64) for points in faces if not np.isnan(points).any()]
+    mask = np.zeros(shape, bool)
+    if not found:
+        return mask
+    # The hull grown by a disk is the hull of its corners each grown by the disk: a 64-gon stands for the disk
+    # (radius short by 0.12 %), which spares a distance transform of the whole frame.
+    angles = np.linspace(0, 2 * np.pi, _REGION_DISK_CORNERS, endpoint=False)
+    disk = margin * np.ptp(found[0], axis=0).max() * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    for points in found:
+        hull = points[ConvexHull(points).vertices]
+        grown = (hull[:, None] + disk[None]).reshape(-1, 2)
+        mask |= _fill_convex(shape, grown[ConvexHull(grown).vertices])
+    return mask
+
+
+def _fill_convex(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
+    """(H, W) mask of the pixels whose centre (x + 0.5, y + 0.5) lies in the convex polygon of `corners` (x, y):
+    each row's centre line crosses it in one interval, found from the edges that span it."""
+    start, end = corners, np.roll(corners, -1, axis=0)
+    y = np.arange(shape[0])[:, None] + 0.5
+    low, high = np.minimum(start[:, 1], end[:, 1]), np.maximum(start[:, 1], end[:, 1])
+    spans = (low <= y) & (y <= high) & (high > low)  # (H, E)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = start[:, 0] + (y - start[:, 1]) * (end[:, 0] - start[:, 0]) / (end[:, 1] - start[:, 1])
+    left = np.where(spans, x, np.inf).min(axis=1, keepdims=True)
+    right = np.where(spans, x, -np.inf).max(axis=1, keepdims=True)
+    centres = np.arange(shape[1])[None, :] + 0.5
+    return (left <= centres) & (centres <= right)
+
+
+def temporal_error_regions(source, decoded, source_points, margin: float = TEMPORAL_FACE_MARGIN) -> dict[str, float]:
+    """The temporal error of every consecutive frame pair (t-1, t), split into the face and the rest of the frame,
+    beside the source's own change there: mean |(d_t − d_{t−1}) − (r_t − r_{t−1})| and mean |r_t − r_{t−1}| on
+    BT.601 luma (0-255) over the pixels of each region, pooled over the pairs (every pixel of every pair weighs
+    the same). The face region of a pair is the union of `face_region(margin)` of the source's face-mesh points
+    (N, 478, 2) at t−1 and t; pairs where either source frame shows no face are left out. face_area is the face
+    region's share of those pairs' pixels, so face_area·temporal_face + (1−face_area)·temporal_rest is the
+    whole-frame error of those pairs. All NaN when no pair has a face."""
+    points = np.asarray(source_points, np.float64)
+    if len(points) != len(source) or len(source) != len(decoded):
+        raise MetricsError(f"{len(source)} source frames, {len(decoded)} decoded, {len(points)} face-mesh sets")
+    _check_same_shape(np.shape(source), np.shape(decoded))
+    has_face = ~np.isnan(points).any(axis=(1, 2))
+    shape = np.shape(source)[1:3]
+    sums = dict.fromkeys(("error_face", "error_rest", "change_face", "change_rest", "face", "pixels"), 0.0)
+    regions: dict[int, np.ndarray] = {}
+    pairs = [t for t in range(1, len(source)) if has_face[t - 1] and has_face[t]]
+    for start in range(0, len(pairs), _TEMPORAL_CHUNK):
+        chunk = pairs[start:start + _TEMPORAL_CHUNK]
+        before, after = [t - 1 for t in chunk], chunk
+        r0, r1, d0, d1 = (_luma(frames[index]) for frames, index in (
+            (source, before), (source, after), (decoded, before), (decoded, after)))
+        change = r1 - r0
+        error = np.abs((d1 - d0) - change)
+        change = np.abs(change)
+        for i, t in enumerate(chunk):
+            for frame in (t - 1, t):
+                if frame not in regions:
+                    regions[frame] = face_region(shape, points[frame], margin=margin)
+            face = regions[t - 1] | regions[t]
+            regions.pop(t - 1)
+            for name, values in (("error", error[i]), ("change", change[i])):
+                inside = float(values[face].sum(dtype=np.float64))
+                sums[f"{name}_face"] += inside
+                sums[f"{name}_rest"] += float(values.sum(dtype=np.float64)) - inside
+            sums["face"] += int(face.sum())
+            sums["pixels"] += face.size
+    face, rest = sums["face"], sums["pixels"] - sums["face"]
+    ratio = lambda value, count: value / count if count else math.nan
+    return {"temporal_face": ratio(sums["error_face"], face), "temporal_rest": ratio(sums["error_rest"], rest),
+            "source_change_face": ratio(sums["change_face"], face),
+            "source_change_rest": ratio(sums["change_rest"], rest), "face_area": ratio(face, sums["pixels"])}
+
+
+def mouth_boxes(source_points, scale: float = MOUTH_CROP_SCALE, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """(N, 3) int rows (top, left, side) of the square around each frame's lips: centred on the box of the
+    AKD_LIPS points, `scale` face sizes (larger side of the whole mesh's box) wide, moved inside a frame of
+    `shape` (H, W) when given; rows of -1 where the frame shows no face."""
+    points = np.asarray(source_points, np.float64)
+    boxes = np.full((len(points), 3), -1, np.int64)
+    for i, mesh in enumerate(points):
+        if np.isnan(mesh).any():
+            continue
+        lips = mesh[list(AKD_LIPS)]
+        centre = (lips.min(axis=0) + lips.max(axis=0)) / 2  # x, y
+        side = max(2, int(round(scale * np.ptp(mesh, axis=0).max())))
+        left, top = np.round(centre - side / 2).astype(np.int64)
+        if shape is not None:
+            side = min(side, *shape)
+            top, left = int(np.clip(top, 0, shape[0] - side)), int(np.clip(left, 0, shape[1] - side))
+        boxes[i] = (top, left, side)
+    return boxes
+
+
+def mouth_lpips(source, decoded, source_points, device: str = "cpu", scale: float = MOUTH_CROP_SCALE,
+                size: int = MOUTH_CROP_SIZE) -> np.ndarray:
+    """LPIPS-alex of the mouth crops (`mouth_boxes` of the source's face-mesh points, the same square in both
+    frames, resized to size² with an antialiased bilinear filter) per frame: (N,) float32, NaN without a face."""
+    source_t, decoded_t = _as_tensor01(source, "source"), _as_tensor01(decoded, "decoded")
+    _check_same_shape(tuple(source_t.shape), tuple(decoded_t.shape))
+    boxes = mouth_boxes(source_points, scale, tuple(source_t.shape[2:]))
+    if len(boxes) != len(source_t):
+        raise MetricsError(f"{len(source_t)} frames but {len(boxes)} face-mesh sets")
+    out = np.full(len(boxes), np.nan, np.float32)
+    faces = np.flatnonzero(boxes[:, 2] > 0)
+    for start in range(0, len(faces), _LPIPS_CHUNK * 4):
+        index = faces[start:start + _LPIPS_CHUNK * 4]
+        crops = [torch.cat([_crop(frames[i], boxes[i], size) for i in index]) for frames in (source_t, decoded_t)]
+        out[index] = lpips_distance(*crops, device=device)
+    return out
+
+
+def _crop(image: torch.Tensor, box: np.ndarray, size: int) -> torch.Tensor:
+    top, left, side = (int(v) for v in box)
+    patch = image[None, :, top:top + side, left:left + side].float()
+    return nn.functional.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def resize_shorter_side(images, side: int) -> torch.Tensor:
+    """(N, 3, h, w) float [0, 1] with the shorter side brought down to `side` (antialiased bilinear), as the
+    DISTS authors' prepare_image(resize=True) does; images no larger are returned as they are."""
+    t = _as_tensor01(images, "images").float()
+    height, width = t.shape[2:]
+    if min(height, width) <= side:
+        return t
+    scale = side / min(height, width)
+    size = (side, round(width * scale)) if height <= width else (round(height * scale), side)
+    return nn.functional.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def _luma(frames) -> np.ndarray:
+    """BT.601 luma, 0-255 float32, of (N, H, W, 3) frames."""
+    array = np.asarray(frames)
+    scale = 1.0 if array.dtype == np.uint8 else 255.0
+    return (array.astype(np.float32) * scale) @ _LUMA_601.astype(np.float32)
 
 
 class VGG16Features(nn.Module):
@@ -290,7 +444,8 @@ class DISTS(nn.Module):
             x_var = ((x - x_mean) ** 2).mean([2, 3], keepdim=True)
             y_var = ((y - y_mean) ** 2).mean([2, 3], keepdim=True)
             covariance = (x * y).mean([2, 3], keepdim=True) - x_mean * y_mean
-            structure = structure + (beta * (2 * covariance + _DISTS_C2) / (x_var + y_var + _DISTS_C2)).sum(1, keepdim=True)
+            structure = structure + (beta * (2 * covariance + _DISTS_C2)
+                                     / (x_var + y_var + _DISTS_C2)).sum(1, keepdim=True)
         return 1 - (texture + structure).flatten()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -216,7 +218,8 @@ def test_fvc_with_the_untrained_test_model(tmp_path, capsys):
     assert int(rows[0]["bytes"]) == len(stream)
     assert float(rows[0]["bpp"]) == pytest.approx(len(stream) * 8 / (64 * 64 * 4), rel=1e-5)
     bd = read_csv(out / "bd_rate.csv")
-    assert {(r["test"], r["anchor"], r["metric"]) for r in bd} == {("fvc", "x264", "lpips"), ("fvc", "x264", "psnr")}
+    assert {(r["test"], r["anchor"], r["metric"]) for r in bd} == {
+        ("fvc", "x264", metric) for metric in ("lpips", "psnr", "lpips_vgg", "dists")}
 
 
 def test_missing_data_folder_is_one_line_error(tmp_path, capsys):
@@ -238,8 +241,11 @@ def rd_row(clip: str, method: str, point: str, bpp: float, lpips: float, **colum
     """A synthetic rd.csv row: nothing is coded or measured."""
     return {"clip": clip, "method": method, "point": point, "frames": 8, "width": 64, "height": 64, "fps": 25.0,
             "bytes": round(bpp * 64 * 64 * 8 / 8), "bpp": bpp, "kbps": bpp * 64 * 64 * 25 / 1000, "lpips": lpips,
-            "psnr": 30 - 10 * lpips, "ssim": 0.9, "akd": 2.0, "akd_lips": 2.5, "face_found": 1.0, "temporal": 3.0,
-            "encode_fps": 10, "decode_fps": 10, "device": "CPU x2", "weights": "-", **columns}
+            "psnr": 30 - 10 * lpips, "ssim": 0.9, "lpips_vgg": 1.2 * lpips, "dists": lpips / 2, "akd": 2.0,
+            "akd_lips": 2.5, "face_found": 1.0, "temporal": 3.0, "temporal_face": 4.0, "temporal_rest": 2.5,
+            "source_change_face": 3.0, "source_change_rest": 1.0, "face_area": 0.3, "mouth_lpips": lpips,
+            "mouth_lpips_p95": 1.5 * lpips, "encode_fps": 10, "decode_fps": 10, "date": "2026-12-07T00:00:00Z",
+            "commit": "0123456789ab", "device": "CPU x2", "weights": "-", **columns}
 
 
 def test_reports_refuse_to_average_rows_of_other_weights_or_devices(tmp_path):
@@ -248,14 +254,14 @@ def test_reports_refuse_to_average_rows_of_other_weights_or_devices(tmp_path):
             for clip in "ab" for method, points in (("fvc", ("qp24", "qp40")), ("x264", ("crf40", "crf51")))
             for point, bpp, lpips in zip(points, (0.004, 0.002), (0.2, 0.3))]
     rows[1]["weights"] = "/elsewhere/" + shipped  # the same file copied elsewhere: the same weights
-    rd_curve.write_rows(tmp_path / "rd.csv", rows)
+    rd_curve.rd_table(tmp_path).write(rows)
     rd_curve.write_reports(tmp_path)
     for column, value, named in (("weights", "fv2v-cpu128.pt (b107e6f28b8c73195da03d203de638bd)",
                                   f"fvc weights {shipped} vs fv2v-cpu128.pt"),
                                  ("device", "Intel Xeon x2", "fvc device CPU x2 vs Intel Xeon x2")):
         mixed = [dict(r) for r in rows]
         mixed[5][column] = value  # b, fvc, qp40
-        rd_curve.write_rows(tmp_path / "rd.csv", mixed)
+        rd_curve.rd_table(tmp_path).write(mixed)
         with pytest.raises(rd_curve.BenchmarkError, match=f"averaged across {re.escape(named)}") as refused:
             rd_curve.write_reports(tmp_path)
         assert "--allow-mixed" in str(refused.value) and "x264" not in str(refused.value)
@@ -270,7 +276,7 @@ def test_a_run_refuses_another_device_or_data_folder_before_coding(tmp_path, cap
     (data / "a.mp4").write_bytes(b"")  # never read: every refusal comes before coding
     out.mkdir()
     rows = [rd_row("a", "x264", "crf20", 0.02, 0.1), rd_row("a", "x264", "crf51", 0.01, 0.3)]
-    rd_curve.write_rows(out / "rd.csv", [{**r, "device": "Other CPU x8"} for r in rows])
+    rd_curve.rd_table(out).write([{**r, "device": "Other CPU x8"} for r in rows])
     argv = ["--data", str(data), "--out", str(out), "--methods", "x264", "--size", "64", "--points", "2", "--no-akd"]
     assert rd_curve.main(argv) == 0  # every row done: the reports alone
     before = (out / "rd.csv").read_text()
@@ -295,6 +301,114 @@ def test_temporal_error_pairs_each_scored_frame_with_the_one_before():
         assert scores["temporal"] == pytest.approx(expected)
         assert np.isnan(scores["akd"]) and np.isnan(scores["face_found"])  # no landmarker: not measured
         assert metrics(source, source, None)["temporal"] == 0
+
+
+def circle_mesh(frames: int, centre=(32.0, 32.0), radius: float = 10.0) -> np.ndarray:
+    """(frames, 478, 2) synthetic face-mesh points on a circle, the lip points in a cluster 8 px below its centre."""
+    from codec.metrics import AKD_LIPS
+
+    angles = np.linspace(0, 2 * np.pi, 478, endpoint=False)
+    mesh = np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)], axis=1)
+    mesh[list(AKD_LIPS)] = [centre[0], centre[1] + 8] + np.stack([np.linspace(-3, 3, 40), np.tile([-1, 1], 20)], 1)
+    return np.repeat(mesh[None], frames, axis=0)
+
+
+def test_face_split_and_mouth_see_every_frame_whatever_the_metric_stride():
+    """Stride 10 scores frames 0, 10, 20 (temporal pairs (9, 10), (19, 20)); the wall behind the face brightens
+    between frames 3 and 4, and the decoded mouth is wrong on frames 3 and 7 alone."""
+    from codec.metrics import TEMPORAL_FACE_MARGIN, face_region, mouth_boxes
+
+    rng = np.random.default_rng(1)
+    still = moving_clip(1)[0]
+    points = circle_mesh(21)
+    y, x = np.mgrid[0:64, 0:64] + 0.5
+    wall = np.hypot(x - 32, y - 32) > 16
+    source = np.stack([np.where(wall[..., None] & (t >= 4), still // 2 + 20, still // 2) for t in range(21)])
+    decoded = np.repeat(source[:1], 21, axis=0)  # frozen: costs the source's change
+    rest = ~face_region((64, 64), points[0], margin=TEMPORAL_FACE_MARGIN)
+    top, left, side = mouth_boxes(points[:1], shape=(64, 64))[0]
+    mouth = np.zeros((64, 64), bool)
+    mouth[top:top + side, left:left + side] = True
+    mouth &= ~rest  # the crop's corners reach beyond the face region
+    for t in (3, 7):
+        decoded[t, mouth] = rng.integers(0, 256, (mouth.sum(), 3))
+    scores = rd_curve.Metrics("cpu", stride=10)(source, decoded, points)
+    assert scores["temporal"] == 0  # neither the source nor the decoded clip changes in the scored pairs
+    expected_rest = 20 * wall.sum() / rest.sum() / 20  # one pair of 20 changes, on the wall's pixels
+    assert scores["source_change_rest"] == pytest.approx(expected_rest, rel=1e-6)
+    # The decoded mouth's noise changes twice per wrong frame (in, then out) inside the face region.
+    assert scores["temporal_rest"] == pytest.approx(expected_rest, rel=1e-6)
+    assert scores["source_change_face"] == 0 and scores["temporal_face"] > 0
+    assert scores["face_area"] == pytest.approx(1 - rest.mean())
+    assert 0 < scores["mouth_lpips"] < scores["mouth_lpips_p95"]  # 2 wrong of 21: the 95th percentile sees them
+    assert np.isnan(scores["lpips_vgg"]) and np.isnan(scores["dists"])  # not asked for
+    unmeasured = rd_curve.Metrics("cpu", stride=10)(source, decoded, None)
+    assert all(np.isnan(unmeasured[c]) for c in [*rd_curve.REGION_COLUMNS, *rd_curve.MOUTH_COLUMNS])
+
+
+def test_perceptual_metrics_see_frames_resized_to_the_perceptual_size():
+    from codec.metrics import dists, lpips_vgg_distance, resize_shorter_side
+
+    clip = moving_clip(3)
+    noisy = np.clip(clip + np.random.default_rng(0).normal(0, 20, clip.shape), 0, 255).astype(np.uint8)
+    measure = lambda **kwargs: rd_curve.Metrics("cpu", 1, perceptual=True, **kwargs)(clip, noisy, None)
+    full = measure(perceptual_size=None, perceptual_stride=1)
+    assert full["lpips_vgg"] == pytest.approx(lpips_vgg_distance(clip, noisy).mean(), rel=1e-5)
+    assert full["dists"] == pytest.approx(dists(clip, noisy).mean(), rel=1e-5)
+    half = measure(perceptual_size=32, perceptual_stride=1)
+    small = [resize_shorter_side(x, 32) for x in (clip, noisy)]
+    assert small[0].shape == (3, 3, 32, 32)
+    assert half["dists"] == pytest.approx(dists(*small).mean(), rel=1e-5) != pytest.approx(full["dists"], rel=1e-3)
+    assert half["lpips_vgg"] == pytest.approx(lpips_vgg_distance(*small).mean(), rel=1e-5)
+    assert measure(perceptual_size=64, perceptual_stride=1)["dists"] == full["dists"]
+    # Frames 0 and 2 at stride 2, frame 0 alone at the default stride of 50.
+    assert measure(perceptual_size=None, perceptual_stride=2)["dists"] == pytest.approx(
+        dists(clip[::2], noisy[::2]).mean(), rel=1e-5)
+    first = lpips_vgg_distance(clip[0], noisy[0])[0]
+    assert measure(perceptual_size=None)["lpips_vgg"] == pytest.approx(first, rel=1e-5)
+
+
+def test_rows_say_when_on_which_commit_and_write_no_machine_path(tiny_run):
+    out, _, data = tiny_run
+    rows = read_csv(out / "rd.csv")
+    for row in rows:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["date"])
+        assert re.fullmatch(r"[0-9a-f]{12}(\+dirty)?", row["commit"])
+        assert 0 < float(row["lpips_vgg"]) < 1 and 0 < float(row["dists"]) < 1
+        assert all(row[c] == "nan" for c in [*rd_curve.REGION_COLUMNS, *rd_curve.MOUTH_COLUMNS])  # --no-akd
+    info = json.loads((out / "run.json").read_text())
+    assert info["data"] == os.path.relpath(data, rd_curve.REPO) and info["perceptual"].startswith("lpips_vgg vgg-v0.1")
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        return [s for v in value for s in strings(v)] if isinstance(value, list) else [str(value)]
+
+    words = [w for s in strings(info) for w in shlex.split(s) for w in w.split("=")]
+    words += [v for name in ("rd.csv", "summary.csv") for r in read_csv(out / name) for v in r.values()]
+    assert not [w for w in words if os.path.isabs(w)]
+    quality = read_csv(out / "quality.csv")
+    assert all(re.fullmatch(r"[\d.e-]+|-", r["dists_at_lpips_0.20"]) for r in quality)
+    assert {r["mouth_lpips_p95_at_lpips_0.20"] for r in quality} == {"not measured"}
+    for name in ("rd_perceptual.png", "rd_regions.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_results_table_reads_older_headers_and_refuses_others(tmp_path):
+    from results_folder import Table
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n3,")  # the last row cut short
+    table = Table(path, ["a", "x", "b", "y"], {"x": "nan", "y": "-"})
+    assert table.read() == [{"a": "1", "x": "nan", "b": "2", "y": "-"}]
+    assert path.read_text() == "a,x,b,y\n1,nan,2,-\n"  # ready for rows of the current header
+    table.append({"a": "5", "x": "6", "b": "7", "y": "8"})
+    assert [r["a"] for r in table.read()] == ["1", "5"]
+    path.write_text("a,c\n1,2\n")
+    with pytest.raises(rd_curve.BenchmarkError, match="has columns"):
+        table.read()
+    path.write_text("b,a\n1,2\n")  # the known columns in another order
+    with pytest.raises(rd_curve.BenchmarkError, match="has columns"):
+        table.read()
 
 
 def test_no_akd_rows_read_nan_and_the_reports_say_not_measured(tiny_run, capsys):
@@ -334,21 +448,25 @@ def test_without_mediapipe_or_its_model_a_run_refuses_in_one_line(tmp_path, caps
 
 
 def test_rows_from_before_the_motion_columns_still_report(tmp_path, capsys):
-    legacy = [{k: v for k, v in rd_row(clip, "x264", point, bpp, lpips).items() if k not in rd_curve.MOTION_COLUMNS}
+    legacy = [{k: v for k, v in rd_row(clip, "x264", point, bpp, lpips).items() if k in rd_curve.LEGACY_COLUMNS}
               for clip in "ab" for point, bpp, lpips in (("crf40", 0.01, 0.15), ("crf51", 0.005, 0.3))]
     with open(tmp_path / "rd.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=rd_curve.LEGACY_COLUMNS)
         writer.writeheader()
         writer.writerows(legacy)
-    assert all(r["akd"] == r["temporal"] == "nan" for r in rd_curve.read_rows(tmp_path / "rd.csv"))
     rd_curve.write_reports(tmp_path)
     printed = capsys.readouterr().out
-    assert "AKD not measured (NaN)" in printed and "temporal error not measured (NaN)" in printed
+    for what in ("AKD", "temporal error", "LPIPS-vgg and DISTS", "temporal error by region and mouth LPIPS"):
+        assert f"{what} not measured (NaN)" in printed
     summary = read_csv(tmp_path / "summary.csv")
-    assert all(r[c] == "nan" for r in summary for c in rd_curve.MOTION_COLUMNS)
+    assert all(r[c] == "nan" for r in summary for c in rd_curve.OLDER_COLUMNS if c in r)
     quality = read_csv(tmp_path / "quality.csv")
     assert quality[0]["bpp_for_lpips_0.20"] != "not measured"
-    assert quality[0]["akd_at_lpips_0.20"] == quality[0]["temporal_at_lpips_0.20"] == "not measured"
+    assert {quality[0][f"{c}_at_lpips_0.20"] for c in rd_curve.AT_JOINT} == {"not measured"}
+    # A resumed run reads them as not measured, of unknown date and commit, and rewrites the file its way.
+    assert all(r["akd"] == r["temporal"] == r["dists"] == "nan" and r["commit"] == "-"
+               for r in rd_curve.rd_table(tmp_path).read())
+    assert read_csv(tmp_path / "rd.csv")[0]["mouth_lpips_p95"] == "nan"
     committed = Path(rd_curve.RESULTS) / "bench512" / "rd.csv"
     if committed.exists():  # the committed results, whatever their columns, report without error
         (tmp_path / "committed").mkdir()
@@ -398,15 +516,22 @@ def test_akd_and_temporal_error_of_a_face_clip_end_to_end(tmp_path):
     write_clip(tmp_path / "astronaut.mp4", np.stack(list(astronaut_frames(DemoClipConfig(seconds=0.4, size=128)))))
     out = tmp_path / "run"
     assert rd_curve.main(["--data", str(tmp_path), "--out", str(out), "--methods", "x264,hold", "--size", "128",
-                          "--point-pattern", "crf20,qp24-every25", "--metric-stride", "2"]) == 0
-    x264, hold = ({k: float(v) for k, v in r.items() if k in rd_curve.MOTION_COLUMNS}
+                          "--point-pattern", "crf20,qp24-every25", "--metric-stride", "2", "--perceptual-stride", "2"]) == 0
+    x264, hold = ({k: float(v) for k, v in r.items() if k in rd_curve.MEASURED_COLUMNS}
                   for r in sorted(read_csv(out / "rd.csv"), key=lambda r: r["method"] != "x264"))
     assert x264["face_found"] == hold["face_found"] == 1
     assert x264["akd"] < 1 < hold["akd"] and x264["akd_lips"] < hold["akd_lips"]
     assert 0 < x264["temporal"] < hold["temporal"]
+    # A frozen picture's frame-to-frame error is the source's own change, in each region.
+    assert hold["temporal_face"] == pytest.approx(hold["source_change_face"], rel=1e-6)
+    assert hold["temporal_rest"] == pytest.approx(hold["source_change_rest"], rel=1e-6)
+    assert x264["source_change_face"] == hold["source_change_face"] > 0 and 0 < x264["face_area"] < 1
+    assert 0 < x264["temporal_face"] < hold["temporal_face"] and x264["temporal_rest"] < hold["temporal_rest"]
+    assert 0 < x264["mouth_lpips"] <= x264["mouth_lpips_p95"] and x264["mouth_lpips_p95"] < hold["mouth_lpips_p95"]
+    assert x264["lpips_vgg"] < hold["lpips_vgg"] and x264["dists"] < hold["dists"]
     assert json.loads((out / "run.json").read_text())["akd"].startswith("mediapipe ")
     summary = read_csv(out / "summary.csv")
-    assert all(r["akd"] != "nan" and r["temporal"] != "nan" for r in summary)
+    assert all(r[c] != "nan" for r in summary for c in rd_curve.MEASURED_COLUMNS)
 
 
 def test_keyframe_refs_counts_idr_predicted_and_switched_keyframes_and_resumes(tmp_path, stills, capsys):

@@ -261,3 +261,90 @@ def test_akd_of_the_astronaut_shifted_by_k_pixels_is_about_k(landmarker):
     together = metrics.akd_scores(source, decoded)
     assert together["face_found"] == pytest.approx(2 / 3)
     assert together["akd"] == pytest.approx(moved["akd"] / 2, abs=0.05)  # the faceless frame is left out
+
+
+def synthetic_mesh(centre=(32.0, 32.0), radius=10.0, lips=(32.0, 40.0)) -> np.ndarray:
+    """478 face-mesh points (pixels, x y) on a circle, the 40 lip points in a 6x2 px cluster at `lips`."""
+    angles = np.linspace(0, 2 * np.pi, 478, endpoint=False)
+    points = np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)], axis=1)
+    cluster = np.stack([np.linspace(-3, 3, 40), np.tile([-1.0, 1.0], 20)], axis=1)
+    points[list(metrics.AKD_LIPS)] = np.asarray(lips) + cluster
+    return points
+
+
+def test_face_region_is_the_hull_grown_by_the_margin():
+    points = synthetic_mesh()
+    region = metrics.face_region((64, 64), points, margin=0.1)  # face size 20: the radius-10 disk grown by 2
+    y, x = np.mgrid[0:64, 0:64] + 0.5
+    distance = np.hypot(x - 32, y - 32)
+    assert region[distance < 11.8].all() and not region[distance > 12.2].any()
+    assert not metrics.face_region((64, 64), np.full((478, 2), np.nan), margin=0.1).any()
+    both = metrics.face_region((64, 64), points, points + [20, 0], margin=0.1)
+    assert both[32, 22] and both[32, 62] and not both[32, 18] and not both[5, 5]
+
+
+def test_temporal_error_regions_splits_face_and_rest_and_reports_the_source_change():
+    points = np.repeat(synthetic_mesh()[None], 6, axis=0)
+    face = metrics.face_region((64, 64), points[0], margin=metrics.TEMPORAL_FACE_MARGIN)
+    base = np.full((64, 64, 3), 100.0)
+    source = np.stack([base + 10 * t * ~face[..., None] for t in range(6)]).astype(np.uint8)  # only the rest moves
+    frozen = np.repeat(source[:1], 6, axis=0)
+    scores = metrics.temporal_error_regions(source, frozen, points)
+    assert scores == pytest.approx({"temporal_face": 0, "temporal_rest": 10, "source_change_face": 0,
+                                    "source_change_rest": 10, "face_area": face.mean()})
+    flicker = source.copy()
+    flicker[1::2][:, face] += 5  # the face flickers where the source's face is still
+    assert metrics.temporal_error_regions(source, flicker, points) == pytest.approx({
+        "temporal_face": 5, "temporal_rest": 0, "source_change_face": 0, "source_change_rest": 10,
+        "face_area": face.mean()})
+    assert all(np.isnan(v) for v in metrics.temporal_error_regions(source, frozen, points * np.nan).values())
+
+
+def test_temporal_error_regions_pool_every_pair_over_the_union_of_both_faces():
+    """A moving face, a frame without one, random clips: the pooled means of a plain re-computation."""
+    rng = np.random.default_rng(3)
+    points = np.stack([synthetic_mesh(centre=(20.0 + 4 * t, 30.0)) for t in range(7)])
+    points[4] = np.nan  # pairs (3, 4) and (4, 5) have no face region: left out
+    source, decoded = (rng.integers(0, 256, (7, 48, 64, 3), dtype=np.uint8) for _ in range(2))
+    scores = metrics.temporal_error_regions(source, decoded, points)
+    luma = source.astype(np.float64) @ [0.299, 0.587, 0.114], decoded.astype(np.float64) @ [0.299, 0.587, 0.114]
+    sums = dict.fromkeys(("ef", "er", "cf", "cr", "face", "all"), 0.0)
+    for t in (1, 2, 3, 6):
+        region = (metrics.face_region((48, 64), points[t - 1], margin=0.1)
+                  | metrics.face_region((48, 64), points[t], margin=0.1))
+        change = luma[0][t] - luma[0][t - 1]
+        error = np.abs(luma[1][t] - luma[1][t - 1] - change)
+        sums["ef"] += error[region].sum()
+        sums["er"] += error[~region].sum()
+        sums["cf"] += np.abs(change)[region].sum()
+        sums["cr"] += np.abs(change)[~region].sum()
+        sums["face"] += region.sum()
+        sums["all"] += region.size
+    rest = sums["all"] - sums["face"]
+    assert scores == pytest.approx({"temporal_face": sums["ef"] / sums["face"], "temporal_rest": sums["er"] / rest,
+                                    "source_change_face": sums["cf"] / sums["face"],
+                                    "source_change_rest": sums["cr"] / rest, "face_area": sums["face"] / sums["all"]},
+                                   rel=1e-5)
+    # The split adds up to the whole-frame temporal error of the pairs it counts.
+    whole = np.mean(metrics.temporal_error(source[[0, 1, 2, 5]], source[[1, 2, 3, 6]],
+                                           decoded[[0, 1, 2, 5]], decoded[[1, 2, 3, 6]]))
+    split = scores["face_area"] * scores["temporal_face"] + (1 - scores["face_area"]) * scores["temporal_rest"]
+    assert split == pytest.approx(whole, rel=1e-5)
+
+
+def test_mouth_crop_follows_the_source_lips_and_sees_only_the_mouth():
+    corner = synthetic_mesh(centre=(8.0, 52.0), lips=(3.0, 62.0))
+    points = np.stack([synthetic_mesh(), corner, np.full((478, 2), np.nan)])
+    boxes = metrics.mouth_boxes(points, scale=0.4, shape=(64, 64))
+    assert boxes[0].tolist() == [36, 28, 8]  # 0.4 x 20 px around (32, 40)
+    assert boxes[1].tolist() == [56, 0, 8]  # moved inside the frame
+    assert boxes[2].tolist() == [-1, -1, -1]
+    rng = np.random.default_rng(0)
+    source = np.repeat(textured_pair(shape=(1, 64, 64, 3))[0], 3, axis=0)
+    inside, outside = source.copy(), source.copy()
+    inside[:, 36:44, 28:36] = rng.integers(0, 256, (3, 8, 8, 3))
+    outside[:, :30] = rng.integers(0, 256, (3, 30, 64, 3))
+    mouth_in = metrics.mouth_lpips(source[:1], inside[:1], points[:1])
+    assert mouth_in[0] > 0.1
+    np.testing.assert_array_equal(metrics.mouth_lpips(source[:1], outside[:1], points[:1]), [0])
+    assert np.isnan(metrics.mouth_lpips(source, inside, points)[2])

@@ -92,6 +92,7 @@ def test_every_task_writes_its_rows_and_the_reports(tiny_run, clips, cache):
         assert row["frames"] == "2" and row["view"] == re_bench.NO_VIEW and float(row["seconds"]) >= 0
         assert row["width"] == row["height"] == ("96" if row["dataset"] == clips.name else "64")
         assert ("UNTRAINED" in row["weights"]) == (row["method"] != "hold")
+        assert row["date"].endswith("Z") and len(row["commit"].split("+")[0]) == 12
     for row in reconstruction:
         assert 0 <= float(row["l1"]) < 1 and 5 < float(row["psnr"]) < 99 and 0 < float(row["lpips"]) < 1
         assert all(row[c] == "nan" for c in ("akd", "akd_lips", "face_found"))  # --no-akd: not measured
@@ -99,7 +100,9 @@ def test_every_task_writes_its_rows_and_the_reports(tiny_run, clips, cache):
         assert float(row["identity_lpips"]) == 0 if row["method"] == "hold" else float(row["identity_lpips"]) > 0
         assert all(row[c] == "nan" for c in ("expression_akd", *re_bench.POSE_COLUMNS, "face_found"))
     assert not (out / "free_view.csv").exists()  # it measures nothing without MediaPipe
-    assert json.loads((out / "run.json").read_text())["akd"] == NO_AKD
+    info = json.loads((out / "run.json").read_text())
+    assert info["akd"] == NO_AKD
+    assert not Path(info["data"]).is_absolute() and not Path(info["cache"]).is_absolute()  # no machine paths
     summary = read_csv(out / "cross_identity_summary.csv")
     assert {(r["dataset"], r["method"], r["units"]) for r in summary} == {
         (d, m, "2") for d in datasets for m in re_bench.METHODS}
