@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when 
 from bd_rate import CurveError, bd_rate, pareto_front, rate_for_quality  # noqa: E402
 from protocol import DEFAULT_FRAMES, portable, portable_label  # noqa: E402,F401 (DEFAULT_FRAMES: interface)
 from codec.data.face_track import FaceLandmarker, FaceTrackError, mesh_points, native_stderr_silenced  # noqa: E402
-from rdcodecs import BenchmarkError, Codec, X264, X264Settings  # noqa: E402
+from rdcodecs import X265, BenchmarkError, Codec, SvtAv1, X264, X264Settings  # noqa: E402
 from rdcodecs.hold import Hold  # noqa: E402
 from results_folder import (PROVENANCE_COLUMNS, UNKNOWN, Table, changed_keys, clear, code_version,  # noqa: E402
                             command_line, provenance, read_run_info, refuse_other_settings, write_run_info)
@@ -47,9 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
 RESULTS = REPO / "benchmarks" / "results"
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
-VARIANTS = ("fvc-slow", "fvc-refs4", "fvc-pred", "fvc-refs4-pred")
-ALL_METHODS = ("x264", "x264-zerolatency", "fvc", "fomm", "hold", *VARIANTS)
-# fvc-slow encodes at ~1 frame/s on the 2-core CPU and the others are coding options: they run only when named.
+VARIANTS = ("x264-lowdelay", "fvc-slow", "fvc-refs4", "fvc-pred", "fvc-refs4-pred")
+ALL_METHODS = ("x264", "x264-zerolatency", "x265", "svtav1", "fvc", "fomm", "hold", *VARIANTS)
+# fvc-slow encodes at ~1 frame/s on the 2-core CPU, the other fvc variants are coding options and x264-lowdelay
+# codes the pictures x264-zerolatency does: they run only when named.
 DEFAULT_METHODS = ALL_METHODS[:-len(VARIANTS)]
 # Motion fidelity (AKD, MediaPipe face mesh) and temporal consistency: rows written before these columns
 # existed lack them, and read as NaN ("not measured").
@@ -276,6 +277,12 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         return X264()
     if name == "x264-zerolatency":
         return X264(X264Settings(tune="zerolatency"))
+    if name == "x264-lowdelay":  # x265's and svtav1's low-delay settings, on x264
+        return X264(X264Settings(low_delay=True), name="x264-lowdelay")
+    if name == "x265":
+        return X265()
+    if name == "svtav1":
+        return SvtAv1()
     if name == "hold":
         return Hold()
     from rdcodecs.fvc import Fomm, Fvc, FvcPredicted, FvcRefs4, FvcRefs4Predicted, FvcSlow
@@ -399,8 +406,9 @@ def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: s
 
 
 # Reports: everything below reads only rd.csv, so a resumed or merged run reports all its rows.
-BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "fomm"), ("fomm", "x264"),
-            ("x264-zerolatency", "x264"))
+BD_PAIRS = (("fvc", "x264"), ("fvc", "x264-zerolatency"), ("fvc", "x265"), ("fvc", "svtav1"), ("fvc", "fomm"),
+            ("fomm", "x264"), ("x264-zerolatency", "x264"), ("x264-lowdelay", "x264"), ("x265", "x264-lowdelay"),
+            ("svtav1", "x264-lowdelay"), ("x265", "x264"), ("svtav1", "x264"))
 # Plotted metric -> (axis label, higher is better).
 AXES = {"lpips": ("LPIPS AlexNet v0.1 (lower is better)", False), "psnr": ("PSNR RGB (dB)", True),
         "lpips_vgg": ("LPIPS VGG16 v0.1 (lower is better)", False), "dists": ("DISTS (lower is better)", False),

@@ -103,6 +103,70 @@ def test_x264_refuses_a_bad_point():
         X264().code(moving_clip(2), 25, "qp30")
 
 
+def packets_before_the_next_frame(codec, frames: np.ndarray) -> list[int]:
+    """How many packets the codec's encoder returns right after each frame, before the next is given."""
+    from fractions import Fraction
+
+    from codec.video import rgb_to_yuv420p
+
+    encoder = av.CodecContext.create(codec.ENCODER, "w")
+    encoder.width, encoder.height, encoder.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, 25), Fraction(25)
+    encoder.options = codec.encoder_options(30)
+    counts = []
+    for i, rgb in enumerate(frames):
+        picture = rgb_to_yuv420p(rgb)
+        picture.pts = i
+        counts.append(len(encoder.encode(picture)))
+    return counts
+
+
+def test_low_delay_methods_send_each_frame_before_the_next_arrives():
+    """No B-frames and no look-ahead: each frame's packet leaves the encoder before the next frame is given,
+    as a call needs. x264's own defaults (40 frames of look-ahead) hold the frames back: the test can tell."""
+    frames = moving_clip(6)
+    low_delay = [rd_curve.build_codec(name, None) for name in ("x264-lowdelay", "x264-zerolatency", "x265", "svtav1")]
+    for codec in low_delay:
+        assert packets_before_the_next_frame(codec, frames) == [1] * 6, codec.name
+        assert rd_curve.build_codec(codec.name, None).settings() == codec.settings()
+    assert packets_before_the_next_frame(X264(), frames)[0] == 0
+    assert all("no look-ahead" in c.settings()["delay"] for c in low_delay if c.name != "x264-zerolatency")
+
+
+def test_x265_and_svtav1_streams_are_complete_and_decode_to_what_is_measured():
+    from rdcodecs import X265, SvtAv1
+    from rdcodecs.constant_quality import decode_packets
+
+    frames = moving_clip()
+    for codec, start in ((X265(), b"\0\0\0\1\x40\x01"), (SvtAv1(), b"\x12\x00")):  # HEVC VPS; AV1 temporal delimiter
+        points = codec.operating_points()
+        high, low = (codec.code(frames, 25, point) for point in (points[0], points[-1]))
+        for coded in (high, low):
+            assert coded.stream.startswith(start) and coded.frames.shape == frames.shape
+        assert len(low.stream) < len(high.stream)
+        error = lambda coded: np.abs(coded.frames.astype(int) - frames).mean()
+        assert error(high) < error(low) and error(high) < 8
+        assert b"x265" not in high.stream and b"SVT" not in high.stream  # no encoder version SEI/metadata
+        assert len(codec.operating_points()) == 9
+        with pytest.raises(rd_curve.BenchmarkError, match=f"crf{codec.QUALITY_RANGE[0]}..crf{codec.QUALITY_RANGE[1]}"):
+            codec.code(frames, 25, "crf99")
+    # The x265 stream is one Annex-B stream: FFmpeg's parser finds the same pictures in the bytes that count.
+    coded = X265().code(frames, 25, "crf28")
+    parser = av.CodecContext.create("hevc", "r")
+    packets = [bytes(p) for p in [*parser.parse(coded.stream), *parser.parse(None)]]
+    assert np.array_equal(np.stack(list(decode_packets(packets, "hevc"))), coded.frames)
+
+
+def test_x264_lowdelay_codes_what_x264_zerolatency_codes():
+    """x265's and svtav1's low-delay settings on x264 give x264-zerolatency's streams: its committed rows are x264
+    run the same way."""
+    frames = moving_clip()
+    lowdelay, zerolatency = (rd_curve.build_codec(name, None) for name in ("x264-lowdelay", "x264-zerolatency"))
+    for point in ("crf24", "crf44"):
+        assert lowdelay.code(frames, 25, point).stream == zerolatency.code(frames, 25, point).stream
+    assert X264().code(frames, 25, "crf24").stream != lowdelay.code(frames, 25, "crf24").stream
+
+
 def test_hold_shows_each_keyframe_until_the_next_and_counts_a_whole_fvc_stream():
     from bitstream import KeyframePacket, StreamReader
     from codec.h264 import decode_intra
@@ -516,7 +580,8 @@ def test_akd_and_temporal_error_of_a_face_clip_end_to_end(tmp_path):
     write_clip(tmp_path / "astronaut.mp4", np.stack(list(astronaut_frames(DemoClipConfig(seconds=0.4, size=128)))))
     out = tmp_path / "run"
     assert rd_curve.main(["--data", str(tmp_path), "--out", str(out), "--methods", "x264,hold", "--size", "128",
-                          "--point-pattern", "crf20,qp24-every25", "--metric-stride", "2", "--perceptual-stride", "2"]) == 0
+                          "--point-pattern", "crf20,qp24-every25", "--metric-stride", "2",
+                          "--perceptual-stride", "2"]) == 0
     x264, hold = ({k: float(v) for k, v in r.items() if k in rd_curve.MEASURED_COLUMNS}
                   for r in sorted(read_csv(out / "rd.csv"), key=lambda r: r["method"] != "x264"))
     assert x264["face_found"] == hold["face_found"] == 1
