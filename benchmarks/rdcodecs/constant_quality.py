@@ -85,3 +85,23 @@ class ConstantQuality(Codec):
         decoded = collect_frames(self.decode(stream, packets), frames, f"{self.name} {point}")
         decode_seconds = time.perf_counter() - start
         return CodedClip(stream, decoded, encode_seconds, decode_seconds)
+
+
+class LowDelayEncoder(ConstantQuality):
+    """An encoder set by a preset and its `PARAMS_OPTION` string (x265-params, svtav1-params) in low-delay
+    settings, the stream written as CONTAINER says."""
+
+    PRESET: str
+    PARAMS_OPTION: str
+    PARAMS: dict[str, str]
+    CONTAINER: str
+
+    def params(self) -> str:
+        return ":".join(f"{k}={v}" for k, v in self.PARAMS.items())
+
+    def encoder_options(self, crf: int) -> dict[str, str]:
+        return {"preset": self.PRESET, "crf": str(crf), self.PARAMS_OPTION: self.params()}
+
+    def settings(self) -> dict[str, str]:
+        return {**self.base_settings(), "preset": self.PRESET, self.PARAMS_OPTION: self.params(), "delay": LOW_DELAY,
+                "container": self.CONTAINER}
