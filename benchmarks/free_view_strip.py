@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import portable, portable_label, run_stamp  # noqa: E402
+from protocol import portable, portable_label  # noqa: E402
+from results_folder import run_stamp  # noqa: E402
 
 from codec.decoder import DecoderOptions, apply_free_view  # noqa: E402
 from codec.demo import DemoClipConfig, astronaut_frames  # noqa: E402

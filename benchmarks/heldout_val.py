@@ -26,7 +26,7 @@ from codec.motion_model import load_model
 from codec.train.losses import landmark_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import run_stamp  # noqa: E402
+from results_folder import run_stamp  # noqa: E402
 
 BATCH = 8
 

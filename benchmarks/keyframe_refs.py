@@ -33,7 +33,8 @@ from codec.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bd_rate import CurveError, bd_rate  # noqa: E402
-from protocol import DEFAULT_FRAMES, portable_args, portable_label, run_stamp  # noqa: E402
+from protocol import DEFAULT_FRAMES, portable_args, portable_label  # noqa: E402
+from results_folder import run_stamp  # noqa: E402
 from rd_curve import (DEFAULT_DATA, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
                       find_clips)
 from rdcodecs import BenchmarkError  # noqa: E402

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
 # The first 10 s of every clip at 25 fps: rd_curve's bench512 protocol, which the other scripts follow.
@@ -39,9 +37,3 @@ def portable_argv(argv: list[str]) -> list[str]:
         return portable(arg) if os.path.isabs(arg) else arg
     return [one(arg) for arg in argv]
 
-
-def run_stamp() -> dict[str, str]:
-    """When (UTC) and on which commit a benchmark ran, for its run.json and printed header."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO).stdout.strip()
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit}

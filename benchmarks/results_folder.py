@@ -130,6 +130,11 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def run_stamp() -> dict[str, str]:
+    """When (UTC) and on which code a benchmark ran, for its run.json and printed header."""
+    return provenance(code_version())
+
+
 def provenance(commit: str) -> dict[str, str]:
     """The provenance columns of a row finished now (UTC) by code at `commit`."""
     now = datetime.datetime.now(datetime.timezone.utc)
