@@ -12,7 +12,8 @@ from typing import Sequence
 
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
                               DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REFS,
-                              DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, PRESETS)
+                              DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
+                              LIVE_RESYNC_PERIOD, PRESETS)
 from .commands import animate, decode, demo, encode, info
 from .commands.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, VIDEO_NAMES  # noqa: F401 (EXIT_OK: API)
 from .errors import InputError, is_user_error, one_line
@@ -51,6 +52,13 @@ def _margin_or(word: str):
             raise argparse.ArgumentTypeError(f"{text!r} is neither a number of dB nor '{word}'") from None
     parse.none_word = word  # how coding_argv writes None back
     return parse
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or a positive integer")
+    return value
 
 
 def _frame_index(text: str) -> int:
@@ -127,6 +135,11 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
         help="with --predict-keyframes: the first keyframe N or more frames after the last IDR is an "
              f"IDR again (default {DEFAULT_IDR_PERIOD}, the --max-gop default: a random access point at "
              f"least every {DEFAULT_IDR_PERIOD}-{DEFAULT_IDR_PERIOD + DEFAULT_MAX_GOP} frames)")
+    add("--resync-period", type=_non_negative_int, default=DEFAULT_RESYNC_PERIOD, metavar="N",
+        help="code the first motion packet after each keyframe and every N-th after it as a RESYNC, against "
+             "zeros instead of the packet before, so a receiver that lost packets decodes motion again there "
+             f"without a keyframe; writes bitstream 4.0, which 3.x decoders refuse (default {DEFAULT_RESYNC_PERIOD}: "
+             f"none, a file is read whole; fvc send uses {LIVE_RESYNC_PERIOD})")
     add("--kbps", type=float, metavar="TARGET",
         help="rate control: pick the keyframe QP that lands the clip within ±15%% of TARGET kbps "
              "(out of reach: the nearest reachable rate is written, with a warning)")
@@ -158,7 +171,7 @@ def version_text() -> str:
     """Package and bitstream versions and the shipped weights with their model ids."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR, PREDICTION_MAJOR, SLOTS_MAJOR
+    from bitstream.constants import FVC_VERSION_MAJOR, NOTE_MINOR, PREDICTION_MAJOR, RESYNC_MAJOR, SLOTS_MAJOR
 
     from . import motion_model
 
@@ -169,9 +182,10 @@ def version_text() -> str:
     weights = [f"{path.stem} ({motion_model.model_id(path).hex()[:8]}…)"
                for kind in motion_model.REGISTRY for path in motion_model.shipped_weights(kind)]
     return (f"fvc {package}, writes bitstream {PREDICTION_MAJOR}.0 (predicted keyframes, the default), "
+            f"{RESYNC_MAJOR}.0 with --resync-period > 0, "
             f"{SLOTS_MAJOR}.0 with --no-predict-keyframes --refs > 1, {FVC_VERSION_MAJOR}.{NOTE_MINOR} with "
-            f"--no-predict-keyframes; reads {FVC_VERSION_MAJOR}.x, {SLOTS_MAJOR}.x and {PREDICTION_MAJOR}.x; "
-            f"weights: {', '.join(weights) or 'none shipped'}")
+            f"--no-predict-keyframes; reads {FVC_VERSION_MAJOR}.x, {SLOTS_MAJOR}.x, {PREDICTION_MAJOR}.x and "
+            f"{RESYNC_MAJOR}.x; weights: {', '.join(weights) or 'none shipped'}")
 
 
 class _VersionAction(argparse.Action):

@@ -21,8 +21,8 @@ from bitstream.packets import KEYFRAME_REASON
 
 from . import __version__
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
-                              DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_REUSE_MARGIN_DB,
-                              DEFAULT_SWITCH_MARGIN_DB, SearchConfig)
+                              DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_RESYNC_PERIOD,
+                              DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, SearchConfig)
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
@@ -36,6 +36,7 @@ class KeyframeReason(str, Enum):
     FIRST = "first"
     QUALITY = "quality"  # the decoder's rendering fell below --refresh-threshold
     MAX_GOP = "max_gop"
+    REQUEST = "request"  # a receiver asked for one (Encoder.request_keyframe, answering a PLI): always an IDR
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class EncoderConfig:
     # better than the active one (None: only from the anchor, as in bitstream 2.0's first encoder). It costs
     # a render per other filled slot and frame.
     switch_margin: float | None = DEFAULT_SWITCH_MARGIN_DB
+    # RESYNC packets (a version 4.0 stream): the first motion packet after each keyframe and every resync_period-th
+    # after it are coded against zeros, naming their keyframe, so that a receiver that lost motion resumes there
+    # (0: none; coding_defaults says why that is the default and 25 the live sender's).
+    resync_period: int = DEFAULT_RESYNC_PERIOD
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
@@ -84,6 +89,8 @@ class EncoderConfig:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
         if self.idr_period < 1:
             raise InputError(f"--idr-period {self.idr_period} must be >= 1")
+        if self.resync_period < 0:
+            raise InputError(f"--resync-period {self.resync_period} must be >= 0 (0: no RESYNC packets)")
         for option, margin in (("--reuse-margin", self.reuse_margin), ("--switch-margin", self.switch_margin)):
             if margin is not None and not (math.isfinite(margin) and margin >= 0):
                 raise InputError(f"{option} {margin} must be >= 0 dB")
@@ -111,6 +118,8 @@ class EncodeStats:
     slot_switches: int = 0  # USE_SLOT packets: to a reused slot, or to one that renders the frame better
     slot_reuses: int = 0  # refreshes answered by an older keyframe instead of a new one
     search_costs: list[tuple[float, float]] = field(default_factory=list)  # (estimate's J, chosen J) per frame
+    resync_packets: int = 0  # motion packets coded as RESYNC (against zeros)
+    resync_bytes: int = 0  # their payloads, included in motion_bytes
 
     @property
     def keyframe_reasons(self) -> Counter:
@@ -152,7 +161,8 @@ class Encoder:
         self.config = config
         self.header = default_header(model.kind, config.width, config.height, config.fps, model_id,
                                      num_keypoints=model.num_keypoints, frame_count=config.frame_count,
-                                     ref_slots=config.refs, predicted_keyframes=config.predict_keyframes)
+                                     ref_slots=config.refs, predicted_keyframes=config.predict_keyframes,
+                                     resync=config.resync_period > 0)
         self.device = model_device(model)
         self._decoder = Decoder(model, self.header)
         self._motion = MotionEncoder(self.header)
@@ -171,7 +181,18 @@ class Encoder:
         # that --reuse-margin refuses.
         self._anchor = 0
         self._last_use: dict[int, int] = {}  # filled slot -> last frame coded from it, for LRU eviction
+        self._slot_keyframes: dict[int, int] = {}  # filled slot -> frame index of its keyframe (a RESYNC names it)
+        self._motion_count = 0  # motion packets since the last keyframe
+        self._keyframe_requested = False
         self.stats = EncodeStats()
+
+    def request_keyframe(self) -> None:
+        """Code the next frame as an intra keyframe (an IDR picture), answering a receiver's keyframe request.
+
+        The slots filled before it are not shown from again: a receiver that lost a keyframe cannot vouch for
+        them (spec §12.7, §12.8).
+        """
+        self._keyframe_requested = True
 
     @torch.inference_mode()
     def push(self, frame: np.ndarray) -> list[Packet]:
@@ -181,6 +202,8 @@ class Encoder:
         index = self.stats.frames
         if index == 0:
             packets = [self._keyframe(frame, index, KeyframeReason.FIRST)]
+        elif self._keyframe_requested:
+            packets = [self._keyframe(frame, index, KeyframeReason.REQUEST)]
         elif self._since_keyframe >= self.config.max_gop:
             packets = [self._keyframe(frame, index, KeyframeReason.MAX_GOP)]
         else:
@@ -206,8 +229,14 @@ class Encoder:
         return empty[0] if empty else min(self._last_use, key=self._last_use.__getitem__)
 
     def _keyframe(self, frame: np.ndarray, index: int, reason: KeyframeReason) -> KeyframePacket:
+        if reason == KeyframeReason.REQUEST:
+            self._keyframe_requested = False
+            for slot in self._decoder.filled_slots:
+                self._decoder.forget_slot(slot)
+            self._last_use.clear()
+            self._slot_keyframes.clear()
         self._slot = self._anchor = self._free_slot()
-        intra = index == 0 or index - self._last_idr >= self.config.idr_period
+        intra = index == 0 or reason == KeyframeReason.REQUEST or index - self._last_idr >= self.config.idr_period
         self._last_idr = index if intra else self._last_idr
         packet = KeyframePacket(index, self._keyframes.encode(frame, intra), self._slot)
         if self._closed_loop:
@@ -220,11 +249,18 @@ class Encoder:
         self._motion.reset()
         self._unmasked.reset()
         self._since_keyframe = 1
+        self._motion_count = 0
+        self._slot_keyframes[self._slot] = index
         self.stats.keyframe_log[index] = reason
         self.stats.keyframe_bytes += len(packet.annexb)
         return packet
 
     def _motion_or_refresh(self, frame: np.ndarray, index: int) -> list[Packet]:
+        period = self.config.resync_period
+        resync = period > 0 and self._motion_count % period == 0
+        if resync:  # coded against zeros, like the first packet after a keyframe (spec §4.6)
+            self._motion.reset()
+            self._unmasked.reset()
         image = frame_to_tensor(frame, self.device)
         motion = self.model.estimate_motion(image)
         if self._search is None:
@@ -233,7 +269,7 @@ class Encoder:
             ints = self._searched(motion, image)
         payload, held = self._motion.encode(ints, self.config.kp_threshold)
         unmasked_payload, _ = self._unmasked.encode(ints, -1)
-        packets: list[Packet] = [MotionPacket(index, payload)]
+        packets: list[Packet] = [MotionPacket(index, payload, self._slot_keyframes[self._slot] if resync else None)]
         if self.config.refresh_threshold:
             proxies = {self._slot: luma_psnr(self._decoder.push(packets[0])[0], frame, self.model.analysis_size)}
             if self.config.switch_margin is not None or proxies[self._anchor] < self.config.refresh_threshold:
@@ -248,10 +284,16 @@ class Encoder:
             if slot != self._slot:
                 # A switch leaves the motion state alone (spec §5.6): the payload is the same from any slot.
                 packets.insert(0, self._switch(slot))
+                if resync:  # a RESYNC names the keyframe of the slot it is rendered from
+                    packets[-1] = replace(packets[-1], keyframe=self._slot_keyframes[slot])
             self.stats.proxy_db.append(proxies[slot])
         elif self._search is not None:
             self._decoder.push(packets[0])  # keeps the decoder's motion state in step with the stream
         self._since_keyframe += 1
+        self._motion_count += 1
+        if resync:
+            self.stats.resync_packets += 1
+            self.stats.resync_bytes += len(payload)
         self.stats.motion_bytes += len(payload)
         self.stats.unmasked_motion_bytes += len(unmasked_payload)
         return packets

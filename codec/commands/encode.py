@@ -84,7 +84,7 @@ def run(args) -> int:
                            refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
                            search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                            idr_period=args.idr_period, reuse_margin=args.reuse_margin,
-                           switch_margin=args.switch_margin,
+                           switch_margin=args.switch_margin, resync_period=args.resync_period,
                            note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                  "crop": [int(v) for v in crop] if crop else None})
     start = time.perf_counter()
@@ -133,6 +133,10 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
         f"preset: {preset.name} ({preset.summary})"
         + (f"; the search changed {stats.searched} of {motion_frames} motion frames" if clip.config.search else ""),
     ]
+    if clip.config.resync_period:
+        lines.append(f"resync: {stats.resync_packets} RESYNC packets (every {clip.config.resync_period} motion "
+                     f"packets and after each keyframe), {stats.resync_bytes:,} of {stats.motion_bytes:,} motion "
+                     f"payload bytes")
     if clip.config.refs > 1:
         reuses = count_text(stats.slot_reuses, "refresh", "refreshes")
         switches = count_text(stats.slot_switches, "switch", "switches")

@@ -52,6 +52,8 @@ def run(args) -> int:
             switches = count_text(summary["slot_switches"], "switch", "switches")
             print(f"reference slots: {summary['ref_slots']}, {switches} to a stored keyframe (USE_SLOT)")
         print(f"packets: {summary['keyframes']} keyframes, {summary['motion_packets']} motion"
+              + (f" ({summary['resync_packets']} RESYNC, {summary['resync_bytes']:,} B)"
+                 if summary["resync_packets"] else "")
               + (f", {summary['note_packets']} notes" if summary["note_packets"] else "")
               + (f", {summary['unknown_packets']} unknown (skipped)" if summary["unknown_packets"] else ""))
         print("bytes: " + ", ".join(f"{k} {v:,}" for k, v in summary["bytes_by_type"].items() if v)
