@@ -1,4 +1,5 @@
-"""The `fvc` command: the argument parser and the dispatch to encode, decode, info, animate, demo, prepare, train.
+"""The `fvc` command: the argument parser and the dispatch to encode, decode, info, animate, demo, send, receive,
+prepare, train.
 
 Each command's body lives in codec/commands/ (prepare and train in codec/data/prepare.py and codec/train/trainer.py).
 Heavy modules (torch, PyAV) are imported inside the commands, so `fvc --help` and `fvc info` start fast.
@@ -13,12 +14,15 @@ from typing import Sequence
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
                               DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REFS,
                               DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
-                              LIVE_RESYNC_PERIOD, PRESETS)
-from .commands import animate, decode, demo, encode, info
+                              LIVE_PRESET, LIVE_RESYNC_PERIOD, PRESETS)
+from .commands import animate, decode, demo, encode, info, receive, send
 from .commands.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, VIDEO_NAMES  # noqa: F401 (EXIT_OK: API)
 from .errors import InputError, is_user_error, one_line
 
 DEFAULT_SIZE = 512
+# RTP defaults of bitstream.transport, repeated here so that `fvc --help` imports no numpy (test_cli checks them).
+DEFAULT_PAYLOAD_TYPE = 96
+DEFAULT_MAX_DATAGRAM = 1200
 
 
 # ---------------------------------------------------------------- arguments shared by commands
@@ -270,6 +274,63 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("send", help="encode a video in real time and send it over UDP",
+                       description="Encode a video (a file, pipe or device PyAV opens) as its frames come due and send "
+                                   "the stream as RTP datagrams (spec §12) to udp://HOST:PORT; a keyframe request "
+                                   "(RTCP PLI) from the receiver is answered with an IDR. The coding options are "
+                                   f"encode's, but --preset defaults to {LIVE_PRESET} and --resync-period to "
+                                   f"{LIVE_RESYNC_PERIOD} (bitstream 4.0). Reports frames, datagrams, feedback and "
+                                   "encode time on stderr.")
+    p.add_argument("input", help="input video")
+    p.add_argument("url", metavar="udp://HOST:PORT", help="where the datagrams go (feedback comes back to the sender)")
+    _add_input_geometry_args(p)
+    p.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep it)")
+    p.add_argument("--frames", type=_positive_int, metavar="N", help="send only the first N frames")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                   help="send frame k at k / fps seconds after the start, as a camera would (default on; "
+                        "--no-realtime sends as fast as the encoder goes)")
+    p.add_argument("--payload-type", type=int, default=DEFAULT_PAYLOAD_TYPE, metavar="PT",
+                   help=f"RTP payload type, 96..127 (default {DEFAULT_PAYLOAD_TYPE})")
+    p.add_argument("--max-datagram", type=int, default=DEFAULT_MAX_DATAGRAM, metavar="BYTES",
+                   help=f"largest UDP payload, RTP header included (default {DEFAULT_MAX_DATAGRAM})")
+    _add_coding_args(p)
+    p.set_defaults(preset=LIVE_PRESET, resync_period=LIVE_RESYNC_PERIOD)
+    _add_model_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+    p = sub.add_parser("receive", help="receive a stream over UDP, decode it with concealment, write a video",
+                       description="Receive what fvc send sends to udp://HOST:PORT, decode it with concealment (a "
+                                   "lost frame shows the last one again; a lost keyframe is asked for with an RTCP "
+                                   "PLI; lost sequence numbers are reported with NACK) and write the frames shown. "
+                                   "Stops at the stream's END packet or after --timeout seconds without a datagram. "
+                                   "Reports frames, loss, concealed frames, keyframe requests and latency.")
+    p.add_argument("url", metavar="udp://HOST:PORT", help="the address and port to listen on")
+    p.add_argument("output", help=f"output video ({VIDEO_NAMES}), a folder for --format png, or - for raw "
+                                  "rgb24 on stdout")
+    p.add_argument("--format", choices=("video", "png"), default="video",
+                   help="H.264 video in the container the output's extension names, or a folder of PNG frames "
+                        "(default video; output - is always raw rgb24)")
+    p.add_argument("--crf", type=int, default=18, help="x264 CRF of the video output (default 18)")
+    p.add_argument("--loss", type=float, default=0.0, metavar="P",
+                   help="drop each arriving datagram with probability P, in-process (default 0)")
+    p.add_argument("--delay", type=float, default=0.0, metavar="MS",
+                   help="deliver each arriving datagram MS milliseconds late, in-process (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --loss (default 0)")
+    p.add_argument("--window", type=int, default=16, metavar="W",
+                   help="declare a missing datagram lost once W later ones arrived (default 16)")
+    p.add_argument("--max-delay", type=float, default=100.0, metavar="MS",
+                   help="... or once a later one has waited MS milliseconds for it (default 100)")
+    p.add_argument("--payload-type", type=int, default=DEFAULT_PAYLOAD_TYPE, metavar="PT",
+                   help=f"RTP payload type, 96..127 (default {DEFAULT_PAYLOAD_TYPE})")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="stop after S seconds without a datagram (default 5)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="wait at most S seconds for the first datagram (default 60)")
+    p.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
+    _add_model_args(p, decoding=True)
+    p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    p.add_argument("--quiet", action="store_true", help="no summary")
+
     for name, text in (("prepare", "build the training cache from raw clips"), ("train", "train a motion model")):
         # Only listed here: main() hands their arguments to `target` untouched.
         sub.add_parser(name, help=f"{text} (fvc {name} --help lists its options)", add_help=False)
@@ -280,6 +341,7 @@ PASS_THROUGH = {"prepare": ("codec.data.prepare", "data preparation"),
                 "train": ("codec.train.trainer", "the trainer")}
 # The demo runs the CLI itself, through main: handed over, not imported, so commands never import cli.
 COMMANDS = {"encode": encode.run, "decode": decode.run, "info": info.run, "animate": animate.run,
+            "send": send.run, "receive": receive.run,
             "demo": lambda args: demo.run(args, main, coding_argv(args))}
 
 

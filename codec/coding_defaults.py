@@ -89,3 +89,5 @@ PRESETS = {p.name: p for p in (
            "closed loop plus motion search: fits each frame's symbols to the frame through the decoder"),
 )}
 DEFAULT_PRESET = "medium"
+# `fvc send` encodes in real time: fast, the preset that keeps up on one core (no rendering in the encoder).
+LIVE_PRESET = "fast"

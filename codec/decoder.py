@@ -6,7 +6,7 @@ shows a frame rendered from a picture it does not hold.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping
 

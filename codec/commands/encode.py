@@ -55,7 +55,6 @@ def encode_frames(frame_source, total: int | None, loaded: LoadedModel, config, 
 def run(args) -> int:
     """`fvc encode ARGS`."""
     from .. import video
-    from ..encoder import EncoderConfig
 
     src = check_input(args.input)
     out = check_output(args.output, args.force)
@@ -78,15 +77,7 @@ def run(args) -> int:
         frames = video.read_frames(src, size=args.size, crop=crop, fps=args.fps)
         return itertools.islice(frames, args.frames) if args.frames else frames
 
-    preset = PRESETS[args.preset]
-    refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
-    config = EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
-                           refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
-                           search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
-                           idr_period=args.idr_period, reuse_margin=args.reuse_margin,
-                           switch_margin=args.switch_margin, resync_period=args.resync_period,
-                           note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
-                                 "crop": [int(v) for v in crop] if crop else None})
+    config = encoder_config(args, fps, info, crop)
     start = time.perf_counter()
     clip, choice = encode_frames(frame_source, total, loaded, config, args.kbps, args.strict_rate, out,
                                  args.force, args.quiet)
@@ -94,6 +85,21 @@ def run(args) -> int:
     if not args.quiet:
         print(encode_summary(out, clip, choice, seconds, geometry_text(info, crop, args.size)))
     return EXIT_OK
+
+
+def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None):
+    """The EncoderConfig the coding options in `args` ask for (encode, send), with the stream NOTE's members."""
+    from ..encoder import EncoderConfig
+
+    preset = PRESETS[args.preset]
+    refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
+    return EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
+                         refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
+                         search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
+                         idr_period=args.idr_period, reuse_margin=args.reuse_margin,
+                         switch_margin=args.switch_margin, resync_period=args.resync_period,
+                         note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
+                               "crop": [int(v) for v in crop] if crop else None})
 
 
 def geometry_text(info, crop: tuple[int, int, int] | None, size: int) -> str:

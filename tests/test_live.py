@@ -1,0 +1,216 @@
+"""`fvc send` and `fvc receive` (issue 29 deliverable 3) on loopback: real UDP sockets on 127.0.0.1 only, a few
+seconds each, the untrained 64² development model."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec.cli import main
+from codec.decoder import FrameSource
+from codec.demo import DemoClipConfig, astronaut_frames
+from codec.encoder import Encoder, EncoderConfig, KeyframeReason
+from codec.errors import InputError
+from codec.live import LIVE_START, LiveReceiver, LiveSender, NetworkSimulator, parse_udp_url, udp_socket
+from codec.motion_model import build_untrained, untrained_model_id
+from codec.video import VideoWriter, probe
+
+SIZE = 64
+MODEL = ["--model", "untrained-test-image"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_bound(port: int, seconds: float = 60.0) -> None:
+    """Until something listens on 127.0.0.1:`port` (binding it fails)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("live") / "in.mp4"
+    with VideoWriter(path, fps=25, crf=0) as writer:
+        for frame in astronaut_frames(DemoClipConfig(seconds=2.0, size=SIZE)):  # 50 frames
+            writer.write(frame)
+    return path
+
+
+def test_udp_urls():
+    assert parse_udp_url("udp://127.0.0.1:5004") == ("127.0.0.1", 5004)
+    assert parse_udp_url("udp://[::1]:9") == ("::1", 9)
+    for bad in ("127.0.0.1:5004", "udp://127.0.0.1", "rtp://127.0.0.1:5", "udp://127.0.0.1:99999",
+                "udp://127.0.0.1:5/x"):
+        with pytest.raises(InputError, match="is not udp://HOST:PORT"):
+            parse_udp_url(bad)
+
+
+def test_the_network_simulator_is_seeded():
+    def drops(seed: int) -> list[bool]:
+        sim = NetworkSimulator(loss=0.3, delay=0.02, seed=seed)
+        out = []
+        for n in range(200):
+            before = sim.dropped
+            sim.arrive(bytes([n % 256]), now=n * 0.001)
+            out.append(sim.dropped > before)
+        return out
+
+    assert drops(5) == drops(5) and drops(5) != drops(6)
+    assert 30 < sum(drops(5)) < 90
+    sim = NetworkSimulator(delay=0.05)
+    sim.arrive(b"a", now=1.0)
+    assert sim.due(1.04) == [] and sim.due(1.05) == [b"a"]
+    with pytest.raises(InputError, match="--loss 1.5 outside 0..1"):
+        NetworkSimulator(loss=1.5)
+
+
+def test_send_and_receive_on_loopback_with_seeded_loss(clip, tmp_path, capsys):
+    port = free_port()
+    url = f"udp://127.0.0.1:{port}"
+    out = tmp_path / "out.mp4"
+    codes = {}
+    receiver = threading.Thread(target=lambda: codes.setdefault("receive", main(
+        ["receive", url, str(out), *MODEL, "--loss", "0.05", "--seed", "11", "--timeout", "4", "--wait", "60"])))
+    receiver.start()
+    wait_bound(port)
+    codes["send"] = main(["send", str(clip), url, *MODEL, "--size", str(SIZE), "--quiet"])
+    receiver.join(120)
+    assert not receiver.is_alive() and codes == {"send": 0, "receive": 0}
+    report = capsys.readouterr().out
+    assert "the END packet arrived" in report, report
+    assert probe(out).frames == 50
+    lines = {line.split(":")[0]: line for line in report.splitlines()}
+    assert {"frames", "loss", "keyframes", "latency capture to display"} <= set(lines), report
+    decoded = int(lines["frames"].split()[1])
+    concealed = int(lines["frames"].split()[3])
+    assert decoded + concealed == 50 and decoded > 0
+    assert " dropped by --loss 0.05 (--delay 0 ms, --seed 11)" in lines["loss"]
+
+
+def test_a_receiver_that_joins_late_asks_for_an_idr_and_gets_one():
+    """The receiver starts after the stream's header and first keyframe went by: from the datagrams' SSRC it sends
+    a PLI, the sender answers with an IDR (and the header before it), and decoding starts there."""
+    model = build_untrained("fv2v", "test-image", 0)
+    ident = untrained_model_id("fv2v", "test-image", 0)
+    frames = list(astronaut_frames(DemoClipConfig(seconds=3.0, size=SIZE)))
+    port = free_port()
+    send_sock, address = udp_socket("127.0.0.1", port, bind=False)
+    encoder = Encoder(model, EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), refresh_threshold=0,
+                                           resync_period=25), ident)
+    sender = LiveSender(encoder, send_sock, address)
+    sent = {}
+    thread = threading.Thread(target=lambda: sent.setdefault("stats", sender.run(frames, Fraction(25))))
+    thread.start()
+    time.sleep(0.6)
+    receive_sock, _ = udp_socket("127.0.0.1", port, bind=True)
+    shown = []
+    try:
+        receiver = LiveReceiver(receive_sock, lambda header: model, shown.append)
+        stats = receiver.run(timeout=3.0)
+    finally:
+        thread.join(60)
+        receive_sock.close()
+        send_sock.close()
+    answered = [i for i, reason in encoder.stats.keyframe_log.items() if reason == KeyframeReason.REQUEST]
+    assert sent["stats"].answered_plis >= 1 and answered and stats.plis_sent >= 1
+    assert shown[0].source == FrameSource.KEYFRAME and shown[0].index == answered[0] > 0
+    assert stats.ended and shown[-1].index == len(frames) - 1
+    assert receiver.start_time is not None and len(stats.latency_ms) == receiver.decoder.stats.decoded
+    assert all(f.source != FrameSource.CONCEALED for f in shown)  # nothing lost after the join
+
+
+def test_receive_writes_raw_frames_to_stdout(clip):
+    """`fvc receive URL -` in its own process: raw rgb24 frames on stdout, the report on stderr."""
+    port = free_port()
+    url = f"udp://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "codec", "receive", url, "-", *MODEL, "--timeout", "4"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    try:
+        wait_bound(port)
+        assert main(["send", str(clip), url, *MODEL, "--size", str(SIZE), "--quiet", "--frames", "20"]) == 0
+        raw, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, SIZE, SIZE, 3)
+    assert len(frames) == 20 and b"wrote 20 frames 64x64 to stdout" in err and b"latency" in err
+
+
+def test_send_and_receive_refuse_what_they_cannot_do(clip, tmp_path, capsys):
+    assert main(["send", str(clip), "udp://127.0.0.1:9", *MODEL, "--kbps", "20"]) == 1
+    assert "--kbps needs the whole clip" in capsys.readouterr().err
+    assert main(["receive", "127.0.0.1:9", str(tmp_path / "x.mp4")]) == 1
+    assert "is not udp://HOST:PORT" in capsys.readouterr().err
+    assert main(["receive", "udp://127.0.0.1:9", str(tmp_path / "x.mp4"), "--loss", "2"]) == 1
+    assert "--loss 2 outside 0..1" in capsys.readouterr().err
+    port = free_port()
+    assert main(["receive", f"udp://127.0.0.1:{port}", str(tmp_path / "x.mp4"), "--wait", "0.3"]) == 1
+    assert "no stream header arrived (0 datagrams)" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_the_first_note_carries_the_capture_clock():
+    """The receiver's latency is measured from LIVE_START + k / fps, the sender's clock (spec §12 via NOTE)."""
+    from bitstream.transport import Depacketizer, PacketEvent
+    from bitstream import NotePacket
+
+    model = build_untrained("fv2v", "test-image", 0)
+    encoder = Encoder(model, EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), refresh_threshold=0),
+                      untrained_model_id("fv2v", "test-image", 0))
+    port = free_port()
+    receive_sock, _ = udp_socket("127.0.0.1", port, bind=True)
+    send_sock, address = udp_socket("127.0.0.1", port, bind=False)
+    try:
+        frames = list(astronaut_frames(DemoClipConfig(seconds=0.2, size=SIZE)))
+        stats = LiveSender(encoder, send_sock, address, clock=lambda: 1000.0).run(frames, Fraction(25),
+                                                                                    realtime=False)
+        time.sleep(0.2)
+        data = []
+        while True:
+            try:
+                data.append(receive_sock.recv(65535))
+            except BlockingIOError:
+                break
+    finally:
+        receive_sock.close()
+        send_sock.close()
+    receiver = Depacketizer()
+    events = [e for d in data for e in receiver.push(d)]
+    notes = [e.packet.fields for e in events if isinstance(e, PacketEvent) and isinstance(e.packet, NotePacket)]
+    assert notes == [{LIVE_START: 1000.0}, {"keyframe_reason": "first"}]
+    assert stats.frames == 5 and stats.datagrams == len(data)  # END three times: the receiver drops 2 duplicates
+    assert receiver.stats.dropped == {"duplicate": 2}
+
+
+def test_the_cli_rtp_defaults_are_the_transports():
+    from bitstream import transport
+
+    from codec import cli
+
+    assert (cli.DEFAULT_PAYLOAD_TYPE, cli.DEFAULT_MAX_DATAGRAM) == (transport.DEFAULT_PAYLOAD_TYPE,
+                                                                    transport.DEFAULT_MAX_DATAGRAM)
+    args = cli.build_parser().parse_args(["send", "in.mp4", "udp://127.0.0.1:5004"])
+    assert (args.preset, args.resync_period) == ("fast", 25)  # live defaults; encode keeps medium and 0
+    args = cli.build_parser().parse_args(["encode", "in.mp4", "out.fvc"])
+    assert (args.preset, args.resync_period) == ("medium", 0)
