@@ -177,3 +177,14 @@ def test_a_shrink_only_mask_never_exceeds_its_prior_disc():
             out = mask(image, points)
         assert bool((out > prior + 1e-6).any()) == grows
         assert (out < prior - 1e-3).any()
+
+
+def test_the_picture_losses_reach_the_keypoints_neither_through_the_warp_nor_through_the_mask():
+    model = _still_model().train()
+    torch.manual_seed(1)
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    out = model.training_forward(source, driving)
+    out["prediction"].mean().backward()
+    detector = [p.grad for p in model.landmarks.parameters()]
+    assert all(g is None or not g.any() for g in detector)
+    assert any(p.grad is not None and p.grad.any() for p in model.foreground.parameters())

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Hourglass2d, keypoints_to_gaussian, make_coordinate_grid
 from .config import FV2VConfig
+
+
+# Where on softplus's curve the shrink-only residual starts: -softplus(-4) = -0.018.
+_SHRINK_OFFSET = 4.0
 
 
 def head_prior_logit(keypoints: torch.Tensor, size: int, radius: float, gain: float) -> torch.Tensor:
@@ -42,5 +47,7 @@ class ForegroundMask(nn.Module):
         x = torch.cat([keyframe, keypoints_to_gaussian(keypoints, side, self.variance)], 1)
         residual = self.head(self.hourglass(x))
         if self.shrink_only:
-            residual = residual.clamp(max=0.0)
+            # A smooth cap at 0 (a clamp's gradient is 0 at 0, where the zero-initialised head starts): at
+            # the start the mask is the disc less 0.018 logit, and the gradient gets through.
+            residual = -F.softplus(-(residual + _SHRINK_OFFSET))
         return torch.sigmoid(residual + head_prior_logit(keypoints, self.size, self.radius, self.gain))

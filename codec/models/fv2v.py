@@ -174,7 +174,11 @@ class FaceVid2Vid(nn.Module):
         volume = None if self.image_space else self.appearance(small)
         foreground = None
         if self.image_space and self.config.image.background == "still":
-            foreground = self.foreground(prepare_image(image, self.config.image.size), kp["keypoints"][..., :2])
+            points = kp["keypoints"][..., :2]
+            # Like the warp, the mask must not let the picture losses move the keypoints (docs/training.md).
+            if not self.config.image.image_trains_keypoints:
+                points = points.detach()
+            foreground = self.foreground(prepare_image(image, self.config.image.size), points)
         state = KeyframeState(volume, kp["canonical"], kp["keypoints"], rotation_matrix(kp["rotation"]),
                               _motion_groups(kp), image if self.image_space else None, foreground)
         return state, kp
