@@ -14,9 +14,6 @@ MACHINE_PATH = re.compile(rb"(?<![A-Za-z0-9_./~-])/(?:work|tmp|home|root|Users|m
 # A line that shows a command: optional prompt, backticks, env settings and nice, then the program.
 COMMAND = re.compile(r"^\s*[`$>]*\s*(?:[A-Z_]+=\S+\s+)*(?:nice\s+(?:-n\s*\d+\s+)?)?(?:\S*/)?"
                      r"(?:python3?|fvc|cp|ls|du|git|torchrun)\b")
-# The fine-tune's resume state holds the absolute path it was initialised from; it goes when the next
-# resume state replaces it (the test fails once it is clean, so the entry goes too).
-PENDING = {"training/warp128-ft/checkpoint.pt"}
 
 
 def machine_paths() -> dict[str, list[str]]:
@@ -41,11 +38,8 @@ def machine_paths() -> dict[str, list[str]]:
 
 
 def test_no_committed_file_holds_a_machine_path():
-    found = machine_paths()
-    unexpected = {name: lines[:3] for name, lines in found.items() if name not in PENDING}
-    assert not unexpected, f"absolute machine paths (write them relative to the repository): {unexpected}"
-    cleaned = PENDING - set(found)
-    assert not cleaned, f"clean now: drop {sorted(cleaned)} from PENDING"
+    found = {name: lines[:3] for name, lines in machine_paths().items()}
+    assert not found, f"absolute machine paths (write them relative to the repository): {found}"
 
 
 def test_the_pattern_finds_paths_and_spares_commands():
