@@ -7,17 +7,15 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from codec.data.cache import CacheIndex, write_labels
 from codec.data.sampler import PairDataset
 from codec.train import distributed
 from codec.train.trainer import RunOptions, TrainConfig, Trainer
-from training_helpers import SIZE, TinyFeatures, blob_store
+from training_helpers import TinyFeatures, blob_store, prepare_blob_cache
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,6 +32,18 @@ def _trainer(tmp_path, group=distributed.SINGLE) -> Trainer:
     config = TrainConfig.for_model("fv2v", config="test-image-bg", batch_size=2, lr=1e-3)
     return Trainer(config, blob_store(2, 6), tmp_path, RunOptions(steps=STEPS), perceptual_features=TinyFeatures(),
                    group=group)
+
+
+def _one_process(folder, batches) -> Trainer:
+    """One process: each step averages the gradients of its two batches, as DDP's all-reduce does."""
+    single = _trainer(folder)
+    for step_batches in batches:
+        single.opt_g.zero_grad(set_to_none=True)
+        for batch in step_batches:
+            terms, _ = single.generator_losses(batch)
+            (single.weighted_total(terms) / 2).backward()
+        single.opt_g.step()
+    return single
 
 
 def _worker(rank: int, world: int, port: int, folder: str) -> None:
@@ -58,15 +68,7 @@ def test_two_processes_train_to_the_weights_one_process_gets_from_the_same_batch
     torch.save(batches, tmp_path / "batches.pt")
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
 
-    # One process: each step averages the gradients of the two batches, as DDP's all-reduce does.
-    single = _trainer(tmp_path / "single")
-    for step in range(STEPS):
-        single.opt_g.zero_grad(set_to_none=True)
-        for batch in batches[step]:
-            terms, _ = single.generator_losses(batch)
-            (single.weighted_total(terms) / 2).backward()
-        single.opt_g.step()
-    expected = {k: v for k, v in single.model.named_parameters()}
+    expected = dict(_one_process(tmp_path / "single", batches).model.named_parameters())
     start = dict(_trainer(tmp_path / "start").model.named_parameters())
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
@@ -83,13 +85,7 @@ def test_a_different_batch_per_process_breaks_the_equality(tmp_path):
     same = [[step[0], step[0]] for step in batches]
     torch.save(same, tmp_path / "batches.pt")
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    single = _trainer(tmp_path / "single")
-    for step in range(STEPS):
-        single.opt_g.zero_grad(set_to_none=True)
-        for batch in batches[step]:
-            terms, _ = single.generator_losses(batch)
-            (single.weighted_total(terms) / 2).backward()
-        single.opt_g.step()
+    single = _one_process(tmp_path / "single", batches)
     got = torch.load(tmp_path / "rank0.pt")
     assert any(not torch.allclose(got[k], v.detach(), atol=1e-6) for k, v in single.model.named_parameters())
 
@@ -97,21 +93,7 @@ def test_a_different_batch_per_process_breaks_the_equality(tmp_path):
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun ships with torch; absent only in a broken install")
 def test_torchrun_trains_with_two_processes_and_rank_zero_writes_the_run(tmp_path):
-    from codec.data.prepare import main as prepare_main
-    from codec.video import VideoWriter
-
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    for name in ("ann", "bob"):
-        with VideoWriter(clips / f"{name}.mp4", fps=25) as writer:
-            for t in range(4):
-                blob = np.exp(-((xx - 30 - 3 * t) ** 2 + (yy - 32) ** 2) / 200.0) * 255
-                writer.write(np.stack([blob, blob * 0.5, np.full_like(blob, 90)], -1).astype(np.uint8))
-    cache, run = tmp_path / "cache", tmp_path / "run"
-    assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
-    for clip in CacheIndex.load(cache).clips:  # the pose labels face detection would have written
-        write_labels(cache / clip.poses, np.tile(np.float32([[5.0, -3.0, 1.0]]), (clip.frames, 1)))
+    cache, run = prepare_blob_cache(tmp_path, label_poses=True), tmp_path / "run"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(

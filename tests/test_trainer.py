@@ -12,7 +12,7 @@ from codec.motion_model import build_untrained, load_model
 from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
 from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, main
 from codec.data.sampler import PairDataset
-from training_helpers import SIZE, TinyFeatures, blob_store
+from training_helpers import SIZE, TinyFeatures, blob_store, prepare_blob_cache
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -204,19 +204,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 
 def test_cli_trains_from_a_prepared_cache_and_resumes(tmp_path, capsys):
     """prepare → train 2 steps → resume to 3, through the command-line entry points (real VGG16)."""
-    from codec.data.prepare import main as prepare_main
-    from codec.video import VideoWriter
-
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    for name in ("ann", "bob"):
-        with VideoWriter(clips / f"{name}.mp4", fps=25) as writer:
-            for t in range(4):
-                blob = np.exp(-((xx - 30 - 3 * t) ** 2 + (yy - 32) ** 2) / 200.0) * 255
-                writer.write(np.stack([blob, blob * 0.5, np.full_like(blob, 90)], -1).astype(np.uint8))
-    cache, run = tmp_path / "cache", tmp_path / "run"
-    assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
+    cache, run = prepare_blob_cache(tmp_path), tmp_path / "run"
     common = ["--config", "test", "--cache", str(cache), "--out", str(run), "--batch-size", "2", "--device", "cpu"]
     assert main(common + ["--steps", "2"]) == 1
     assert "error: the head-pose loss needs pose labels" in capsys.readouterr().err

@@ -44,3 +44,25 @@ def blob_store(clips: int = 2, frames: int = 4) -> FrameStore:
                                   (0, 0, SIZE), "centre"))
     poses = [np.tile(np.float32([[5.0, -3.0, 1.0]]), (frames, 1)) for _ in range(clips)]
     return FrameStore.from_arrays(records, arrays, poses, landmarks)
+
+
+def prepare_blob_cache(folder, label_poses: bool = False):
+    """Two 4-frame clips of a moving blob, prepared (centre crops) into `folder`/cache; with `label_poses`, the
+    constant pose labels face detection would have written (the clips hold no face). Returns the cache folder."""
+    from codec.data.cache import CacheIndex, write_labels
+    from codec.data.prepare import main as prepare_main
+    from codec.video import VideoWriter
+
+    clips, cache = folder / "clips", folder / "cache"
+    clips.mkdir()
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for name in ("ann", "bob"):
+        with VideoWriter(clips / f"{name}.mp4", fps=25) as writer:
+            for t in range(4):
+                blob = np.exp(-((xx - 30 - 3 * t) ** 2 + (yy - 32) ** 2) / 200.0) * 255
+                writer.write(np.stack([blob, blob * 0.5, np.full_like(blob, 90)], -1).astype(np.uint8))
+    assert prepare_main([str(clips), str(cache), "--size", str(SIZE), "--centre-crop"]) == 0
+    if label_poses:
+        for clip in CacheIndex.load(cache).clips:
+            write_labels(cache / clip.poses, np.tile(np.float32([[5.0, -3.0, 1.0]]), (clip.frames, 1)))
+    return cache
