@@ -147,22 +147,30 @@ def _idr_slice_qp(bits: _Bits, nal_ref_idc: int, sps: dict[int, _Sps], pps: dict
     return p.pic_init_qp + bits.se()
 
 
+def _slices_after_parameter_sets(annexb: bytes, sps: dict[int, _Sps], pps: dict[int, _Pps]):
+    """Yield (unit, nal_unit_type) of an access unit's other NAL units, each after the SPS and PPS before it
+    were parsed into `sps` and `pps` (raises _Unreadable on a damaged parameter set)."""
+    for unit in nal_units(annexb):
+        if not unit:
+            continue
+        kind = unit[0] & 0x1F
+        if kind == NAL_SPS:
+            key, value = _sps(_Bits(unit))
+            sps[key] = value
+        elif kind == NAL_PPS:
+            key, value = _pps(_Bits(unit))
+            pps[key] = value
+        else:
+            yield unit, kind
+
+
 def slice_qp(annexb: bytes) -> int | None:
     """SliceQPY of the access unit's first IDR slice, from its own SPS and PPS; None if unreadable."""
     sps: dict[int, _Sps] = {}
     pps: dict[int, _Pps] = {}
     try:
-        for unit in nal_units(annexb):
-            if not unit:
-                continue
-            kind = unit[0] & 0x1F
-            if kind == NAL_SPS:
-                key, value = _sps(_Bits(unit))
-                sps[key] = value
-            elif kind == NAL_PPS:
-                key, value = _pps(_Bits(unit))
-                pps[key] = value
-            elif kind == NAL_IDR:
+        for unit, kind in _slices_after_parameter_sets(annexb, sps, pps):
+            if kind == NAL_IDR:
                 return _idr_slice_qp(_Bits(unit), unit[0] >> 5 & 3, sps, pps)
     except (_Unreadable, KeyError):
         return None
@@ -190,17 +198,8 @@ class ReferenceTracker:
         whose frame_num continues the last reference picture's; False (and the sequence is forgotten) when a
         reference picture is missing or the syntax cannot be read."""
         try:
-            for unit in nal_units(annexb):
-                if not unit:
-                    continue
-                kind = unit[0] & 0x1F
-                if kind == NAL_SPS:
-                    key, sps = _sps(_Bits(unit))
-                    self._sps[key] = sps
-                elif kind == NAL_PPS:
-                    key, pps = _pps(_Bits(unit))
-                    self._pps[key] = pps
-                elif kind in (NAL_IDR, NAL_NON_IDR):
+            for unit, kind in _slices_after_parameter_sets(annexb, self._sps, self._pps):
+                if kind in (NAL_IDR, NAL_NON_IDR):
                     return self._slice(unit, kind == NAL_IDR)
         except (_Unreadable, KeyError):
             pass
