@@ -268,6 +268,42 @@ def test_a_loss_is_declared_after_window_arrivals_or_max_delay():
     assert lost(timed.poll(0.0805)) == [13]  # datagram 14 arrived at t = 0.03 and waited 0.05 s
 
 
+def forged(datagram: bytes, seq: int) -> bytes:
+    """`datagram` with another sequence number and a damaged unit: what a corrupted header field looks like."""
+    out = bytearray(datagram)
+    struct.pack_into(">H", out, 2, seq % 65536)
+    out[-1] ^= 0x55
+    return bytes(out)
+
+
+def test_one_datagram_far_ahead_declares_nothing_lost():
+    """A damaged datagram numbered 128 ahead of the next one expected is unconfirmed (spec §12.5): it counts for
+    neither loss rule, and the real datagram of its number, which arrives in reach of the stream, replaces it."""
+    stream = synthetic_stream(200)
+    datagrams = packetize_stream(stream, first_seq=65500)
+    bad = forged(datagrams[10], seq_of(datagrams[10]) + 128)
+    receiver, events = receive(datagrams[:10] + [bad] + datagrams[10:])
+    assert not lost(events) and receiver.stats.lost == 0
+    assert receiver.stats.dropped == Counter({"seq_jump": 1}) and rebuilt(events) == stream
+    timed = Depacketizer(max_delay=0.05)  # the time rule too: it waits behind no gap
+    events = [e for i, d in enumerate(datagrams[:10] + [bad]) for e in timed.push(d, now=i * 0.001)]
+    assert not lost(events + timed.poll(10.0))
+
+
+def test_a_long_burst_is_declared_lost_once_a_second_datagram_confirms_it(stream):
+    """A genuine burst longer than the window: the first datagram after it waits unconfirmed, the next one
+    confirms the position, and then the burst is lost as before."""
+    datagrams = packetize_stream(stream, first_seq=0)
+    receiver = Depacketizer()
+    events = [e for d in datagrams[:10] for e in receiver.push(d)]
+    events += receiver.push(datagrams[50])
+    assert not lost(events)
+    events += receiver.push(datagrams[52])
+    assert lost(events) == list(range(10, 37))  # 16 arrivals beyond: 52 - 16 + 1
+    events += receiver.flush()
+    assert lost(events) == list(range(10, 50)) + [51]
+
+
 def test_duplicates_are_dropped_and_counted(stream):
     datagrams = packetize_stream(stream, first_seq=65535)
     doubled = []

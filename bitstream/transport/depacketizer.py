@@ -24,6 +24,9 @@ DEFAULT_WINDOW = 16
 MAX_MISORDER = 100  # RFC 3550 A.1's limits: how far behind, and how far ahead, a datagram may be
 MAX_DROPOUT = 3000
 MAX_CANDIDATES = 256  # datagrams a receiver that follows no stream yet keeps until a header unit comes
+# A datagram more than MAX_LEAP numbers ahead of every one that counts waits unconfirmed until a second one within
+# MAX_LEAP of it arrives: one damaged sequence number must not declare a hundred datagrams lost (spec §12.5).
+MAX_LEAP = 16
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,9 @@ class Depacketizer:
 
     It starts at the first header unit that hashes to its SSRC, of the stream `header_id` if given, else of
     any stream; datagrams that arrive before it wait for it. A missing sequence number is declared lost once
-    `window` later ones have arrived,
-    once the oldest datagram waiting behind it has waited `max_delay` seconds (when `push` and `poll` are given
-    the time `now`), or at `flush`.
+    `window` later ones have arrived, once the oldest datagram waiting behind it has waited `max_delay` seconds
+    (when `push` and `poll` are given the time `now`), or at `flush`; a datagram far ahead of the others counts
+    only once a second one confirms its position (MAX_LEAP).
     """
 
     def __init__(self, header_id: int | None = None, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
@@ -144,8 +147,9 @@ class Depacketizer:
         self.version: tuple[int, int] | None = None
         self.stats = TransportStats()
         self._next: int | None = None  # extended sequence number to release next
-        self._highest: int | None = None  # highest extended sequence number taken
+        self._highest: int | None = None  # highest extended sequence number taken and confirmed
         self._buffer: dict[int, tuple[Datagram, float | None]] = {}
+        self._unconfirmed: set[int] = set()  # waiting numbers that count for no loss rule yet (MAX_LEAP)
         self._released: deque[int] = deque()  # extended numbers released, the last max_misorder of them
         self._released_set: set[int] = set()
         self._probe: int | None = None  # the sequence number that would confirm a jump
@@ -253,11 +257,31 @@ class Depacketizer:
             ext = self._next
         if ext < self._next:
             self._drop(DUPLICATE if ext in self._released_set else TOO_OLD, seq)
-        elif ext in self._buffer:
+        elif ext in self._buffer and not (ext in self._unconfirmed and ext <= self._highest + MAX_LEAP):
             self._drop(DUPLICATE, seq)
-        else:
+        elif ext in self._buffer:
+            # An unconfirmed datagram holds the number of one that arrived in reach of the stream: the unconfirmed
+            # one most likely had its number damaged, so the newcomer takes its place.
+            self._drop(SEQ_JUMP, self._buffer[ext][0].sequence)
+            self._unconfirmed.discard(ext)
             self._buffer[ext] = (datagram, now)
             self._highest = max(self._highest, ext)
+        else:
+            self._buffer[ext] = (datagram, now)
+            self._confirm(ext)
+
+    def _confirm(self, ext: int) -> None:
+        """Count `ext` for the loss rules if it is in reach of the highest number that counts, or if an unconfirmed
+        number is within MAX_LEAP of it (two datagrams agree on a jump); else leave it unconfirmed."""
+        if ext <= self._highest + MAX_LEAP:
+            self._highest = max(self._highest, ext)
+            return
+        near = {u for u in self._unconfirmed if abs(u - ext) <= MAX_LEAP}
+        if not near:
+            self._unconfirmed.add(ext)
+            return
+        self._unconfirmed -= near
+        self._highest = max(ext, *near)
 
     def _resync(self, seq: int) -> None:
         self._release(None, flush=True)
@@ -265,6 +289,7 @@ class Depacketizer:
             self._drop_unit(INCOMPLETE)
         self._next = (max(self._next, self._highest) | (SEQ_MODULUS - 1)) + 1 + seq  # beyond every old number
         self._highest = self._next
+        self._unconfirmed.clear()  # the flush released them all
         self._released.clear()
         self._released_set.clear()
         self._probe = None
@@ -276,29 +301,45 @@ class Depacketizer:
 
     def _release(self, now: float | None, flush: bool = False) -> None:
         while self._buffer:
-            if self._next in self._buffer:
-                datagram, _ = self._buffer.pop(self._next)
-                self._released.append(self._next)
-                self._released_set.add(self._next)
-                self._next += 1
-                while self._released[0] < self._next - self.max_misorder:
-                    self._released_set.discard(self._released.popleft())
-                self._reassemble(datagram)
+            if self._next in self._buffer and self._next not in self._unconfirmed:
+                self._release_next()
                 continue
-            first = min(self._buffer)
-            if flush or self._waited(now):
-                until = first  # time is up (or flush): everything before the first waiting datagram
-            else:
-                until = min(first, self._highest - self.window + 1)  # gaps with `window` arrivals beyond them
+            until = self._give_up_below(now, flush)
             if until <= self._next:
                 break
-            self._declare_lost(until)
+            if self._next in self._buffer:
+                self._release_next()  # unconfirmed, but its number is given up on: what came is used
+                continue
+            self._declare_lost(min(until, min(self._buffer)))  # up to the next datagram waiting, which gets its turn
+
+    def _release_next(self) -> None:
+        datagram, _ = self._buffer.pop(self._next)
+        self._unconfirmed.discard(self._next)
+        self._released.append(self._next)
+        self._released_set.add(self._next)
+        self._next += 1
+        while self._released[0] < self._next - self.max_misorder:
+            self._released_set.discard(self._released.popleft())
+        self._reassemble(datagram)
+
+    def _give_up_below(self, now: float | None, flush: bool) -> int:
+        """The number below which the receiver waits no longer: the loss rules, applied to confirmed datagrams only
+        (one unconfirmed datagram says nothing about the numbers before it)."""
+        if flush:
+            return max(self._buffer) + 1
+        confirmed = [ext for ext in self._buffer if ext not in self._unconfirmed]
+        if not confirmed:
+            return self._next
+        first = min(confirmed)
+        if self._waited(now):
+            return first  # time is up: everything before the first confirmed datagram waiting
+        return min(first, self._highest - self.window + 1)  # gaps with `window` arrivals beyond them
 
     def _waited(self, now: float | None) -> bool:
         """Whether the datagram that has waited longest behind a gap has waited max_delay seconds."""
         if now is None or self.max_delay is None:
             return False
-        arrivals = [t for _, t in self._buffer.values() if t is not None]
+        arrivals = [t for ext, (_, t) in self._buffer.items() if t is not None and ext not in self._unconfirmed]
         return bool(arrivals) and now - min(arrivals) >= self.max_delay
 
     def _declare_lost(self, until: int) -> None:
