@@ -1,10 +1,10 @@
 """fvc in real time over UDP (spec §12): the sender and receiver loops behind `fvc send` and `fvc receive`.
 
-The sender encodes frames as they come due (frame k at start + k / fps), sends each packet's RTP datagrams and
-answers a keyframe request (RTCP PLI) with an IDR. The receiver reassembles the datagrams, decodes them with
-concealment (codec.decoder.ConcealingDecoder), and sends PLI and NACK back to where the datagrams come from.
-A seeded NetworkSimulator on the receiver drops and delays datagrams in-process, so loss is reproducible on
-loopback.
+The sender encodes frames as they come due (frame k at start + k / fps), sends each packet's RTP datagrams,
+answers a keyframe request (RTCP PLI) with an IDR and re-sends the datagrams a NACK names while it holds them. The
+receiver reassembles the datagrams, decodes them with concealment (codec.decoder.ConcealingDecoder), and sends PLI
+and NACK back to where the datagrams come from. A seeded NetworkSimulator on the receiver drops and delays
+datagrams in-process, so loss is reproducible on loopback.
 
 Latency is measured from capture to display on one clock: the sender's first NOTE carries the wall-clock time
 of frame 0 (member "live_start", seconds since the epoch), frame k is captured at live_start + k / fps, and
@@ -30,7 +30,8 @@ from bitstream import EndPacket, KeyframePacket, NotePacket, StreamHeader
 from bitstream.constants import NOTE_MINOR
 from bitstream.packets import KEYFRAME_REASON
 from bitstream.transport import (DEFAULT_MAX_DATAGRAM, DEFAULT_PAYLOAD_TYPE, Depacketizer, FeedbackParser,
-                                 HeaderEvent, LossEvent, Packetizer, PacketEvent, feedback_datagrams, parse_datagram)
+                                 HeaderEvent, MissingEvent, Packetizer, PacketEvent, SentHistory, feedback_datagrams,
+                                 parse_datagram)
 
 from .errors import InputError
 
@@ -40,6 +41,9 @@ RECEIVE_BUFFER = 4 << 20
 PLI_INTERVAL = 0.5  # s between repeated keyframe requests while a receiver waits for an IDR
 PLI_HOLDOFF = 0.25  # s after a requested IDR during which a sender takes further PLIs as repeats of the same one
 END_REPEATS = 3  # the END datagrams go out this many times: the receiver stops at the first
+# After END the sender still answers NACKs this long: a receiver waits its max delay (100 ms by default) for a
+# datagram missing before END, and the NACK and the copy need a round trip on top.
+LINGER = 0.3
 
 
 def parse_udp_url(text: str) -> tuple[str, int]:
@@ -99,7 +103,9 @@ class SenderStats:
     keyframes: int = 0
     answered_plis: int = 0  # IDRs coded because a receiver asked
     plis: int = 0  # PLI messages received
-    nacked: int = 0  # sequence numbers receivers reported lost (not re-sent)
+    nacked: int = 0  # sequence numbers receivers reported missing
+    resent: int = 0  # datagrams re-sent for a NACK (counted in datagrams and bytes too)
+    resent_bytes: int = 0
     feedback_dropped: int = 0  # feedback datagrams that were not for this stream or did not parse
     late_frames: int = 0  # frames whose encoding started more than one frame interval after they were due
     encode_ms: list[float] = field(default_factory=list)
@@ -107,11 +113,12 @@ class SenderStats:
 
 
 class LiveSender:
-    """Encodes frames as they come due and sends them to `address`; answers PLI with an IDR."""
+    """Encodes frames as they come due and sends them to `address`; answers PLI with an IDR and, when `retransmit`,
+    a NACK by re-sending the named datagrams still in its history (spec §12.8)."""
 
     def __init__(self, encoder, sock: socket.socket, address: tuple, *, payload_type: int = DEFAULT_PAYLOAD_TYPE,
                  max_datagram: int = DEFAULT_MAX_DATAGRAM, note: dict | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, retransmit: bool = True, linger: float = LINGER):
         self.encoder = encoder
         self.sock, self.address = sock, address
         self.packetizer = Packetizer(encoder.header.pack(NOTE_MINOR), payload_type=payload_type,
@@ -120,9 +127,11 @@ class LiveSender:
         self.clock = clock
         self.note = dict(note or {})
         self.stats = SenderStats()
+        self.history = SentHistory() if retransmit else SentHistory(limit=0)  # limit 0: NACKs are only counted
+        self.linger = linger
         self._last_answer = -float("inf")
 
-    def _send(self, datagrams: Iterable[bytes]) -> None:
+    def _send(self, datagrams: Iterable[bytes], remember: bool = True) -> None:
         for datagram in datagrams:
             try:
                 self.sock.sendto(datagram, self.address)
@@ -130,16 +139,22 @@ class LiveSender:
                 pass  # a full buffer or nobody listening yet: that datagram is lost, as on any network
             self.stats.datagrams += 1
             self.stats.bytes += len(datagram)
+            if remember:
+                self.history.add(datagram, time.monotonic())
 
     def read_feedback(self) -> None:
         """Take the feedback waiting on the socket: a PLI asks for an IDR (repeats within PLI_HOLDOFF of the last
-        one answered ask for the same one); NACKed numbers are counted, not re-sent (spec §12.8 allows it)."""
+        one answered ask for the same one); a NACK re-sends, unchanged, the named datagrams the history holds."""
         for data, _ in drain(self.sock):
             answer = self.feedback.parse(data)
             if answer is None:
                 self.stats.feedback_dropped += 1
                 continue
             self.stats.nacked += len(answer.lost)
+            again = self.history.resend(answer.lost, time.monotonic())
+            self._send(again, remember=False)
+            self.stats.resent += len(again)
+            self.stats.resent_bytes += sum(len(d) for d in again)
             if answer.keyframe_request:
                 self.stats.plis += 1
                 if self.clock() - self._last_answer >= PLI_HOLDOFF:
@@ -188,6 +203,10 @@ class LiveSender:
         for _ in range(END_REPEATS):
             self._send(end)
         self.read_feedback()
+        until = time.monotonic() + self.linger
+        while (wait := until - time.monotonic()) > 0:  # NACKs for the last frames come after END
+            select.select([self.sock], [], [], wait)
+            self.read_feedback()
         self.stats.seconds = time.perf_counter() - began
         return self.stats
 
@@ -196,12 +215,20 @@ class LiveSender:
 
 @dataclass
 class NetworkSimulator:
-    """Drops each datagram with probability `loss` and delivers the others `delay` seconds late, from a seeded
-    random generator: the same arrivals give the same drops (spec §12 tests and benchmarks on loopback)."""
+    """Drops datagrams with probability `loss` and delivers the others `delay` seconds late, seeded (spec §12 tests
+    and benchmarks on loopback).
+
+    A datagram's draw depends on the seed, on the position at which its sequence number first arrived and on how
+    many copies of it came before: a re-sent copy draws anew and changes no other datagram's fate, so runs with
+    and without NACK lose the same first transmissions. `burst` > 0 also drops the first transmissions at positions
+    `burst_at` ... `burst_at` + `burst` - 1.
+    """
 
     loss: float = 0.0
     delay: float = 0.0
     seed: int = 0
+    burst: int = 0
+    burst_at: int = 0
     dropped: int = 0
     passed: int = 0
 
@@ -210,16 +237,32 @@ class NetworkSimulator:
             raise InputError(f"--loss {self.loss:g} outside 0..1")
         if not self.delay >= 0.0:
             raise InputError(f"--delay must be >= 0 ms, got {self.delay * 1000:g}")
-        self._rng = random.Random(self.seed)
+        if self.burst < 0 or self.burst_at < 0:
+            raise InputError("a loss burst needs a length and a position >= 0")
         self._queue: list[tuple[float, int, bytes]] = []
         self._count = 0
+        self._positions: dict[bytes, list[int]] = {}  # RTP sequence number and SSRC -> [position, copies seen]
+
+    def _drops(self, data: bytes) -> bool:
+        key = bytes(data[2:4]) + bytes(data[8:12]) if len(data) >= 12 and data[0] >> 6 == 2 else None
+        seen = self._positions.get(key) if key is not None else None
+        if seen is None:
+            seen = [self._count, 0]
+            if key is not None:
+                self._positions[key] = seen
+        else:
+            seen[1] += 1
+        self._count += 1
+        position, copy = seen
+        if copy == 0 and self.burst_at <= position < self.burst_at + self.burst:
+            return True
+        return random.Random(f"{self.seed}/{position}/{copy}").random() < self.loss
 
     def arrive(self, data: bytes, now: float) -> None:
-        if self._rng.random() < self.loss:
+        if self._drops(data):
             self.dropped += 1
             return
         self.passed += 1
-        self._count += 1
         heapq.heappush(self._queue, (now + self.delay, self._count, data))
 
     def due(self, now: float) -> list[bytes]:
@@ -238,7 +281,7 @@ class ReceiverStats:
     shown: int = 0
     latency_ms: list[float] = field(default_factory=list)  # capture to display, decoded frames
     plis_sent: int = 0
-    nacks_sent: int = 0  # sequence numbers named in NACKs
+    nacks_sent: int = 0  # sequence numbers named in NACKs (each when it is first found missing)
     ended: bool = False  # the END packet arrived
     seconds: float = 0.0
 
@@ -247,19 +290,21 @@ class LiveReceiver:
     """Receives one stream on `sock`, decodes it with concealment and hands every frame it shows to `show`.
 
     `load_model(header)` returns the model for the stream once its header arrives. `simulator` drops and delays
-    datagrams in-process.
+    datagrams in-process. With `nack`, every sequence number found missing is named in a NACK at once, and a copy
+    the sender re-sends is used if it arrives within `max_delay` (the transport holds what follows until then).
     """
 
     def __init__(self, sock: socket.socket, load_model: Callable[[StreamHeader], object],
                  show: Callable[[object], None], *, simulator: NetworkSimulator | None = None,
                  window: int = 16, max_delay: float = 0.1, payload_type: int = DEFAULT_PAYLOAD_TYPE,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, nack: bool = True):
         self.sock = sock
         self.load_model = load_model
         self.show = show
         self.simulator = simulator or NetworkSimulator()
         self.depacketizer = Depacketizer(window=window, max_delay=max_delay, payload_type=payload_type)
         self.clock = clock
+        self.nack = nack
         self.decoder = None
         self.header: StreamHeader | None = None
         self.header_id: int | None = None
@@ -345,7 +390,7 @@ class LiveReceiver:
                 self.decoder = ConcealingDecoder(self.load_model(event.header), event.header,
                                                  on_keyframe_request=self.request_keyframe)
                 continue
-            if isinstance(event, LossEvent) and self.header_id is not None:
+            if isinstance(event, MissingEvent) and self.nack and self.header_id is not None:
                 self._feedback(self.header_id, lost=event.seqs)
             if isinstance(event, PacketEvent):
                 if isinstance(event.packet, NotePacket):

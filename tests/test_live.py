@@ -138,6 +138,50 @@ def test_a_receiver_that_joins_late_asks_for_an_idr_and_gets_one():
     assert all(f.source != FrameSource.CONCEALED for f in shown)  # nothing lost after the join
 
 
+def live_call(frames, loss: float, seed: int, nack: bool):
+    """One loopback call of `frames` in real time through NetworkSimulator(loss, seed): (sender, receiver, shown)."""
+    model = build_untrained("fv2v", "test-image", 0)
+    encoder = Encoder(model, EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), refresh_threshold=0,
+                                           resync_period=25), untrained_model_id("fv2v", "test-image", 0))
+    port = free_port()
+    receive_sock, _ = udp_socket("127.0.0.1", port, bind=True)
+    send_sock, address = udp_socket("127.0.0.1", port, bind=False)
+    sender = LiveSender(encoder, send_sock, address)
+    shown = []
+    receiver = LiveReceiver(receive_sock, lambda header: model, shown.append, nack=nack, max_delay=0.3,
+                            simulator=NetworkSimulator(loss=loss, seed=seed))
+    thread = threading.Thread(target=lambda: sender.run(frames, Fraction(25)))
+    thread.start()
+    try:
+        receiver.run(timeout=3.0)
+    finally:
+        thread.join(60)
+        receive_sock.close()
+        send_sock.close()
+    return sender, receiver, shown
+
+
+# Seeds under which --loss 0.05 drops exactly one first transmission of the 30-frame call: the MOTION datagram of
+# frame 15 (arrival 18: header, NOTE, NOTE, KEYFRAME, then frame k at k + 3), or the KEYFRAME (arrival 3); the
+# re-sent copy gets through (NetworkSimulator draws per arrival position and copy).
+@pytest.mark.parametrize("seed, lost_frame", [(11, 15), (31, 0)], ids=["motion", "keyframe"])
+def test_a_nacked_datagram_is_resent_and_nothing_is_concealed(seed, lost_frame):
+    frames = list(astronaut_frames(DemoClipConfig(seconds=1.2, size=SIZE)))  # 30 frames
+    sender, receiver, shown = live_call(frames, 0.05, seed, nack=True)
+    assert receiver.simulator.dropped == 1 and receiver.stats.nacks_sent == 1
+    assert sender.stats.nacked == 1 and sender.stats.resent == 1 and receiver.depacketizer.stats.lost == 0
+    assert [f.index for f in shown] == list(range(30)) and all(f.source != FrameSource.CONCEALED for f in shown)
+    assert receiver.decoder.stats.decoded == 30 and receiver.decoder.stats.keyframe_requests == 0
+
+    sender, receiver, shown = live_call(frames, 0.05, seed, nack=False)  # the same datagram lost, nobody asks
+    assert receiver.simulator.dropped == 1 and receiver.stats.nacks_sent == 0 and sender.stats.resent == 0
+    assert receiver.depacketizer.stats.lost == 1 and receiver.decoder.stats.decoded < 30
+    if lost_frame:  # concealed from the lost frame until the RESYNC of frame 26
+        assert [f.index for f in shown if f.source == FrameSource.CONCEALED] == list(range(lost_frame, 26))
+    else:  # nothing to show until the IDR the receiver asks for
+        assert receiver.decoder.stats.keyframe_requests >= 1 and shown[0].index > 0
+
+
 def test_receive_writes_raw_frames_to_stdout(clip):
     """`fvc receive URL -` in its own process: raw rgb24 frames on stdout, the report on stderr."""
     port = free_port()

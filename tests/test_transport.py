@@ -19,9 +19,10 @@ from bitstream import (KeyframePacket, MotionEncoder, MotionKind, MotionPacket, 
 from bitstream.synthetic import trace
 from bitstream.transport import depacketizer
 from bitstream.transport import (DROP_REASONS, UNIT_HEADER, UNIT_PACKET, Depacketizer, DropEvent, Feedback,
-                                 FeedbackParser, HeaderEvent, LossEvent, PacketEvent, Packetizer, ResyncEvent,
-                                 UnitDropEvent, build_datagram, feedback_datagrams, header_id, nack_entries,
-                                 packetize_stream, parse_datagram, parse_feedback)
+                                 FeedbackParser, HeaderEvent, LossEvent, MissingEvent, PacketEvent, Packetizer,
+                                 ResyncEvent, SentHistory, UnitDropEvent, build_datagram, feedback_datagrams,
+                                 header_id, nack_entries, packetize_stream, parse_datagram, parse_feedback)
+from bitstream.transport import history
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 VECTOR_NAMES = sorted(p.stem for p in VECTORS.glob("*.fvc"))
@@ -89,6 +90,10 @@ def of(events, kind) -> list:
 
 def lost(events) -> list[int]:
     return [s for e in of(events, LossEvent) for s in e.seqs]
+
+
+def missing(events) -> list[int]:
+    return [s for e in of(events, MissingEvent) for s in e.seqs]
 
 
 def rebuilt(events) -> bytes:
@@ -287,21 +292,58 @@ def test_one_datagram_far_ahead_declares_nothing_lost():
     assert receiver.stats.dropped == Counter({"seq_jump": 1}) and rebuilt(events) == stream
     timed = Depacketizer(max_delay=0.05)  # the time rule too: it waits behind no gap
     events = [e for i, d in enumerate(datagrams[:10] + [bad]) for e in timed.push(d, now=i * 0.001)]
-    assert not lost(events + timed.poll(10.0))
+    assert not lost(events + timed.poll(10.0)) and not missing(events)
 
 
 def test_a_long_burst_is_declared_lost_once_a_second_datagram_confirms_it(stream):
     """A genuine burst longer than the window: the first datagram after it waits unconfirmed, the next one
-    confirms the position, and then the burst is lost as before."""
+    confirms the position, and then the burst is missing (NACKed) and lost as before."""
     datagrams = packetize_stream(stream, first_seq=0)
     receiver = Depacketizer()
     events = [e for d in datagrams[:10] for e in receiver.push(d)]
     events += receiver.push(datagrams[50])
-    assert not lost(events)
+    assert not lost(events) and not missing(events)
     events += receiver.push(datagrams[52])
+    assert missing(events) == list(range(10, 50)) + [51]
     assert lost(events) == list(range(10, 37))  # 16 arrivals beyond: 52 - 16 + 1
     events += receiver.flush()
     assert lost(events) == list(range(10, 50)) + [51]
+
+
+def test_a_gap_is_missing_at_once_and_a_resent_datagram_fills_it_until_it_is_lost():
+    """spec §12.5: the NACK list comes as soon as a later datagram arrives; a re-sent copy that arrives before the
+    max delay is used as if it had never been late, one after it is too_old, and a second copy is a duplicate."""
+    stream = vector("fv2v_single_keyframe")
+    datagrams = packetize_stream(stream, first_seq=65530)
+    receiver = Depacketizer(max_delay=0.1)
+    events = [e for i, d in enumerate(datagrams[:5] + datagrams[6:8]) for e in receiver.push(d, now=i * 0.01)]
+    assert missing(events) == [seq_of(datagrams[5])] and not lost(events)
+    events += receiver.push(datagrams[5], now=0.09) + receiver.push(datagrams[5], now=0.095)
+    events += [e for d in datagrams[8:] for e in receiver.push(d, now=0.1)] + receiver.flush()
+    assert rebuilt(events) == stream and not lost(events) and len(missing(events)) == 1
+    assert receiver.stats.dropped == Counter({"duplicate": 1}) and receiver.stats.missing == 1
+
+    late = Depacketizer(max_delay=0.1)
+    events = [e for i, d in enumerate(datagrams[:5] + datagrams[6:8]) for e in late.push(d, now=i * 0.01)]
+    events += late.poll(0.2) + late.push(datagrams[5], now=0.2)
+    assert lost(events) == [seq_of(datagrams[5])] and late.stats.dropped == Counter({"too_old": 1})
+
+
+def test_the_sender_history_resends_what_it_still_holds():
+    datagrams = packetize_stream(vector("fv2v_single_keyframe"), first_seq=65534)
+    held = SentHistory(seconds=1.0, limit=4)
+    for i, d in enumerate(datagrams[:6]):
+        held.add(d, now=i * 0.1)
+    assert len(held) == 4  # the limit: the two oldest went
+    seqs = [seq_of(d) for d in datagrams[:6]]
+    assert held.resend([seqs[5], seqs[0], seqs[3], seqs[3]], now=0.6) == [datagrams[5], datagrams[3]]
+    assert held.resend([seqs[5]], now=1.45) == [datagrams[5]] and held.resend([seqs[4]], now=1.45) == []  # 1 s
+    assert held.resend([seqs[5]] * 9, now=1.45) == [datagrams[5]]
+    assert held.resend([seqs[5]], now=1.45) == []  # re-sent MAX_RESENDS times already
+    assert history.MAX_RESENDS == 3
+    off = SentHistory(limit=0)
+    off.add(datagrams[0], now=0.0)
+    assert off.resend([seqs[0]], now=0.0) == []
 
 
 def test_duplicates_are_dropped_and_counted(stream):

@@ -1,8 +1,9 @@
 """The receiving side of spec §12: a jitter window over sequence numbers, loss detection, reassembly.
 
 `Depacketizer.push` takes datagrams in any order and returns events in stream order: the stream header
-when it first arrives, every complete .fvc packet, the sequence numbers it declared lost, the units it
-dropped, and every datagram it refused with the reason. It never raises on what it is given.
+when it first arrives, every complete .fvc packet, the sequence numbers it found missing (to NACK) and those it
+declared lost, the units it dropped, and every datagram it refused with the reason. It never raises on what it
+is given.
 """
 from __future__ import annotations
 
@@ -56,8 +57,16 @@ class PacketEvent:
 
 
 @dataclass(frozen=True)
+class MissingEvent:
+    """Sequence numbers (16-bit) newly found missing, a later datagram having arrived: the list a NACK names. A
+    re-sent datagram may still fill them until they are declared lost (LossEvent)."""
+
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class LossEvent:
-    """Sequence numbers (16-bit, as sent) that never arrived in time: the list a NACK names."""
+    """Sequence numbers (16-bit, as sent) that never arrived in time: the receiver stopped waiting for them."""
 
     seqs: tuple[int, ...]
 
@@ -93,7 +102,7 @@ class ResyncEvent:
     seq: int
 
 
-Event = HeaderEvent | PacketEvent | LossEvent | DropEvent | UnitDropEvent | ResyncEvent
+Event = HeaderEvent | PacketEvent | MissingEvent | LossEvent | DropEvent | UnitDropEvent | ResyncEvent
 
 
 @dataclass
@@ -103,6 +112,7 @@ class TransportStats:
     datagrams: int = 0  # pushed
     used: int = 0  # in a delivered packet or a header unit
     dropped: Counter = field(default_factory=Counter)  # reason -> datagrams
+    missing: int = 0  # sequence numbers found missing (a NACK may bring them)
     lost: int = 0  # sequence numbers declared lost
     packets: int = 0
     resyncs: int = 0
@@ -150,6 +160,7 @@ class Depacketizer:
         self._highest: int | None = None  # highest extended sequence number taken and confirmed
         self._buffer: dict[int, tuple[Datagram, float | None]] = {}
         self._unconfirmed: set[int] = set()  # waiting numbers that count for no loss rule yet (MAX_LEAP)
+        self._reported: int | None = None  # numbers below it were found missing already, or arrived
         self._released: deque[int] = deque()  # extended numbers released, the last max_misorder of them
         self._released_set: set[int] = set()
         self._probe: int | None = None  # the sequence number that would confirm a jump
@@ -193,6 +204,7 @@ class Depacketizer:
         return self._finish(None)
 
     def _finish(self, now: float | None) -> list[Event]:
+        self._report_missing()
         self._release(now)
         self.stats.pending = len(self._buffer) + (len(self._unit.seqs) if self._unit else 0) + len(self._candidates)
         events, self._events = self._events, []
@@ -246,7 +258,7 @@ class Depacketizer:
     def _take(self, datagram: Datagram, now: float | None) -> None:
         seq = datagram.sequence
         if self._next is None:
-            self._next = self._highest = seq
+            self._next = self._highest = self._reported = seq
         ext = self._extend(seq)
         if ext < self._next - self.max_misorder or ext > self._next + self.max_dropout:
             if seq != self._probe:
@@ -288,7 +300,7 @@ class Depacketizer:
         if self._unit is not None:
             self._drop_unit(INCOMPLETE)
         self._next = (max(self._next, self._highest) | (SEQ_MODULUS - 1)) + 1 + seq  # beyond every old number
-        self._highest = self._next
+        self._highest = self._reported = self._next
         self._unconfirmed.clear()  # the flush released them all
         self._released.clear()
         self._released_set.clear()
@@ -298,6 +310,16 @@ class Depacketizer:
         self._events.append(ResyncEvent(seq))
 
     # -- the window -----------------------------------------------------------------------------------------
+
+    def _report_missing(self) -> None:
+        """Numbers below the highest confirmed one that have not arrived (or only unconfirmed), each once."""
+        if self._reported is None or self._highest <= self._reported:
+            return
+        start, self._reported = max(self._reported, self._next), self._highest
+        seqs = [ext for ext in range(start, self._highest) if ext not in self._buffer or ext in self._unconfirmed]
+        if seqs:
+            self.stats.missing += len(seqs)
+            self._events.append(MissingEvent(tuple(ext % SEQ_MODULUS for ext in seqs)))
 
     def _release(self, now: float | None, flush: bool = False) -> None:
         while self._buffer:

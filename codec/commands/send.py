@@ -68,7 +68,8 @@ def send_summary(url: str, stats, fps: Fraction, encoder) -> str:
         f"datagrams: {stats.datagrams:,}, {stats.bytes:,} B ({stats.bytes * 8 / seconds / 1000:.1f} kbps with RTP "
         f"headers); {stats.keyframes} keyframes, {resync} RESYNC packets",
         f"feedback: {count_text(stats.plis, 'keyframe request', 'keyframe requests')} (PLI), "
-        f"{stats.answered_plis} answered with an IDR; {stats.nacked} sequence numbers reported lost (NACK, not "
-        f"re-sent); {stats.feedback_dropped} feedback datagrams dropped",
+        f"{stats.answered_plis} answered with an IDR; {stats.nacked} sequence numbers named missing (NACK), "
+        f"{stats.resent} datagrams re-sent ({stats.resent_bytes:,} B); {stats.feedback_dropped} feedback datagrams "
+        f"dropped",
         f"encode: mean {mean(ms):.0f} ms a frame, p95 {ms[int(0.95 * (len(ms) - 1))]:.0f} ms",
     ])
