@@ -14,7 +14,7 @@ from typing import Sequence
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
                               DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REFS,
                               DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
-                              LIVE_PRESET, LIVE_RESYNC_PERIOD, PRESETS)
+                              LIVE_PRESET, LIVE_RESYNC_PERIOD, PRESETS, QUALITY_MAX, QUALITY_MIN)
 from .commands import animate, decode, demo, encode, info, receive, send
 from .commands.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, VIDEO_NAMES  # noqa: F401 (EXIT_OK: API)
 from .errors import InputError, is_user_error, one_line
@@ -42,6 +42,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if not QUALITY_MIN <= value <= QUALITY_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is outside {QUALITY_MIN}..{QUALITY_MAX}")
     return value
 
 
@@ -100,6 +107,11 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
 
     add("--keyframe-qp", "--qp", type=int, default=DEFAULT_KEYFRAME_QP, metavar="QP",
         help=f"constant H.264 QP of keyframes (default {DEFAULT_KEYFRAME_QP})")
+    add("--quality", type=_quality, metavar="Q",
+        help=f"constant quality in x264's CRF sense ({QUALITY_MIN} best .. {QUALITY_MAX} smallest): each frame is "
+             "rendered from the last coded picture or coded as an H.264 picture at QP Q, whichever costs less "
+             "in LPIPS + λ·bytes, λ following from Q (codec/quality.py); sets the keyframe QPs and the refresh "
+             "threshold, so it takes neither --keyframe-qp nor --refresh-threshold")
     add("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
         help="speed/quality: " + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
              + f" (default {DEFAULT_PRESET})")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 # Constant H.264 QP of keyframes (`--keyframe-qp`).
 DEFAULT_KEYFRAME_QP = 30
+# `--quality` values (codec/quality.py): the H.264 QP range, as x264's CRF.
+QUALITY_MIN, QUALITY_MAX = 0, 51
 # Most frames per keyframe (`--max-gop`).
 DEFAULT_MAX_GOP = 250
 # -1: every expression keypoint is sent (`--kp-threshold`). With trained weights nearly every keypoint moves

@@ -25,7 +25,7 @@ from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_K
                               DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, SearchConfig)
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
-from .h264 import QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
+from .h264 import MAX_IDR_QP_DROP, QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
 from .motion_search import MotionSearch
 Packet = KeyframePacket | MotionPacket | UseSlotPacket
 
@@ -53,6 +53,9 @@ class EncoderConfig:
     fps: Fraction
     keyframe_qp: int = DEFAULT_KEYFRAME_QP
     refresh_threshold: float = DEFAULT_REFRESH_DB
+    # QP of the intra keyframes, where decoding can start (None: keyframe_qp). --quality sets it below the
+    # predicted ones' at low quality: every frame rendered from the first keyframe inherits its picture.
+    idr_qp: int | None = None
     max_gop: int = DEFAULT_MAX_GOP
     kp_threshold: int = DEFAULT_KP_THRESHOLD  # -1: every keypoint is sent (coding_defaults says why)
     frame_count: int = 0
@@ -83,6 +86,9 @@ class EncoderConfig:
             raise InputError(f"fps {self.fps} must be positive")
         if not QP_MIN <= self.keyframe_qp <= QP_MAX:
             raise InputError(f"--keyframe-qp {self.keyframe_qp} outside {QP_MIN}..{QP_MAX}")
+        if self.idr_qp is not None and not max(QP_MIN, self.keyframe_qp - MAX_IDR_QP_DROP) <= self.idr_qp <= QP_MAX:
+            raise InputError(f"IDR QP {self.idr_qp} outside {max(QP_MIN, self.keyframe_qp - MAX_IDR_QP_DROP)}..{QP_MAX} "
+                             f"(at most {MAX_IDR_QP_DROP} below the keyframe QP {self.keyframe_qp})")
         if not (math.isfinite(self.refresh_threshold) and self.refresh_threshold >= 0):
             raise InputError(f"--refresh-threshold {self.refresh_threshold} must be >= 0 dB (0 = off)")
         if self.max_gop < 1:
@@ -168,7 +174,7 @@ class Encoder:
         self._motion = MotionEncoder(self.header)
         # Runs beside the real coder with every keypoint sent, to measure what masking saves.
         self._unmasked = MotionEncoder(self.header)
-        self._keyframes = KeyframeEncoder(config.keyframe_qp, config.predict_keyframes)
+        self._keyframes = KeyframeEncoder(config.keyframe_qp, config.predict_keyframes, config.idr_qp)
         self._search = MotionSearch(model, self.header, config.search) if config.search else None
         # The reconstruction serves the refresh decision and the search; without either the encoder
         # is open loop and runs H (+Δ) alone, an order of magnitude faster on a CPU.
@@ -518,6 +524,8 @@ def encode_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], model, conf
     """
     if not (math.isfinite(target_kbps) and target_kbps > 0):
         raise InputError(f"--kbps {target_kbps} must be a positive number")
+    if config.idr_qp is not None:
+        raise InputError("rate control fits one QP for every keyframe; it takes no separate IDR QP (--quality)")
     cache: dict[tuple, dict[int, bytes]] = {}
     seconds: list[float] = []
     fast = 0

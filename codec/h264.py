@@ -26,6 +26,8 @@ IDR_QP_OFFSET = 3
 # Earlier keyframes (since the last IDR) a predicted one may take blocks from: a pose the face returns to
 # is usually among the last few keyframes, and each costs the decoder one picture of memory.
 PREDICTION_REFS = 4
+# x264 caps ipratio at 10: an IDR's slice QP can lie at most 20 below the P pictures' in one sequence.
+MAX_IDR_QP_DROP = 20
 
 
 class H264Error(Exception):
@@ -54,22 +56,28 @@ def encode_intra(rgb: np.ndarray, qp: int) -> bytes:
 class KeyframeEncoder:
     """Codes a stream's keyframes at `qp`, each as a lone IDR picture or, with `predict`, as one H.264
     sequence whose non-intra pictures may take blocks from the last PREDICTION_REFS keyframes since
-    its latest IDR (spec §5.7)."""
+    its latest IDR (spec §5.7). `idr_qp` (default `qp`) is the QP of the intra ones."""
 
-    def __init__(self, qp: int, predict: bool = False):
+    def __init__(self, qp: int, predict: bool = False, idr_qp: int | None = None):
         _check_qp(qp)
         self.qp = int(qp)
+        self.idr_qp = self.qp if idr_qp is None else int(idr_qp)
+        _check_qp(self.idr_qp)
+        if self.idr_qp < self.qp - MAX_IDR_QP_DROP:
+            raise H264Error(f"IDR QP {self.idr_qp} lies more than {MAX_IDR_QP_DROP} below the keyframe QP {self.qp}")
         self.predict = predict
         self._encoder: av.CodecContext | None = None
 
     def encode(self, rgb: np.ndarray, intra: bool = True) -> bytes:
         """The access unit of the next keyframe `rgb`: IDR if `intra` (the first must be), else predicted."""
         if not self.predict:
-            return encode_intra(rgb, self.qp)
+            return encode_intra(rgb, self.idr_qp if intra else self.qp)
         _check_frame(rgb)
         if intra:
-            # zerolatency: each picture's access unit comes out before the next picture goes in.
-            params = f"keyint=infinite:scenecut=0:bframes=0:ref={PREDICTION_REFS}:ipratio=1"
+            # zerolatency: each picture's access unit comes out before the next picture goes in. The P
+            # pictures' slice QP is asked for; ipratio puts the IDR's idr_qp - qp below it.
+            ipratio = 2.0 ** ((self.qp - self.idr_qp) / 6.0)
+            params = f"keyint=infinite:scenecut=0:bframes=0:ref={PREDICTION_REFS}:ipratio={ipratio!r}"
             self._encoder = _x264(rgb.shape[1], rgb.shape[0], {"qp": str(max(self.qp - IDR_QP_OFFSET, QP_MIN)),
                                                                 "tune": "zerolatency", "x264-params": params})
         elif self._encoder is None:

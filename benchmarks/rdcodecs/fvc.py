@@ -65,18 +65,24 @@ class Fvc(Codec):
                 **({"refs": str(self.refs)} if self.refs > 1 else {}),
                 **({"predict_keyframes": "on"} if self.predict_keyframes else {})}
 
+    def point_settings(self, point: str) -> dict[str, float]:
+        """The EncoderConfig fields operating point `point` sets."""
+        chosen = next((p for p in POINTS if p.label == point), None)
+        if chosen is None:
+            self.unknown_point(point)
+        return {"keyframe_qp": chosen.keyframe_qp, "refresh_threshold": chosen.refresh_threshold}
+
+    def unknown_point(self, point: str):
+        known = ", ".join(self.operating_points())
+        raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {known}")
+
     def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
         from codec.decoder import Decoder
         from codec.encoder import EncoderConfig, encode_clip
 
-        chosen = next((p for p in POINTS if p.label == point), None)
-        if chosen is None:
-            known = ", ".join(self.operating_points())
-            raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {known}")
         n, height, width, _ = frames.shape
-        config = EncoderConfig(width=width, height=height, fps=fps, keyframe_qp=chosen.keyframe_qp,
-                               refresh_threshold=chosen.refresh_threshold, frame_count=n, search=self.search,
-                               refs=self.refs, predict_keyframes=self.predict_keyframes)
+        config = EncoderConfig(width=width, height=height, fps=fps, **self.point_settings(point), frame_count=n,
+                               search=self.search, refs=self.refs, predict_keyframes=self.predict_keyframes)
         start = time.perf_counter()
         stream = encode_clip(frames, self.model, config, self.model_id).to_bytes()
         encode_seconds = time.perf_counter() - start
@@ -88,6 +94,33 @@ class Fvc(Codec):
         decoded = collect_frames(pictures, frames, f"{self.name} {point}")
         decode_seconds = time.perf_counter() - start
         return CodedClip(stream, decoded, encode_seconds, decode_seconds)
+
+
+class FvcQuality(Fvc):
+    """fvc at constant --quality Q (codec/quality.py): each frame rendered or coded as an H.264 picture at QP Q,
+    by rate-distortion; predicted keyframes, the encoder's default."""
+
+    name = "fvc-q"
+    predict_keyframes = True
+    # From one keyframe and motion (~8 kbps at 512²) to every frame coded (~500 kbps), 3 QP apart.
+    QUALITY_POINTS = (51, 48, 45, 42, 39, 36, 33, 30, 27, 24)
+
+    def operating_points(self) -> list[str]:
+        return [f"q{q}" for q in self.QUALITY_POINTS]
+
+    def point_settings(self, point: str) -> dict[str, float]:
+        from codec.quality import quality_settings
+
+        if point not in self.operating_points():
+            self.unknown_point(point)
+        chosen = quality_settings(int(point[1:]))
+        return {"keyframe_qp": chosen.keyframe_qp, "idr_qp": chosen.idr_qp,
+                "refresh_threshold": chosen.refresh_threshold}
+
+    def settings(self) -> dict[str, str]:
+        from codec.quality import RD_WEIGHT
+
+        return {**super().settings(), "quality": f"codec.quality.quality_settings(Q), RD weight {RD_WEIGHT:g}"}
 
 
 class FvcSlow(Fvc):

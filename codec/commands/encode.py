@@ -7,8 +7,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from ..coding_defaults import DEFAULT_PRESET, PRESETS
-from ..errors import OutputError
+from ..coding_defaults import DEFAULT_KEYFRAME_QP, DEFAULT_PRESET, PRESETS
+from ..errors import InputError, OutputError
 from ..model_loading import LoadedModel, load_model_spec
 from .common import (EXIT_OK, check_encode_files, check_input, check_output, count_text, frames_text, progress,
                      resolve_crop, warn_untrained)
@@ -93,13 +93,29 @@ def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None)
 
     preset = PRESETS[args.preset]
     refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
-    return EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=args.keyframe_qp,
+    keyframe_qp, idr_qp = args.keyframe_qp, None
+    if getattr(args, "quality", None) is not None:
+        keyframe_qp, idr_qp, refresh = quality_options(args)
+    return EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=keyframe_qp, idr_qp=idr_qp,
                          refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
                          search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                          idr_period=args.idr_period, reuse_margin=args.reuse_margin,
                          switch_margin=args.switch_margin, resync_period=args.resync_period,
                          note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                "crop": [int(v) for v in crop] if crop else None})
+
+
+def quality_options(args) -> tuple[int, int, float]:
+    """(keyframe QP, IDR QP, refresh threshold) of --quality; refuses the options it sets itself."""
+    from ..quality import quality_settings
+
+    for given, option in ((args.refresh_threshold is not None, "--refresh-threshold"),
+                          (args.keyframe_qp != DEFAULT_KEYFRAME_QP, "--keyframe-qp"),
+                          (getattr(args, "kbps", None) is not None, "--kbps")):
+        if given:
+            raise InputError(f"--quality sets the keyframe QPs and the refresh threshold itself; drop {option}")
+    settings = quality_settings(args.quality)
+    return settings.keyframe_qp, settings.idr_qp, settings.refresh_threshold
 
 
 def geometry_text(info, crop: tuple[int, int, int] | None, size: int) -> str:

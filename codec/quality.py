@@ -1,0 +1,66 @@
+"""`--quality Q`: one knob in x264's CRF sense that decides which frames are coded and at which QP.
+
+Each motion frame is either rendered from the last coded picture (a motion packet, ~20 B) or coded itself
+as an H.264 P picture at QP Q, whichever costs less in D + λ·R, D being LPIPS. Two fits on held-out clips
+of the training set make that a per-frame threshold on the refresh proxy the encoder already measures in
+the closed loop (luma PSNR of the decoder's own rendering at the analysis size):
+
+- a coded P picture: ln D_code = a + b·Q and ln R_code = r + c·Q (bytes), so the slope of the coded
+  curve, λ(Q) = -dD/dR = (b/|c|)·D_code/R_code, and λ·R_code = (b/|c|)·D_code whatever the content;
+- a rendered frame: ln D_gen ≈ α + β·proxy_db (β < 0; a line in LPIPS itself would reach 0 near 32 dB,
+  where rendered frames still score 0.04).
+
+A frame is coded when D_gen > D_code + κ·λ·R_code (λ·R_gen, 20 B against 300-3000 B, is left out), i.e.
+when proxy_db < (ln(D_code·(1 + κ·b/|c|)) - α)/β. κ (RD_WEIGHT) scales λ: a coded picture also serves the
+rendered frames after it, which the per-frame rule does not see. Intra keyframes, which every rendered
+frame of a scene inherits, are coded at no worse than ANCHOR_QP.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .coding_defaults import DEFAULT_KEYFRAME_QP, QUALITY_MAX, QUALITY_MIN
+from .h264 import MAX_IDR_QP_DROP
+
+# Fits on 4 held-out clips of the training set (HelloMeme tiktok, RealisticNTH test_video, LivePortrait d6,
+# styletalk happyenglish_clip2; 100 frames at 512², 25 fps; shipped warp128 weights; every frame coded at
+# keyframe QP 24, 30, 36, 42, 48 for the coded fits; refresh off for the rendered one; LPIPS-alex on every
+# 2nd frame). ln LPIPS of a coded P picture against the keyframe QP: intercept, slope.
+CODED_LPIPS = (-6.971, 0.1026)
+# d ln(bytes of a coded P picture) / d QP: the bytes halve every 7.0 QP.
+CODED_RATE_SLOPE = -0.0987
+# ln LPIPS of a rendered frame against its refresh proxy in dB: intercept, slope (pooled over the 4 clips'
+# 196 rendered frames; within a clip LPIPS and the proxy correlate at -0.86..-0.96).
+RENDERED_LPIPS = (0.2016, -0.1006)
+# κ: λ's weight (chosen on the same clips, see docs/rate_control.md).
+RD_WEIGHT = 1.0
+# The intra keyframes' QP at low quality: the encoder's default keyframe QP.
+ANCHOR_QP = DEFAULT_KEYFRAME_QP
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """The encoder settings one --quality value stands for."""
+
+    keyframe_qp: int  # QP of the coded (predicted) pictures
+    idr_qp: int  # QP of the intra keyframes
+    refresh_threshold: float  # dB; a motion frame rendering below it is coded instead (0: never)
+
+
+def coded_lpips(quality: float) -> float:
+    """The LPIPS the fit expects of a P picture coded at keyframe QP `quality`."""
+    intercept, slope = CODED_LPIPS
+    return math.exp(intercept + slope * quality)
+
+
+def quality_settings(quality: int, rd_weight: float = RD_WEIGHT) -> QualitySettings:
+    """Keyframe QPs and refresh threshold of --quality `quality` (0 best .. 51 smallest)."""
+    if not QUALITY_MIN <= quality <= QUALITY_MAX:
+        raise ValueError(f"--quality {quality} outside {QUALITY_MIN}..{QUALITY_MAX}")
+    elasticity = CODED_LPIPS[1] / abs(CODED_RATE_SLOPE)
+    worst_rendered = coded_lpips(quality) * (1.0 + rd_weight * elasticity)
+    intercept, slope = RENDERED_LPIPS
+    refresh = max(0.0, (math.log(worst_rendered) - intercept) / slope)
+    idr_qp = max(min(quality, ANCHOR_QP), quality - MAX_IDR_QP_DROP)
+    return QualitySettings(keyframe_qp=quality, idr_qp=idr_qp, refresh_threshold=round(refresh, 2))

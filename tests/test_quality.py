@@ -1,0 +1,112 @@
+"""--quality: the settings one value stands for, the rate-distortion decision it makes, the IDR QP, the CLI."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from bitstream import KeyframePacket, StreamReader
+from bitstream.avc import slice_qp
+from codec.cli import main
+from codec.coding_defaults import QUALITY_MAX, QUALITY_MIN
+from codec.decoder import Decoder
+from codec.demo import DemoClipConfig, astronaut_frames
+from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, luma_psnr
+from codec.errors import InputError
+from codec.h264 import IDR_QP_OFFSET, MAX_IDR_QP_DROP, H264Error, KeyframeEncoder
+from codec.quality import ANCHOR_QP, quality_settings
+from codec.video import VideoWriter
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def moving():
+    return list(astronaut_frames(DemoClipConfig(seconds=0.48, size=SIZE)))  # 12 frames of a turning head
+
+
+def encode(frames, trained, quality: int):
+    model, ident = trained
+    s = quality_settings(quality)
+    config = EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), keyframe_qp=s.keyframe_qp, idr_qp=s.idr_qp,
+                           refresh_threshold=s.refresh_threshold)
+    return encode_clip(frames, model, config, ident)
+
+
+def test_a_better_quality_codes_more_frames_at_a_lower_qp():
+    settings = [quality_settings(q) for q in range(QUALITY_MIN, QUALITY_MAX + 1)]
+    assert [s.keyframe_qp for s in settings] == list(range(QUALITY_MIN, QUALITY_MAX + 1))
+    thresholds = [s.refresh_threshold for s in settings]
+    assert all(a > b for a, b in zip(thresholds, thresholds[1:]) if b > 0)
+    # Intra keyframes are never worse than the anchor, and within x264's reach below the predicted ones.
+    assert all(s.idr_qp == min(s.keyframe_qp, ANCHOR_QP) or s.idr_qp == s.keyframe_qp - MAX_IDR_QP_DROP
+               for s in settings)
+    assert all(s.keyframe_qp - MAX_IDR_QP_DROP <= s.idr_qp <= s.keyframe_qp for s in settings)
+    with pytest.raises(ValueError, match="--quality 52 outside 0..51"):
+        quality_settings(52)
+
+
+def test_the_decision_is_monotone_in_quality_from_motion_only_to_every_frame_coded(trained, moving):
+    clips = {q: encode(moving, trained, q) for q in (51, 45, 42, 39, 36, 30)}
+    sizes = [len(clips[q].to_bytes()) for q in sorted(clips, reverse=True)]
+    assert sizes == sorted(sizes), sizes  # asking for more quality never gives fewer bytes
+    keyframes = {q: c.stats.keyframes for q, c in clips.items()}
+    assert keyframes[51] == 1  # the lowest rate: one keyframe and motion
+    assert keyframes[30] == len(moving)  # the highest: every frame a coded picture
+    assert 1 < keyframes[39] < len(moving)  # between: frames rendered from a recent coded picture
+
+
+def test_a_stream_mixing_coded_and_rendered_frames_decodes_as_the_encoder_saw_it(trained, moving):
+    model, _ = trained
+    clip = encode(moving, trained, 39)
+    kinds = {isinstance(p, KeyframePacket) for p in clip.packets}
+    assert kinds == {True, False}
+    first = next(p for p in clip.packets if isinstance(p, KeyframePacket))
+    assert slice_qp(first.annexb) == quality_settings(39).idr_qp - IDR_QP_OFFSET  # the encoder passes the IDR QP on
+    reader = StreamReader(clip.to_bytes())
+    decoder = Decoder(model, reader.header)
+    decoded = [f for packet in reader for f in decoder.push(packet)]
+    assert clip.stats.proxy_db == [luma_psnr(d, f, model.analysis_size) for d, f in zip(decoded, moving, strict=True)]
+    # Each coded frame clears the threshold its rendering missed.
+    threshold = quality_settings(39).refresh_threshold
+    coded = sorted(clip.stats.keyframe_log)[1:]
+    assert coded and all(clip.stats.proxy_db[i] >= threshold for i in coded)
+
+
+def test_intra_keyframes_take_the_idr_qp_and_predicted_ones_the_keyframe_qp(moving):
+    coder = KeyframeEncoder(45, predict=True, idr_qp=30)
+    idr = coder.encode(moving[0], intra=True)
+    predicted = coder.encode(moving[6], intra=False)
+    assert slice_qp(idr) == 30 - IDR_QP_OFFSET
+    same = KeyframeEncoder(45, predict=True)
+    assert slice_qp(same.encode(moving[0], intra=True)) == 45 - IDR_QP_OFFSET
+    # The predicted picture is coded coarser than the intra one (its own QP), so it is far smaller.
+    assert len(predicted) * 3 < len(idr)
+    assert slice_qp(KeyframeEncoder(45, predict=False, idr_qp=30).encode(moving[0], intra=True)) == 30 - IDR_QP_OFFSET
+    with pytest.raises(H264Error, match="more than 20 below"):
+        KeyframeEncoder(51, predict=True, idr_qp=30)
+    with pytest.raises(InputError, match="no separate IDR QP"):
+        encode_to_rate(lambda: iter(moving), None, EncoderConfig(width=SIZE, height=SIZE, fps=25, idr_qp=24), b"", 50.0)
+    with pytest.raises(InputError, match="IDR QP 30 outside 31..51"):
+        EncoderConfig(width=SIZE, height=SIZE, fps=25, keyframe_qp=51, idr_qp=30)
+
+
+def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_path, capsys):
+    video, stream = tmp_path / "in.mp4", tmp_path / "out.fvc"
+    with VideoWriter(video, fps=25, crf=0) as writer:
+        for frame in moving:
+            writer.write(frame)
+    base = ["encode", str(video), str(stream), "--size", str(SIZE), "--force"]
+    assert main(base + ["--quality", "30"]) == 0
+    assert f"keyframes: {len(moving)} " in capsys.readouterr().out
+    assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
+    assert len(list((tmp_path / "png").glob("*.png"))) == len(moving)
+    stream.unlink()
+    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"), (["--keyframe-qp", "24"], "--keyframe-qp"),
+                          (["--kbps", "50"], "--kbps")):
+        assert main(base + ["--quality", "40", *extra]) != 0
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"drop {option}" in err
+        assert not stream.exists()
+    with pytest.raises(SystemExit) as exc:
+        main(base + ["--quality", "52"])
+    assert exc.value.code != 0 and "outside 0..51" in capsys.readouterr().err
