@@ -11,7 +11,8 @@ the closed loop (luma PSNR of the decoder's own rendering at the analysis size):
   where rendered frames still score 0.04).
 
 A frame is coded when D_gen > D_code + κ·λ·R_code (λ·R_gen, 20 B against 300-3000 B, is left out), i.e.
-when proxy_db < (ln(D_code·(1 + κ·b/|c|)) - α)/β. κ (RD_WEIGHT) scales λ: a coded picture also serves the
+when proxy_db < (ln(D_code·(1 + κ·b/|c|)) - α)/β. No rendering scores below RENDERED_FLOOR, however high its
+proxy: where D_code·(1 + κ·b/|c|) lies below it, every frame is coded. κ (RD_WEIGHT) scales λ: a coded picture also serves the
 rendered frames after it, which the per-frame rule does not see. Intra keyframes, which every rendered
 frame of a scene inherits, are coded at no worse than ANCHOR_QP.
 """
@@ -33,7 +34,13 @@ CODED_RATE_SLOPE = -0.0987
 # ln LPIPS of a rendered frame against its refresh proxy in dB: intercept, slope (pooled over the 4 clips'
 # 196 rendered frames; within a clip LPIPS and the proxy correlate at -0.86..-0.96).
 RENDERED_LPIPS = (0.2016, -0.1006)
-# κ: λ's weight (chosen on the same clips, see docs/rate_control.md).
+# The LPIPS of the best rendered frames: those with a proxy of 28 dB or more scored 0.055 on average (9 frames
+# of the same 196; LivePortrait d6). A line in ln LPIPS would promise 0.04 at 32 dB and 0.02 at 39 dB.
+RENDERED_FLOOR = 0.055
+# The threshold that codes every frame: above the luma PSNR of any picture short of an identical one.
+EVERY_FRAME_DB = 100.0
+# κ: λ's weight. On HelloMeme tiktok and RealisticNTH test_video (100 frames, 512²) κ 2 lost to κ 1 at every
+# rate (e.g. LPIPS 0.081 against 0.075 at 64 kbps).
 RD_WEIGHT = 1.0
 # The intra keyframes' QP at low quality: the encoder's default keyframe QP.
 ANCHOR_QP = DEFAULT_KEYFRAME_QP
@@ -61,6 +68,9 @@ def quality_settings(quality: int, rd_weight: float = RD_WEIGHT) -> QualitySetti
     elasticity = CODED_LPIPS[1] / abs(CODED_RATE_SLOPE)
     worst_rendered = coded_lpips(quality) * (1.0 + rd_weight * elasticity)
     intercept, slope = RENDERED_LPIPS
-    refresh = max(0.0, (math.log(worst_rendered) - intercept) / slope)
+    if worst_rendered <= RENDERED_FLOOR:
+        refresh = EVERY_FRAME_DB
+    else:
+        refresh = max(0.0, (math.log(worst_rendered) - intercept) / slope)
     idr_qp = max(min(quality, ANCHOR_QP), quality - MAX_IDR_QP_DROP)
     return QualitySettings(keyframe_qp=quality, idr_qp=idr_qp, refresh_threshold=round(refresh, 2))

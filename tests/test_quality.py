@@ -13,7 +13,7 @@ from codec.demo import DemoClipConfig, astronaut_frames
 from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, luma_psnr
 from codec.errors import InputError
 from codec.h264 import IDR_QP_OFFSET, MAX_IDR_QP_DROP, H264Error, KeyframeEncoder
-from codec.quality import ANCHOR_QP, quality_settings
+from codec.quality import ANCHOR_QP, EVERY_FRAME_DB, quality_settings
 from codec.video import VideoWriter
 
 SIZE = 64
@@ -36,7 +36,8 @@ def test_a_better_quality_codes_more_frames_at_a_lower_qp():
     settings = [quality_settings(q) for q in range(QUALITY_MIN, QUALITY_MAX + 1)]
     assert [s.keyframe_qp for s in settings] == list(range(QUALITY_MIN, QUALITY_MAX + 1))
     thresholds = [s.refresh_threshold for s in settings]
-    assert all(a > b for a, b in zip(thresholds, thresholds[1:]) if b > 0)
+    assert all(a >= b for a, b in zip(thresholds, thresholds[1:]))
+    assert thresholds[30] == EVERY_FRAME_DB > thresholds[36] > thresholds[42] > thresholds[48] > 0
     # Intra keyframes are never worse than the anchor, and within x264's reach below the predicted ones.
     assert all(s.idr_qp == min(s.keyframe_qp, ANCHOR_QP) or s.idr_qp == s.keyframe_qp - MAX_IDR_QP_DROP
                for s in settings)
