@@ -61,10 +61,11 @@ def coded_lpips(quality: float) -> float:
     return math.exp(intercept + slope * quality)
 
 
-def quality_settings(quality: int, rd_weight: float = RD_WEIGHT) -> QualitySettings:
-    """Keyframe QPs and refresh threshold of --quality `quality` (0 best .. 51 smallest)."""
+def quality_settings(quality: float, rd_weight: float = RD_WEIGHT) -> QualitySettings:
+    """Keyframe QPs and refresh threshold of --quality `quality` (0 best .. 51 smallest; a fraction moves the
+    threshold, the QPs are whole)."""
     if not QUALITY_MIN <= quality <= QUALITY_MAX:
-        raise ValueError(f"--quality {quality} outside {QUALITY_MIN}..{QUALITY_MAX}")
+        raise ValueError(f"--quality {quality:g} outside {QUALITY_MIN}..{QUALITY_MAX}")
     elasticity = CODED_LPIPS[1] / abs(CODED_RATE_SLOPE)
     worst_rendered = coded_lpips(quality) * (1.0 + rd_weight * elasticity)
     intercept, slope = RENDERED_LPIPS
@@ -72,5 +73,6 @@ def quality_settings(quality: int, rd_weight: float = RD_WEIGHT) -> QualitySetti
         refresh = EVERY_FRAME_DB
     else:
         refresh = max(0.0, (math.log(worst_rendered) - intercept) / slope)
-    idr_qp = max(min(quality, ANCHOR_QP), quality - MAX_IDR_QP_DROP)
-    return QualitySettings(keyframe_qp=quality, idr_qp=idr_qp, refresh_threshold=round(refresh, 2))
+    keyframe_qp = int(round(quality))
+    idr_qp = max(min(keyframe_qp, ANCHOR_QP), keyframe_qp - MAX_IDR_QP_DROP)
+    return QualitySettings(keyframe_qp=keyframe_qp, idr_qp=idr_qp, refresh_threshold=round(refresh, 2))

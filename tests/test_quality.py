@@ -102,12 +102,44 @@ def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_p
     assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == len(moving)
     stream.unlink()
-    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"), (["--keyframe-qp", "24"], "--keyframe-qp"),
-                          (["--kbps", "50"], "--kbps")):
+    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"), (["--keyframe-qp", "24"], "--keyframe-qp")):
         assert main(base + ["--quality", "40", *extra]) != 0
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"drop {option}" in err
         assert not stream.exists()
+    assert main(base + ["--quality", "40", "--kbps", "50"]) == 0
+    assert "rate control: target 50 kbps -> --quality " in capsys.readouterr().out
+    assert StreamReader(stream.read_bytes()).header.frame_count == len(moving)
     with pytest.raises(SystemExit) as exc:
         main(base + ["--quality", "52"])
     assert exc.value.code != 0 and "outside 0..51" in capsys.readouterr().err
+
+
+def test_the_search_interpolates_in_log_rate_between_the_passes_around_the_target():
+    from codec.quality_rate import _next_quality
+
+    # Bracketed: ln-rate interpolation, kept inside the bracket's middle half.
+    q = _next_quality({40.0: 100.0, 46.0: 25.0}, 50.0)
+    assert 40 + 1.5 <= q <= 46 - 1.5 and abs(q - 43.0) < 1e-9
+    # One side only: a step along the coded pictures' slope, toward the target.
+    assert _next_quality({42.0: 100.0}, 50.0) > 42 > _next_quality({42.0: 20.0}, 50.0)
+    # The edges: nothing further to try.
+    assert _next_quality({51.0: 100.0}, 50.0) is None and _next_quality({0.0: 20.0}, 50.0) is None
+    assert _next_quality({40.0: 100.0, 40.05: 25.0}, 50.0) is None
+
+
+def test_kbps_with_quality_lands_within_ten_percent_or_says_how_far_it_got(trained, moving):
+    from codec.errors import RateControlError
+    from codec.quality_rate import RATE_TOLERANCE, encode_quality_to_rate
+
+    model, ident = trained
+    base = EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25))
+    target = encode(moving, trained, 40).kbps() * 1.3  # a rate that no pass starting at Q 45 hits at once
+    clip, choice = encode_quality_to_rate(lambda: iter(moving), model, base, ident, target, start=45)
+    assert not choice.missed and abs(choice.kbps / target - 1) <= RATE_TOLERANCE
+    assert clip.kbps() == choice.kbps and len(choice.passes) > 1
+    # Below one keyframe and motion: out of reach, the nearest is kept, or refused with --strict-rate.
+    clip, choice = encode_quality_to_rate(lambda: iter(moving), model, base, ident, 1.0, start=45)
+    assert choice.missed and choice.quality == 51 and choice.reachable[0] == clip.kbps()
+    with pytest.raises(RateControlError, match="not reached within"):
+        encode_quality_to_rate(lambda: iter(moving), model, base, ident, 1.0, start=45, strict=True)

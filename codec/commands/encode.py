@@ -15,9 +15,11 @@ from .common import (EXIT_OK, check_encode_files, check_input, check_output, cou
 
 
 def encode_frames(frame_source, total: int | None, loaded: LoadedModel, config, kbps: float | None,
-                  strict_rate: bool, out: Path, force: bool, quiet: bool):
-    """Encode the clip `frame_source()` yields into `out` (with rate control when `kbps` is set)."""
+                  strict_rate: bool, out: Path, force: bool, quiet: bool, quality: float | None = None):
+    """Encode the clip `frame_source()` yields into `out` (with rate control when `kbps` is set: on the keyframe
+    QP, or on `quality` when given)."""
     from ..encoder import encode_clip, encode_to_rate, rate_knob
+    from ..quality_rate import RATE_TOLERANCE, encode_quality_to_rate
 
     def bar_callback(bar):
         def update(stats):
@@ -37,13 +39,27 @@ def encode_frames(frame_source, total: int | None, loaded: LoadedModel, config, 
                 bars[-1].close()
             bars.append(progress(total, f"pass {number} (QP {cfg.keyframe_qp})", quiet))
             return bar_callback(bars[-1])
+        def on_quality_pass(number, q):
+            if bars:
+                bars[-1].close()
+            bars.append(progress(total, f"pass {number} (quality {q:g})", quiet))
+            return bar_callback(bars[-1])
         try:
-            clip, choice = encode_to_rate(frame_source, loaded.model, config, loaded.model_id, kbps,
-                                          strict=strict_rate, on_pass=on_pass)
+            if quality is not None:
+                clip, choice = encode_quality_to_rate(frame_source, loaded.model, config, loaded.model_id, kbps,
+                                                      quality, strict=strict_rate, on_pass=on_quality_pass)
+            else:
+                clip, choice = encode_to_rate(frame_source, loaded.model, config, loaded.model_id, kbps,
+                                              strict=strict_rate, on_pass=on_pass)
         finally:
             if bars:
                 bars[-1].close()
-        if choice.missed:
+        if choice.missed and quality is not None:
+            low, high = choice.reachable
+            print(f"warning: --kbps {kbps:g} not reached within ±{RATE_TOLERANCE:.0%}: passes gave {low:.1f}..{high:.1f} kbps; wrote "
+                  f"the nearest, {choice.kbps:.1f} kbps at --quality {choice.quality:g} (--strict-rate refuses "
+                  "instead)", file=sys.stderr)
+        elif choice.missed:
             low, high = choice.reachable
             print(f"warning: --kbps {kbps:g} is out of reach ({low:.1f}..{high:.1f} kbps with this clip's keyframes); "
                   f"wrote the nearest, {choice.kbps:.1f} kbps at keyframe QP {choice.keyframe_qp} "
@@ -80,7 +96,7 @@ def run(args) -> int:
     config = encoder_config(args, fps, info, crop)
     start = time.perf_counter()
     clip, choice = encode_frames(frame_source, total, loaded, config, args.kbps, args.strict_rate, out,
-                                 args.force, args.quiet)
+                                 args.force, args.quiet, args.quality)
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(encode_summary(out, clip, choice, seconds, geometry_text(info, crop, args.size)))
@@ -110,8 +126,7 @@ def quality_options(args) -> tuple[int, int, float]:
     from ..quality import quality_settings
 
     for given, option in ((args.refresh_threshold is not None, "--refresh-threshold"),
-                          (args.keyframe_qp != DEFAULT_KEYFRAME_QP, "--keyframe-qp"),
-                          (getattr(args, "kbps", None) is not None, "--kbps")):
+                          (args.keyframe_qp != DEFAULT_KEYFRAME_QP, "--keyframe-qp")):
         if given:
             raise InputError(f"--quality sets the keyframe QPs and the refresh threshold itself; drop {option}")
     settings = quality_settings(args.quality)
@@ -137,6 +152,8 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
     from statistics import mean
 
     from bitstream import summarize
+
+    from ..quality_rate import QualityRateChoice
 
     s = summarize(out)
     stats = clip.stats
@@ -164,7 +181,12 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
         switches = count_text(stats.slot_switches, "switch", "switches")
         lines.append(f"reference slots: {clip.config.refs}; {reuses} answered by an older keyframe instead of a new "
                      f"one, {switches} (USE_SLOT)")
-    if choice is not None:
+    if isinstance(choice, QualityRateChoice):
+        tried = ", ".join(f"Q {q:g}: {r:.1f}" for q, r in choice.passes)
+        lines.append(f"rate control: target {choice.target_kbps:g} kbps -> --quality {choice.quality:g}, "
+                     f"{choice.kbps:.1f} kbps ({choice.kbps / choice.target_kbps - 1:+.1%}); {len(choice.passes)} "
+                     f"full passes ({tried} kbps; {sum(choice.pass_seconds):.1f} s)")
+    elif choice is not None:
         passes = ", ".join(f"{t:.1f}" for t in choice.pass_seconds)
         moved = (f"; keyframe positions from the QP {choice.decided_at_qp} pass"
                  if choice.decided_at_qp != choice.keyframe_qp else "")
