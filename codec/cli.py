@@ -307,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RTP payload type, 96..127 (default {DEFAULT_PAYLOAD_TYPE})")
     p.add_argument("--max-datagram", type=int, default=DEFAULT_MAX_DATAGRAM, metavar="BYTES",
                    help=f"largest UDP payload, RTP header included (default {DEFAULT_MAX_DATAGRAM})")
+    p.add_argument("--nack", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-send the datagrams a receiver's NACK names, from the last second's (default on)")
     _add_coding_args(p)
     p.set_defaults(preset=LIVE_PRESET, resync_period=LIVE_RESYNC_PERIOD)
     _add_model_args(p)
@@ -334,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="declare a missing datagram lost once W later ones arrived (default 16)")
     p.add_argument("--max-delay", type=float, default=100.0, metavar="MS",
                    help="... or once a later one has waited MS milliseconds for it (default 100)")
+    p.add_argument("--nack", action=argparse.BooleanOptionalAction, default=True,
+                   help="name missing sequence numbers in RTCP NACKs so the sender re-sends them (default on)")
     p.add_argument("--payload-type", type=int, default=DEFAULT_PAYLOAD_TYPE, metavar="PT",
                    help=f"RTP payload type, 96..127 (default {DEFAULT_PAYLOAD_TYPE})")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S",

@@ -247,6 +247,54 @@ def test_the_first_note_carries_the_capture_clock():
     assert receiver.stats.dropped == {"duplicate": 2}
 
 
+@pytest.mark.parametrize("flag, on", [([], True), (["--nack"], True), (["--no-nack"], False)],
+                         ids=["default", "nack", "no-nack"])
+def test_the_nack_flags_reach_the_sender_and_the_receiver(clip, tmp_path, capsys, monkeypatch, flag, on):
+    """fvc send --no-nack keeps no history (LiveSender(retransmit=False)), fvc receive --no-nack sends no NACK
+    (LiveReceiver(nack=False)); both say so in their summaries."""
+    import codec.live
+
+    seen = {}
+
+    class Sender(codec.live.LiveSender):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["retransmit"] = kwargs.get("retransmit", True)
+            seen["history"] = self.history.limit
+
+    class Receiver(codec.live.LiveReceiver):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["nack"] = self.nack
+
+    monkeypatch.setattr(codec.live, "LiveSender", Sender)
+    monkeypatch.setattr(codec.live, "LiveReceiver", Receiver)
+    port = free_port()
+    assert main(["send", str(clip), f"udp://127.0.0.1:{port}", *MODEL, "--size", str(SIZE), "--frames", "2",
+                 "--no-realtime", *flag]) == 0
+    err = capsys.readouterr().err
+    assert seen["retransmit"] is on and (seen["history"] > 0) is on
+    assert ("datagrams re-sent (0 B)" in err) is on and ("none re-sent (--no-nack)" in err) is not on, err
+    assert main(["receive", f"udp://127.0.0.1:{port}", str(tmp_path / "x.mp4"), "--wait", "0.2", *flag]) == 1
+    assert seen["nack"] is on
+
+    class Stats:  # what the summary reads of a receiver that got nothing
+        datagrams = shown = decoded = concealed = unshown = motion_skipped = resyncs = keyframes_lost = 0
+        keyframe_requests = plis_sent = nacks_sent = lost = 0
+        latency_ms, ended, dropped, width, height = [], True, {}, SIZE, SIZE
+
+    from types import SimpleNamespace
+
+    from codec import cli
+    from codec.commands.receive import receive_summary
+
+    receiver = SimpleNamespace(stats=Stats, decoder=SimpleNamespace(stats=Stats), simulator=SimpleNamespace(dropped=0),
+                               depacketizer=SimpleNamespace(stats=Stats), header=Stats)
+    args = cli.build_parser().parse_args(["receive", "udp://127.0.0.1:9", "x.mp4", *flag])
+    text = receive_summary(args, receiver, "x.mp4")
+    assert ("0 sequence numbers sent in NACKs" in text) is on and ("no NACKs (--no-nack)" in text) is not on, text
+
+
 def test_the_cli_rtp_defaults_are_the_transports():
     from bitstream import transport
 

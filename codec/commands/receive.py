@@ -49,7 +49,7 @@ def _receive(args) -> int:
     sock, _ = udp_socket(host, port, bind=True)
     try:
         receiver = LiveReceiver(sock, load_model, show, simulator=simulator, window=args.window,
-                                max_delay=args.max_delay / 1000.0, payload_type=args.payload_type)
+                                max_delay=args.max_delay / 1000.0, payload_type=args.payload_type, nack=args.nack)
         if not args.quiet:
             print(f"listening on {args.url}", file=sys.stderr)
         stats = receiver.run(timeout=args.timeout, max_frames=args.frames, first_timeout=args.wait)
@@ -88,6 +88,7 @@ def receive_summary(args, receiver, where: str) -> str:
         f"dropped {dropped}",
         f"keyframes: {shown.keyframes_lost} lost or unusable, "
         f"{count_text(shown.keyframe_requests, 'keyframe request', 'keyframe requests')} "
-        f"({stats.plis_sent} PLI sent); {stats.nacks_sent} sequence numbers sent in NACKs",
+        f"({stats.plis_sent} PLI sent); "
+        + (f"{stats.nacks_sent} sequence numbers sent in NACKs" if args.nack else "no NACKs (--no-nack)"),
         latency_text(stats.latency_ms),
     ])

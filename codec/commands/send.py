@@ -44,7 +44,7 @@ def run(args) -> int:
     total = min(counts) if counts else None
     try:
         sender = LiveSender(encoder, sock, address, payload_type=args.payload_type, max_datagram=args.max_datagram,
-                            note={"writer": f"fvc {__version__} send", **config.note})
+                            note={"writer": f"fvc {__version__} send", **config.note}, retransmit=args.nack)
         with progress(total, "send", args.quiet) as bar:
             def update(stats):
                 bar.set_postfix(keyframes=stats.keyframes, plis=stats.plis)
@@ -53,12 +53,12 @@ def run(args) -> int:
     finally:
         sock.close()
     if not args.quiet:
-        print(send_summary(args.url, stats, fps, encoder), file=sys.stderr)
+        print(send_summary(args.url, stats, fps, encoder, retransmit=args.nack), file=sys.stderr)
     return EXIT_OK
 
 
-def send_summary(url: str, stats, fps: Fraction, encoder) -> str:
-    """The lines `fvc send` prints when the input ends."""
+def send_summary(url: str, stats, fps: Fraction, encoder, retransmit: bool = True) -> str:
+    """The lines `fvc send` prints when the input ends (`retransmit`: --nack)."""
     seconds = max(stats.seconds, 1e-9)
     resync = encoder.stats.resync_packets
     ms = sorted(stats.encode_ms) or [0.0]
@@ -69,7 +69,7 @@ def send_summary(url: str, stats, fps: Fraction, encoder) -> str:
         f"headers); {stats.keyframes} keyframes, {resync} RESYNC packets",
         f"feedback: {count_text(stats.plis, 'keyframe request', 'keyframe requests')} (PLI), "
         f"{stats.answered_plis} answered with an IDR; {stats.nacked} sequence numbers named missing (NACK), "
-        f"{stats.resent} datagrams re-sent ({stats.resent_bytes:,} B); {stats.feedback_dropped} feedback datagrams "
-        f"dropped",
+        + (f"{stats.resent} datagrams re-sent ({stats.resent_bytes:,} B)" if retransmit else "none re-sent (--no-nack)")
+        + f"; {stats.feedback_dropped} feedback datagrams dropped",
         f"encode: mean {mean(ms):.0f} ms a frame, p95 {ms[int(0.95 * (len(ms) - 1))]:.0f} ms",
     ])
