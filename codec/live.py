@@ -240,7 +240,8 @@ class NetworkSimulator:
         if self.burst < 0 or self.burst_at < 0:
             raise InputError("a loss burst needs a length and a position >= 0")
         self._queue: list[tuple[float, int, bytes]] = []
-        self._count = 0
+        self._count = 0  # first transmissions seen: the next one's position
+        self._arrivals = 0  # every arrival, copies included: the queue's tie-breaker
         self._positions: dict[bytes, list[int]] = {}  # RTP sequence number and SSRC -> [position, copies seen]
 
     def _drops(self, data: bytes) -> bool:
@@ -248,11 +249,11 @@ class NetworkSimulator:
         seen = self._positions.get(key) if key is not None else None
         if seen is None:
             seen = [self._count, 0]
+            self._count += 1  # a copy takes no position: the first transmissions after it keep theirs
             if key is not None:
                 self._positions[key] = seen
         else:
             seen[1] += 1
-        self._count += 1
         position, copy = seen
         if copy == 0 and self.burst_at <= position < self.burst_at + self.burst:
             return True
@@ -263,7 +264,8 @@ class NetworkSimulator:
             self.dropped += 1
             return
         self.passed += 1
-        heapq.heappush(self._queue, (now + self.delay, self._count, data))
+        self._arrivals += 1
+        heapq.heappush(self._queue, (now + self.delay, self._arrivals, data))
 
     def due(self, now: float) -> list[bytes]:
         out = []

@@ -83,6 +83,28 @@ def test_the_network_simulator_is_seeded():
         NetworkSimulator(loss=1.5)
 
 
+def rtp_like(seq: int) -> bytes:
+    """Enough of an RTP datagram for NetworkSimulator: version 2, sequence number `seq`, SSRC 7."""
+    return bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(4) + (7).to_bytes(4, "big") + b"x"
+
+
+def test_a_re_sent_copy_changes_no_other_datagrams_fate():
+    """Positions count first transmissions: copies of a datagram (a re-send, END's repeats) move no later one's
+    draw, so runs with and without NACK lose the same first transmissions (spec §12 tests, benchmarks/loss.py)."""
+    def fates(copies_of: dict[int, int]) -> dict[int, bool]:
+        sim, out = NetworkSimulator(loss=0.3, seed=3), {}
+        for seq in range(100):
+            for copy in range(1 + copies_of.get(seq, 0)):
+                before = sim.dropped
+                sim.arrive(rtp_like(seq), now=0.0)
+                if copy == 0:
+                    out[seq] = sim.dropped > before
+        return out
+
+    plain = fates({})
+    assert fates({5: 1, 40: 3}) == plain and 15 < sum(plain.values()) < 45
+
+
 def test_send_and_receive_on_loopback_with_seeded_loss(clip, tmp_path, capsys):
     port = free_port()
     url = f"udp://127.0.0.1:{port}"
