@@ -44,6 +44,14 @@ END_REPEATS = 3  # the END datagrams go out this many times: the receiver stops 
 # After END the sender still answers NACKs this long: a receiver waits its max delay (100 ms by default) for a
 # datagram missing before END, and the NACK and the copy need a round trip on top.
 LINGER = 0.3
+# A receiver NACKs a number still missing again this long after its last NACK: the re-sent copy was lost too, or the
+# NACK was. A loopback or LAN round trip (the NACK and the copy, plus the sender's wait between frames) is well under
+# it, and with fvc receive's max delay of 100 ms a number found missing gets NACKs at 0, 30 and 60 ms, each early
+# enough for its copy to beat the deadline.
+NACK_RETRY_INTERVAL = 0.03
+# NACKs per sequence number, the first one included: as many as the sender re-sends one datagram (MAX_RESENDS in
+# bitstream.transport.history), so a NACK is never wasted on a datagram the sender will not send again.
+MAX_NACKS = 3
 
 
 def parse_udp_url(text: str) -> tuple[str, int]:
@@ -283,7 +291,8 @@ class ReceiverStats:
     shown: int = 0
     latency_ms: list[float] = field(default_factory=list)  # capture to display, decoded frames
     plis_sent: int = 0
-    nacks_sent: int = 0  # sequence numbers named in NACKs (each when it is first found missing)
+    nacks_sent: int = 0  # sequence numbers named in NACKs (each time it is named)
+    renacks_sent: int = 0  # ... of them named again, still missing NACK_RETRY_INTERVAL after the last time
     ended: bool = False  # the END packet arrived
     seconds: float = 0.0
 
@@ -293,20 +302,26 @@ class LiveReceiver:
 
     `load_model(header)` returns the model for the stream once its header arrives. `simulator` drops and delays
     datagrams in-process. With `nack`, every sequence number found missing is named in a NACK at once, and a copy
-    the sender re-sends is used if it arrives within `max_delay` (the transport holds what follows until then).
+    the sender re-sends is used if it arrives within `max_delay` (the transport holds what follows until then); a
+    number still missing `nack_retry` s after its last NACK is named again, up to `max_nacks` NACKs in all, while
+    a copy sent then could still arrive in time (`nack_retry` before the transport gives it up).
     """
 
     def __init__(self, sock: socket.socket, load_model: Callable[[StreamHeader], object],
                  show: Callable[[object], None], *, simulator: NetworkSimulator | None = None,
                  window: int = 16, max_delay: float = 0.1, payload_type: int = DEFAULT_PAYLOAD_TYPE,
-                 clock: Callable[[], float] = time.time, nack: bool = True):
+                 clock: Callable[[], float] = time.time, nack: bool = True, nack_retry: float = NACK_RETRY_INTERVAL,
+                 max_nacks: int = MAX_NACKS):
+        if nack_retry <= 0 or max_nacks < 1:
+            raise ValueError("nack_retry must be > 0 and max_nacks >= 1")
         self.sock = sock
         self.load_model = load_model
         self.show = show
         self.simulator = simulator or NetworkSimulator()
         self.depacketizer = Depacketizer(window=window, max_delay=max_delay, payload_type=payload_type)
         self.clock = clock
-        self.nack = nack
+        self.nack, self.nack_retry, self.max_nacks = nack, nack_retry, max_nacks
+        self._nacked: dict[int, list] = {}  # sequence number still missing -> [time of its last NACK, NACKs]
         self.decoder = None
         self.header: StreamHeader | None = None
         self.header_id: int | None = None
@@ -350,6 +365,8 @@ class LiveReceiver:
             deadlines = [last_arrival + limit, now + 0.05]
             if (release := self.simulator.next_release()) is not None:
                 deadlines.append(release)
+            if (renack := self._next_renack()) is not None:
+                deadlines.append(renack)
             readable, _, _ = select.select([self.sock], [], [], max(0.0, min(deadlines) - now))
             now = time.monotonic()
             if readable:
@@ -369,12 +386,35 @@ class LiveReceiver:
                         self._ssrc_seen = parsed.header_id
                 self._handle(self.depacketizer.push(data, now=now))
             self._handle(self.depacketizer.poll(now))
+            self._renack(now)
             self._keep_asking(now)
             if now - last_arrival >= limit:
                 break
         self._handle(self.depacketizer.flush())
         self.stats.seconds = time.perf_counter() - began
         return self.stats
+
+    def _next_renack(self) -> float | None:
+        """When a number is next due for another NACK, if one may be."""
+        return min(last for last, _ in self._nacked.values()) + self.nack_retry if self._nacked else None
+
+    def _renack(self, now: float) -> None:
+        """NACK again the numbers still missing nack_retry after their last NACK, fewer than max_nacks times named,
+        whose copy could still arrive before the transport gives them up (spec §12.8); forget the others."""
+        if not self._nacked:
+            return
+        missing = dict(self.depacketizer.missing_now())
+        # Forget what arrived or was declared lost, was named max_nacks times, or is given up on before a copy asked
+        # for now could come (a number's deadline never moves: the datagrams above it wait until it is released).
+        self._nacked = {seq: entry for seq, entry in self._nacked.items() if seq in missing
+                        and entry[1] < self.max_nacks and (missing[seq] is None or now + self.nack_retry <= missing[seq])}
+        # A microsecond's slack: select() wakes at the deadline to within float rounding, and must not spin.
+        again = [seq for seq, (last, _) in self._nacked.items() if now - last >= self.nack_retry - 1e-6]
+        if again and self.header_id is not None:
+            for seq in again:
+                self._nacked[seq] = [now, self._nacked[seq][1] + 1]
+            self._feedback(self.header_id, lost=tuple(again))
+            self.stats.renacks_sent += len(again)
 
     def _keep_asking(self, now: float) -> None:
         """Repeat the keyframe request while one is needed; before any header, ask for one too (a late join)."""
@@ -394,6 +434,9 @@ class LiveReceiver:
                 continue
             if isinstance(event, MissingEvent) and self.nack and self.header_id is not None:
                 self._feedback(self.header_id, lost=event.seqs)
+                now = time.monotonic()
+                for seq in event.seqs:
+                    self._nacked[seq] = [now, 1]
             if isinstance(event, PacketEvent):
                 if isinstance(event.packet, NotePacket):
                     start = event.packet.fields.get(LIVE_START)

@@ -18,7 +18,8 @@ from codec.decoder import FrameSource
 from codec.demo import DemoClipConfig, astronaut_frames
 from codec.encoder import Encoder, EncoderConfig, KeyframeReason
 from codec.errors import InputError
-from codec.live import LIVE_START, LiveReceiver, LiveSender, NetworkSimulator, parse_udp_url, udp_socket
+from codec.live import (LIVE_START, MAX_NACKS, LiveReceiver, LiveSender, NetworkSimulator, drain, parse_udp_url,
+                        udp_socket)
 from codec.motion_model import build_untrained, untrained_model_id
 from codec.video import VideoWriter, probe
 
@@ -160,7 +161,7 @@ def test_a_receiver_that_joins_late_asks_for_an_idr_and_gets_one():
     assert all(f.source != FrameSource.CONCEALED for f in shown)  # nothing lost after the join
 
 
-def live_call(frames, loss: float, seed: int, nack: bool):
+def live_call(frames, loss: float, seed: int, nack: bool, max_nacks: int = MAX_NACKS):
     """One loopback call of `frames` in real time through NetworkSimulator(loss, seed): (sender, receiver, shown)."""
     model = build_untrained("fv2v", "test-image", 0)
     encoder = Encoder(model, EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), refresh_threshold=0,
@@ -171,7 +172,7 @@ def live_call(frames, loss: float, seed: int, nack: bool):
     sender = LiveSender(encoder, send_sock, address)
     shown = []
     receiver = LiveReceiver(receive_sock, lambda header: model, shown.append, nack=nack, max_delay=0.3,
-                            simulator=NetworkSimulator(loss=loss, seed=seed))
+                            simulator=NetworkSimulator(loss=loss, seed=seed), max_nacks=max_nacks)
     thread = threading.Thread(target=lambda: sender.run(frames, Fraction(25)))
     thread.start()
     try:
@@ -202,6 +203,65 @@ def test_a_nacked_datagram_is_resent_and_nothing_is_concealed(seed, lost_frame):
         assert [f.index for f in shown if f.source == FrameSource.CONCEALED] == list(range(lost_frame, 26))
     else:  # nothing to show until the IDR the receiver asks for
         assert receiver.decoder.stats.keyframe_requests >= 1 and shown[0].index > 0
+
+
+def test_a_number_whose_re_sent_copy_is_lost_too_is_nacked_again():
+    """Seed 1776 at --loss 0.05 drops one first transmission of the 30-frame call, the MOTION datagram of frame 9
+    (arrival 12), and its first re-sent copy; the second copy gets through. With repeated NACKs (spec §12.8) the
+    receiver asks again 30 ms later and conceals nothing; NACKing each number once, it waits in vain and conceals
+    from frame 9 to the RESYNC of frame 26."""
+    frames = list(astronaut_frames(DemoClipConfig(seconds=1.2, size=SIZE)))  # 30 frames
+    sender, receiver, shown = live_call(frames, 0.05, 1776, nack=True)
+    # A third NACK may go out before the second copy arrives when the round trip is over 30 ms (a loaded machine).
+    assert receiver.simulator.dropped == 2 and receiver.depacketizer.stats.lost == 0
+    assert 2 <= sender.stats.resent == receiver.stats.nacks_sent <= MAX_NACKS and receiver.stats.renacks_sent >= 1
+    assert [f.index for f in shown] == list(range(30)) and all(f.source != FrameSource.CONCEALED for f in shown)
+
+    sender, receiver, shown = live_call(frames, 0.05, 1776, nack=True, max_nacks=1)  # the old behaviour
+    assert receiver.simulator.dropped == 2 and sender.stats.resent == 1 and receiver.stats.renacks_sent == 0
+    assert receiver.depacketizer.stats.lost == 1
+    assert [f.index for f in shown if f.source == FrameSource.CONCEALED] == list(range(9, 26))
+
+
+def test_re_nacks_stop_at_max_nacks_and_when_a_copy_would_come_too_late():
+    """One missing number, a copy of it never coming: NACKed at once, again every NACK_RETRY_INTERVAL while a copy
+    asked for then could arrive before max_delay gives the number up, at most MAX_NACKS times in all."""
+    from bitstream.transport import MissingEvent, packetize_stream, parse_feedback
+
+    datagrams = packetize_stream((REPO / "spec/vectors/fv2v_single_keyframe.fvc").read_bytes(), first_seq=7)
+    feedback, _ = udp_socket("127.0.0.1", 0, bind=True)
+    receive_sock, _ = udp_socket("127.0.0.1", 0, bind=True)
+
+    def nacks(max_delay: float, max_nacks: int = MAX_NACKS) -> list[float]:
+        """When (after the first NACK) the receiver names datagram 3 again, stepping its clock by 10 ms."""
+        receiver = LiveReceiver(receive_sock, lambda header: None, lambda frame: None, max_delay=max_delay,
+                                max_nacks=max_nacks)
+        receiver.sender = feedback.getsockname()
+        start = time.monotonic()
+        for d in datagrams[:3] + datagrams[4:5]:
+            for event in receiver.depacketizer.push(d, now=start):
+                receiver.header_id = receiver.depacketizer.header_id
+                if isinstance(event, MissingEvent):
+                    receiver._handle([event])
+        assert receiver.stats.nacks_sent == 1
+        first = receiver._nacked[10][0]  # the clock of the first NACK, a hair after `start`
+        times = []
+        for step in range(1, 30):
+            before = receiver.stats.nacks_sent
+            receiver._renack(first + step * 0.01)
+            times += [round(step * 0.01, 2)] * (receiver.stats.nacks_sent - before)
+        named = [parse_feedback(data, receiver.header_id)[0] for data, _ in drain(feedback)]
+        assert [n.lost for n in named] == [(10,)] * (1 + len(times)) == [(10,)] * receiver.stats.nacks_sent
+        return times
+
+    try:
+        assert nacks(0.1) == [0.03, 0.06]  # then MAX_NACKS (3)
+        assert nacks(1.0, max_nacks=5) == [0.03, 0.06, 0.09, 0.12]
+        assert nacks(0.08) == [0.03]  # a copy asked for at 60 ms would come after the deadline, 80 ms
+        assert nacks(0.1, max_nacks=1) == []  # each number once: the behaviour before
+    finally:
+        feedback.close()
+        receive_sock.close()
 
 
 def test_receive_writes_raw_frames_to_stdout(clip):

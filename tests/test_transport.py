@@ -329,6 +329,27 @@ def test_a_gap_is_missing_at_once_and_a_resent_datagram_fills_it_until_it_is_los
     assert lost(events) == [seq_of(datagrams[5])] and late.stats.dropped == Counter({"too_old": 1})
 
 
+def test_missing_now_lists_the_numbers_still_awaited_with_their_deadlines():
+    """What a receiver may NACK again (spec §12.8): the numbers found missing and neither arrived nor declared lost,
+    each given up on max_delay after the first confirmed datagram above it arrived."""
+    datagrams = packetize_stream(vector("fv2v_single_keyframe"), first_seq=65530)
+    seqs = [seq_of(d) for d in datagrams]
+    receiver = Depacketizer(max_delay=0.1)
+    assert receiver.missing_now() == []
+    for d, t in zip(datagrams[:3], (0.0, 0.01, 0.02)):
+        receiver.push(d, now=t)
+    receiver.push(datagrams[4], now=0.03)  # 3 missing (65533), deadline 0.13
+    receiver.push(datagrams[7], now=0.05)  # 5 and 6 missing (65535 and 0, across the wrap), deadline 0.15
+    assert receiver.missing_now() == [(seqs[3], pytest.approx(0.13)), (seqs[5], pytest.approx(0.15)),
+                                      (seqs[6], pytest.approx(0.15))]
+    receiver.push(datagrams[5], now=0.06)  # a re-sent copy fills 5
+    assert [s for s, _ in receiver.missing_now()] == [seqs[3], seqs[6]]
+    assert lost(receiver.poll(0.13)) == [seqs[3]]  # given up on: no longer awaited
+    assert receiver.missing_now() == [(seqs[6], pytest.approx(0.15))]
+    assert Depacketizer().missing_now() == [] and receive(datagrams[:3] + datagrams[4:5], flush=False)[0] \
+        .missing_now() == [(seqs[3], None)]  # no times, no deadline: only the window gives it up
+
+
 def test_the_sender_history_resends_what_it_still_holds():
     datagrams = packetize_stream(vector("fv2v_single_keyframe"), first_seq=65534)
     held = SentHistory(seconds=1.0, limit=4)

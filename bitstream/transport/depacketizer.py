@@ -203,6 +203,25 @@ class Depacketizer:
         self._candidates = []
         return self._finish(None)
 
+    def missing_now(self) -> list[tuple[int, float | None]]:
+        """The numbers (16-bit) missing at present, found missing and neither arrived nor declared lost, in sequence
+        order, each with the time at which max_delay gives it up (the first confirmed datagram waiting above it
+        arrived max_delay earlier; None without times): how long a re-sent copy still has to arrive."""
+        if self._next is None or self._reported is None:
+            return []
+        top = min(self._reported, self._highest)
+        out, oldest = [], None
+        above = sorted((ext for ext in self._buffer if ext not in self._unconfirmed), reverse=True)
+        for ext in range(top - 1, self._next - 1, -1):  # downwards, so `oldest` is the earliest arrival above ext
+            while above and above[0] > ext:
+                arrival = self._buffer[above.pop(0)][1]
+                if arrival is not None:
+                    oldest = arrival if oldest is None else min(oldest, arrival)
+            if ext not in self._buffer or ext in self._unconfirmed:
+                deadline = oldest + self.max_delay if oldest is not None and self.max_delay is not None else None
+                out.append((ext % SEQ_MODULUS, deadline))
+        return out[::-1]
+
     def _finish(self, now: float | None) -> list[Event]:
         self._report_missing()
         self._release(now)
