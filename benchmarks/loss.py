@@ -34,8 +34,8 @@ from codec.metrics import lpips_distance, temporal_error
 from codec.model_loading import load_model_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import DEFAULT_FRAMES, portable_args, portable_label  # noqa: E402
-from rd_curve import DEFAULT_DATA, device_description, find_clips  # noqa: E402
+from protocol import portable_args, portable_label  # noqa: E402
+from rd_curve import add_clip_options, device_description, find_clips  # noqa: E402
 from rdcodecs import BenchmarkError  # noqa: E402
 from results_folder import Table, code_version, command_line, provenance  # noqa: E402
 
@@ -155,11 +155,7 @@ def _choices(text: str, allowed) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                   help=f"folder of clips (default {DEFAULT_DATA}; evaluation data is only evaluated, never tuned on)")
-    p.add_argument("--clips", nargs="+", help="N (the first N clips by name) or clip names (stems); default all")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames per clip (default {DEFAULT_FRAMES})")
-    p.add_argument("--size", type=int, default=512, help="frame side (default 512)")
+    add_clip_options(p)
     p.add_argument("--conditions", type=lambda t: _choices(t, CONDITIONS), default=list(CONDITIONS),
                    help=f"comma-separated, of {', '.join(CONDITIONS)} (default all)")
     p.add_argument("--nack", type=lambda t: _choices(t, ("on", "off")), default=["on", "off"],

@@ -125,6 +125,15 @@ def device_description(device: str) -> str:
     return cpu
 
 
+def add_clip_options(p: argparse.ArgumentParser) -> None:
+    """--data, --clips, --frames and --size as the per-clip benchmarks beside rd_curve take them."""
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help=f"folder of clips (default {DEFAULT_DATA}; evaluation data is only evaluated, never tuned on)")
+    p.add_argument("--clips", nargs="+", help="N (the first N clips by name) or clip names (stems); default all")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames per clip (default {DEFAULT_FRAMES})")
+    p.add_argument("--size", type=int, default=512, help="frame side (default 512)")
+
+
 def find_clips(data: Path, wanted: list[str] | None) -> list[Path]:
     """Video files of `data`, sorted by name; `wanted` is ["N"] (first N) or clip names (stems)."""
     if not data.is_dir():

@@ -43,6 +43,22 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture
+def clip_folder(tmp_path):
+    """make(frames) -> a folder holding talk.mp4, that many frames of the astronaut demo clip at 96², 25 fps."""
+    from codec.demo import DemoClipConfig, astronaut_frames
+    from codec.video import VideoWriter
+
+    def make(frames: int) -> Path:
+        folder = tmp_path / "clips"
+        folder.mkdir()
+        with VideoWriter(folder / "talk.mp4", fps=25, crf=10) as writer:
+            for frame in astronaut_frames(DemoClipConfig(seconds=frames / 25, size=96)):
+                writer.write(frame)
+        return folder
+    return make
+
+
+@pytest.fixture
 def one_thread():
     """One intra-op thread: on the shared 2-core machine two OpenMP threads spin against other jobs
     and a tiny training step takes 10-20 s instead of 0.15 s."""

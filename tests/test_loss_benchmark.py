@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from codec.demo import DemoClipConfig, astronaut_frames
-from codec.video import VideoWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import loss  # noqa: E402
@@ -13,12 +11,8 @@ import loss  # noqa: E402
 FRAMES, SIZE = 12, 64
 
 
-def test_loss_benchmark_rows(tmp_path):
-    data = tmp_path / "clips"
-    data.mkdir()
-    with VideoWriter(data / "talk.mp4", fps=25, crf=10) as writer:
-        for frame in astronaut_frames(DemoClipConfig(seconds=FRAMES / 25, size=96)):
-            writer.write(frame)
+def test_loss_benchmark_rows(tmp_path, clip_folder):
+    data = clip_folder(FRAMES)
     out = tmp_path / "out"
     assert loss.main(["--data", str(data), "--out", str(out), "--model", "untrained-test-image", "--size", str(SIZE),
                       "--frames", str(FRAMES), "--conditions", "loss0,burst3", "--nack", "off"]) == 0

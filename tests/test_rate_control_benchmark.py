@@ -6,8 +6,6 @@ from pathlib import Path
 import pandas as pd
 
 from codec.coding_defaults import QUALITY_MIN
-from codec.demo import DemoClipConfig, astronaut_frames
-from codec.video import VideoWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import rate_control  # noqa: E402
@@ -15,12 +13,8 @@ import rate_control  # noqa: E402
 FRAMES, SIZE = 12, 64
 
 
-def test_rate_control_rows(tmp_path):
-    data = tmp_path / "clips"
-    data.mkdir()
-    with VideoWriter(data / "talk.mp4", fps=25, crf=10) as writer:
-        for frame in astronaut_frames(DemoClipConfig(seconds=FRAMES / 25, size=96)):
-            writer.write(frame)
+def test_rate_control_rows(tmp_path, clip_folder):
+    data = clip_folder(FRAMES)
     out = tmp_path / "out"
     args = ["--data", str(data), "--out", str(out), "--model", "untrained-test-image", "--size", str(SIZE),
             "--frames", str(FRAMES), "--targets", "27,5000", "--stride", "4"]
@@ -32,7 +26,7 @@ def test_rate_control_rows(tmp_path):
         assert len(passes) == row.passes and passes[row.quality] == round(row.kbps, 1)
         # the row is the pass nearest the target in ln rate, and its error is against the target
         assert row.quality == min(passes, key=lambda q: abs(math.log(passes[q] / row.target_kbps)))
-        assert math.isclose(row.error_pct, 100 * (row.kbps / row.target_kbps - 1), abs_tol=0.01)
+        assert math.isclose(row.error_pct, 100 * (row.kbps / row.target_kbps - 1), abs_tol=0.05)  # kbps is rounded
         assert row.within == (abs(row.error_pct) <= 100 * rate_control.RATE_TOLERANCE)
         assert 0 < row.lpips < 1 and row.keyframes >= 1 and row.start == rate_control.START
     near, far = table.set_index("target_kbps").loc[27.0], table.set_index("target_kbps").loc[5000.0]

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from codec.demo import DemoClipConfig, astronaut_frames
-from codec.video import VideoWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import roundtrip  # noqa: E402
@@ -13,12 +11,8 @@ import roundtrip  # noqa: E402
 FRAMES, SIZE = 8, 64
 
 
-def test_roundtrip_reports_the_stream_it_wrote(tmp_path):
-    data = tmp_path / "clips"
-    data.mkdir()
-    with VideoWriter(data / "talk.mp4", fps=25, crf=10) as writer:
-        for frame in astronaut_frames(DemoClipConfig(seconds=FRAMES / 25, size=96)):
-            writer.write(frame)
+def test_roundtrip_reports_the_stream_it_wrote(tmp_path, clip_folder):
+    data = clip_folder(FRAMES)
     out = tmp_path / "out"
     assert roundtrip.main(["--data", str(data), "--out", str(out), "--model", "untrained-test", "--size", str(SIZE),
                            "--metric-stride", "2", "--", "--max-gop", "3", "--refresh-threshold", "0"]) == 0
