@@ -296,6 +296,56 @@ def rd_model_range(folder: str, method: str = "fomm", label: str = "FOMM (`cpu12
     return Row(what, "; ".join(parts), models, link(folder, "summary.csv"))
 
 
+def rd_quality(folder: str, method: str = "fvc-q", anchor: str = "x264", akd_margin: float = 0.10) -> Row:
+    """A constant-quality sweep against `anchor`: its span, the anchor points it matches on bytes, LPIPS and AKD
+    (means over the clips), and the mean BD-rates."""
+    path = RESULTS / folder
+    run, summary = read_run(path), read_csv(path / "summary.csv")
+    ours = sorted((r for r in summary if r["method"] == method), key=lambda r: num(r["bpp"]))
+    theirs = [r for r in summary if r["method"] == anchor]
+    if not ours or not theirs:
+        raise ReportError(f"{folder}/summary.csv: needs {method} and {anchor} rows")
+    low, high = ours[0], ours[-1]
+    parts = [f"{len(ours)} points from {f(num(low['kbps']), 1)} kbps (LPIPS {f(num(low['lpips']), 3)}) to "
+             f"{f(num(high['kbps']), 1)} kbps (LPIPS {f(num(high['lpips']), 3)}, PSNR {f(num(high['psnr']), 1)} dB)"]
+
+    def matched(a: dict[str, str], akd: bool) -> bool:
+        return any(num(o["bpp"]) <= num(a["bpp"]) and num(o["lpips"]) <= num(a["lpips"])
+                   and (not akd or not has(a, "akd") or num(o["akd"]) <= (1 + akd_margin) * num(a["akd"]))
+                   for o in ours)
+
+    for akd, also in ((False, ""), (True, f" and AKD at most {f(100 * akd_margin, 0)} % above")):
+        missed = [a["point"] for a in theirs if not matched(a, akd)]
+        parts.append(f"{len(theirs) - len(missed)} of {len(theirs)} {anchor} points have a {method} point with no "
+                     f"more bytes, no higher LPIPS{also}" + (f" (not: {', '.join(missed)})" if missed else ""))
+    clips = int(num(ours[0]["clips"]))
+    bd_path = path / "bd_rate.csv"
+    for r in read_csv(bd_path) if bd_path.is_file() else []:
+        if r["clip"] == "mean" and r["test"] == method and r["anchor"] == anchor and has(r, "bd_rate_pct"):
+            parts.append(f"BD-rate on {r['metric']} {signed(num(r['bd_rate_pct']), 1)} % "
+                         f"({r['clips_used']} of {clips} clips)")
+    models = tuple(dict.fromkeys(m for r in ours for m in model_ids(r.get("weights"))))
+    what = f"`--quality` sweep ({method}) against {anchor}: {protocol(run, clips)}"
+    return Row(what, "; ".join(parts), models, link(folder, "summary.csv", "bd_rate.csv"))
+
+
+def keyframe_codecs(folder: str, anchor: str = "h264") -> Row:
+    """fvc's H.264 keyframes against the other intra coders: BD-rate on LPIPS and the bytes at matched LPIPS."""
+    path = RESULTS / folder
+    summary = read_csv(path / "summary.csv")
+    base = pick(summary, f"{folder}/summary.csv", codec=anchor)
+    parts = [f"{anchor} at QP 30 (fvc's default) {f(num(base['bytes_at_qp30']), 0)} B, encode "
+             f"{f(num(base['encode_ms']), 0)} ms"]
+    for r in (r for r in summary if r["codec"] != anchor):
+        parts.append(f"{r['codec']} BD-rate on LPIPS {signed(num(r['bd_lpips']), 1)} %, bytes at LPIPS 0.15 "
+                     f"{signed(num(r['change_at_0.15']), 1)} %, at QP 30's LPIPS {signed(num(r['change_at_qp30']), 1)} %"
+                     f", encode {f(num(r['encode_ms']), 0)} ms")
+    run = read_run(path)
+    what = (f"keyframes alone, {anchor} (fvc's) against HEVC and AV1 intra pictures: {folder.split('-')[-1]} "
+            f"({len(run['clips'])} clips' frame 0, {run['size']}²; libx265 medium, SVT-AV1 preset 8 and 4, one thread)")
+    return Row(what, "; ".join(parts), (NO_MODEL,), link(folder, "summary.csv", "per_clip.csv"))
+
+
 def rd_motion(folder: str, target: str = "0.20") -> Row:
     """AKD and temporal error of each method at LPIPS `target` (interpolated along its curve)."""
     path = RESULTS / folder
@@ -426,8 +476,10 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_rates("bench512-step17548"),
     lambda: rd_model_range("bench512-step17548"),
     lambda: rd_motion("bench512-step17548"),
+    lambda: rd_quality("bench512-quality"),
     lambda: rd_search("bench512-slow-step17548", "bench512-step17548"),
     lambda: keyframe_anchor("bench512-keyframe-anchor", "long-keyframe-anchor"),
+    lambda: keyframe_codecs("keyframe-codecs-bench512"),
     lambda: rd_headline("bench512-step13009"),
     lambda: rd_rates("bench512-step13009"),
     lambda: rd_search("bench512-slow-step13009", "bench512-step13009"),

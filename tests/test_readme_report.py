@@ -139,3 +139,26 @@ def test_hand_rows_must_say_where_their_number_came_from(tmp_path):
         report.read_hand_rows(_hand(tmp_path, "| speed | 9 fps | bbbbbbbb |  |\n"))
     with pytest.raises(report.ReportError, match="not 8-32 hex digits"):
         report.read_hand_rows(_hand(tmp_path, "| speed | 9 fps | step 8029 | hand |\n"))
+
+
+def test_a_quality_sweep_row_counts_the_anchor_points_it_matches(tmp_path, monkeypatch):
+    """An x264 point is matched when one fvc-q point has no more bytes and no higher LPIPS (and, in the second
+    count, an AKD at most 10 % above)."""
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    folder = tmp_path / "q"
+    folder.mkdir()
+    row = "{m},{p},2,{bpp},{kbps},{lpips},30,0.9,{akd},{akd},1,3,30,28,{w}\n"
+    (folder / "summary.csv").write_text(
+        SUMMARY + "\n"
+        + row.format(m="fvc-q", p="q51", bpp=0.002, kbps=13, lpips=0.18, akd=2.4, w=f"w.pt ({ID_A})")
+        + row.format(m="fvc-q", p="q39", bpp=0.012, kbps=79, lpips=0.10, akd=1.6, w=f"w.pt ({ID_A})")
+        + row.format(m="x264", p="crf51", bpp=0.005, kbps=33, lpips=0.36, akd=3.9, w="-")  # beaten by q51
+        + row.format(m="x264", p="crf40", bpp=0.012, kbps=79, lpips=0.15, akd=1.34, w="-")  # on LPIPS only
+        + row.format(m="x264", p="crf32", bpp=0.030, kbps=197, lpips=0.067, akd=0.74, w="-"))  # not at all
+    (folder / "run.json").write_text(json.dumps({"size": 512, "fps": 25.0, "frames": 250, "data": "/x/bench512"}))
+    made = report.rd_quality("q")
+    assert "2 points from 13.0 kbps (LPIPS 0.180)" in made.number
+    assert "2 of 3 x264 points have a fvc-q point with no more bytes, no higher LPIPS (not: crf32)" in made.number
+    assert "1 of 3 x264 points have a fvc-q point with no more bytes, no higher LPIPS and AKD at most 10 % above " \
+           "(not: crf40, crf32)" in made.number
+    assert made.models == (ID_A,)
