@@ -25,6 +25,9 @@ RATE_TOLERANCE = 0.10
 MAX_PASSES = 6
 # Qs closer than this are one setting: the threshold moves 0.1 dB.
 Q_RESOLUTION = 0.1
+# One side of the target only: a secant flatter than this share of the coded pictures' slope means Q barely
+# moves the rate there, so the next pass goes to the end of the scale at once rather than creep.
+FLAT_SLOPE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,14 @@ def _next_quality(passes: dict[float, float], target: float) -> float | None:
     edge = QUALITY_MAX if above else QUALITY_MIN
     if q == edge:
         return None
-    return min(max(q + (math.log(target) - math.log(r)) / CODED_RATE_SLOPE, QUALITY_MIN), QUALITY_MAX)
+    slope = CODED_RATE_SLOPE
+    side = sorted(above or below)
+    if len(side) >= 2:  # the secant through the two passes nearest the target, where the rate is flatter
+        (qa, ra), (qb, rb) = side[-2:] if above else side[:2]
+        slope = max(slope, (math.log(rb) - math.log(ra)) / (qb - qa))
+        if slope > FLAT_SLOPE_SHARE * CODED_RATE_SLOPE:  # flat (one keyframe and motion, or every frame coded)
+            return float(edge)
+    return min(max(q + (math.log(target) - math.log(r)) / slope, QUALITY_MIN), QUALITY_MAX)
 
 
 def encode_quality_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], model, base: EncoderConfig,

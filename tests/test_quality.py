@@ -13,7 +13,7 @@ from codec.demo import DemoClipConfig, astronaut_frames
 from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, luma_psnr
 from codec.errors import InputError
 from codec.h264 import IDR_QP_OFFSET, MAX_IDR_QP_DROP, H264Error, KeyframeEncoder
-from codec.quality import ANCHOR_QP, EVERY_FRAME_DB, quality_settings
+from codec.quality import ANCHOR_QP, EVERY_FRAME_DB, RAMP_END_QP, RAMP_START, quality_settings
 from codec.video import VideoWriter
 
 SIZE = 64
@@ -38,9 +38,12 @@ def test_a_better_quality_codes_more_frames_at_a_lower_qp():
     thresholds = [s.refresh_threshold for s in settings]
     assert all(a >= b for a, b in zip(thresholds, thresholds[1:]))
     assert thresholds[30] == EVERY_FRAME_DB > thresholds[36] > thresholds[42] > thresholds[48] > 0
-    # Intra keyframes are never worse than the anchor, and within x264's reach below the predicted ones.
+    # Intra keyframes are never worse than the anchor up to RAMP_START, then their QP is the knob, up to
+    # RAMP_END_QP at Q 51; always within x264's reach below the predicted ones.
     assert all(s.idr_qp == min(s.keyframe_qp, ANCHOR_QP) or s.idr_qp == s.keyframe_qp - MAX_IDR_QP_DROP
-               for s in settings)
+               for s in settings[:RAMP_START + 1])
+    idr = [s.idr_qp for s in settings]
+    assert all(a <= b for a, b in zip(idr, idr[1:])) and idr[RAMP_START] == ANCHOR_QP < idr[48] < idr[51] == RAMP_END_QP
     assert all(s.keyframe_qp - MAX_IDR_QP_DROP <= s.idr_qp <= s.keyframe_qp for s in settings)
     with pytest.raises(ValueError, match="--quality 52 outside 0..51"):
         quality_settings(52)
@@ -126,6 +129,11 @@ def test_the_search_interpolates_in_log_rate_between_the_passes_around_the_targe
     # The edges: nothing further to try.
     assert _next_quality({51.0: 100.0}, 50.0) is None and _next_quality({0.0: 20.0}, 50.0) is None
     assert _next_quality({40.0: 100.0, 40.05: 25.0}, 50.0) is None
+    # A flat stretch on one side (one keyframe and motion): the next pass goes to the end of the scale at once.
+    assert _next_quality({40.0: 11.4, 41.3: 11.4}, 10.0) == QUALITY_MAX
+    assert _next_quality({30.0: 400.0, 29.0: 401.0}, 600.0) == QUALITY_MIN
+    # A secant as steep as the coded pictures' or steeper: the usual step (never a smaller one).
+    assert _next_quality({40.0: 100.0, 42.0: 80.0}, 50.0) == _next_quality({42.0: 80.0}, 50.0)
 
 
 def test_kbps_with_quality_lands_within_ten_percent_or_says_how_far_it_got(trained, moving):
