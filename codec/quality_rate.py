@@ -21,10 +21,11 @@ from .quality import CODED_RATE_SLOPE, quality_settings
 # The issue's bar: within ±10 % of the target. Whole QPs move the coded pictures' rate by ~10 % each, and a
 # fraction of Q moves the refresh threshold, so a fractional Q reaches between them.
 RATE_TOLERANCE = 0.10
-# Full passes at most: each renders the whole clip (a 10 s clip at 512² takes ~40 s on one core).
-MAX_PASSES = 6
-# Qs closer than this are one setting: the threshold moves 0.1 dB.
-Q_RESOLUTION = 0.1
+# Full passes at most: each renders the whole clip (a 10 s clip at 512² takes 20-40 s on one core).
+MAX_PASSES = 8
+# Qs closer than this are one setting. Just above Q 32.73, where the threshold climbs toward every frame coded,
+# 0.01 of Q moves it by 1-4 dB.
+Q_RESOLUTION = 0.01
 # One side of the target only: a secant flatter than this share of the coded pictures' slope means Q barely
 # moves the rate there, so the next pass goes to the end of the scale at once rather than creep.
 FLAT_SLOPE_SHARE = 0.25

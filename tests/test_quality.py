@@ -1,4 +1,5 @@
 """--quality: the settings one value stands for, the rate-distortion decision it makes, the IDR QP, the CLI."""
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -13,7 +14,8 @@ from codec.demo import DemoClipConfig, astronaut_frames
 from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, luma_psnr
 from codec.errors import InputError
 from codec.h264 import IDR_QP_OFFSET, MAX_IDR_QP_DROP, H264Error, KeyframeEncoder
-from codec.quality import ANCHOR_QP, EVERY_FRAME_DB, RAMP_END_QP, RAMP_START, quality_settings
+from codec.quality import (ANCHOR_QP, EVERY_FRAME_DB, RAMP_END_QP, RAMP_START, coded_lpips, quality_settings,
+                           rendered_threshold)
 from codec.video import VideoWriter
 
 SIZE = 64
@@ -47,6 +49,15 @@ def test_a_better_quality_codes_more_frames_at_a_lower_qp():
     assert all(s.keyframe_qp - MAX_IDR_QP_DROP <= s.idr_qp <= s.keyframe_qp for s in settings)
     with pytest.raises(ValueError, match="--quality 52 outside 0..51"):
         quality_settings(52)
+    # Toward every frame coded the threshold climbs continuously (no Q range is skipped): within 0.01 of Q it
+    # never moves more than a few dB until it is above any proxy short of an identical picture.
+    fine = [quality_settings(q / 100).refresh_threshold for q in range(3400, 3260, -1)]
+    assert all(a <= b for a, b in zip(fine, fine[1:])) and fine[0] < 31 and fine[-1] == EVERY_FRAME_DB
+    last_finite = max(t for t in fine if t < EVERY_FRAME_DB)
+    assert last_finite > 45 and max(b - a for a, b in zip(fine, fine[1:]) if b < EVERY_FRAME_DB) < 5
+    # Where rendered frames were fitted (Q 36 and up) the line alone decides, as before.
+    assert rendered_threshold(coded_lpips(36) * 2.04) == pytest.approx((math.log(coded_lpips(36) * 2.04) - 0.2016)
+                                                                      / -0.1006, abs=0.05)
 
 
 def test_the_decision_is_monotone_in_quality_from_motion_only_to_every_frame_coded(trained, moving):
@@ -128,7 +139,7 @@ def test_the_search_interpolates_in_log_rate_between_the_passes_around_the_targe
     assert _next_quality({42.0: 100.0}, 50.0) > 42 > _next_quality({42.0: 20.0}, 50.0)
     # The edges: nothing further to try.
     assert _next_quality({51.0: 100.0}, 50.0) is None and _next_quality({0.0: 20.0}, 50.0) is None
-    assert _next_quality({40.0: 100.0, 40.05: 25.0}, 50.0) is None
+    assert _next_quality({40.0: 100.0, 40.01: 25.0}, 50.0) is None
     # A flat stretch on one side (one keyframe and motion): the next pass goes to the end of the scale at once.
     assert _next_quality({40.0: 11.4, 41.3: 11.4}, 10.0) == QUALITY_MAX
     assert _next_quality({30.0: 400.0, 29.0: 401.0}, 600.0) == QUALITY_MIN
