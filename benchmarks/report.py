@@ -346,6 +346,26 @@ def keyframe_codecs(folder: str, anchor: str = "h264") -> Row:
     return Row(what, "; ".join(parts), (NO_MODEL,), link(folder, "summary.csv", "per_clip.csv"))
 
 
+def rate_control(folder: str) -> Row:
+    """How close `--quality Q --kbps T` lands: targets within tolerance, the worst miss, passes."""
+    path = RESULTS / folder
+    rows, run = read_csv(path / "rate.csv"), read_run(path)
+    if not rows:
+        raise ReportError(f"{folder}/rate.csv holds no rows")
+    within = sum(int(r["within"]) for r in rows)
+    worst = max(rows, key=lambda r: abs(num(r["error_pct"])))
+    targets = sorted({num(r["target_kbps"]) for r in rows})
+    clips = sorted({r["clip"] for r in rows})
+    number = (f"{within} of {len(rows)} clip × target runs within ±10 %; worst {signed(num(worst['error_pct']), 1)} % "
+              f"({clip_name(worst['clip'])} at {f(num(worst['target_kbps']), 0)} kbps); "
+              f"{f(sum(num(r['passes']) for r in rows) / len(rows), 1)} passes on average, at most "
+              f"{max(int(num(r['passes'])) for r in rows)}")
+    what = (f"`--quality 40 --kbps T` rate control, bench512 ({len(clips)} clips, {run['args']['size']}², first "
+            f"{run['args']['frames']} frames; T = {', '.join(f(t, 0) for t in targets)} kbps)")
+    models = tuple(dict.fromkeys(m for r in rows for m in model_ids(r.get("weights"))))
+    return Row(what, number, models, link(folder, "rate.csv"))
+
+
 def rd_motion(folder: str, target: str = "0.20") -> Row:
     """AKD and temporal error of each method at LPIPS `target` (interpolated along its curve)."""
     path = RESULTS / folder
@@ -477,6 +497,7 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_model_range("bench512-step17548"),
     lambda: rd_motion("bench512-step17548"),
     lambda: rd_quality("bench512-quality"),
+    lambda: rate_control("rate-control-bench512"),
     lambda: rd_search("bench512-slow-step17548", "bench512-step17548"),
     lambda: keyframe_anchor("bench512-keyframe-anchor", "long-keyframe-anchor"),
     lambda: keyframe_codecs("keyframe-codecs-bench512"),

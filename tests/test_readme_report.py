@@ -162,3 +162,20 @@ def test_a_quality_sweep_row_counts_the_anchor_points_it_matches(tmp_path, monke
     assert "1 of 3 x264 points have a fvc-q point with no more bytes, no higher LPIPS and AKD at most 10 % above " \
            "(not: crf40, crf32)" in made.number
     assert made.models == (ID_A,)
+
+
+def test_a_rate_control_row_counts_the_runs_within_tolerance_and_names_the_worst(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    folder = tmp_path / "rc"
+    folder.mkdir()
+    head = "date,commit,weights,clip,target_kbps,start,quality,kbps,error_pct,within,passes,pass_kbps,keyframes,lpips,seconds"
+    line = "2026-12-07,abc,w.pt ({id}),{clip},{t},40,33,{k},{e},{w},{p},40:11,1,0.1,9\n"
+    (folder / "rate.csv").write_text(
+        head + "\n" + line.format(id=ID_A, clip="X__cnn2_25fps", t=100.0, k=115.7, e=15.7, w=0, p=8)
+        + line.format(id=ID_A, clip="X__french", t=100.0, k=98.5, e=-1.5, w=1, p=6)
+        + line.format(id=ID_A, clip="X__french", t=10.0, k=9.5, e=-4.9, w=1, p=3))
+    (folder / "run.json").write_text(json.dumps({"args": {"size": "512", "frames": "250"}}))
+    made = report.rate_control("rc")
+    assert made.number == ("2 of 3 clip × target runs within ±10 %; worst +15.7 % (cnn2 at 100 kbps); "
+                           "5.7 passes on average, at most 8")
+    assert "2 clips, 512², first 250 frames; T = 10, 100 kbps" in made.what and made.models == (ID_A,)
