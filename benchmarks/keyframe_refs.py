@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream import KeyframePacket, StreamReader
+from bitstream import KeyframePacket
 from codec import video
 from codec.model_loading import load_model_spec
 from codec.coding_defaults import DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_REFRESH_DB, DEFAULT_REUSE_MARGIN_DB
-from codec.decoder import Decoder
 from codec.encoder import EncoderConfig, encode_clip
 from codec.errors import InputError
 
@@ -38,6 +37,7 @@ from results_folder import run_stamp  # noqa: E402
 from rd_curve import (DEFAULT_DATA, DEFAULT_METRIC_STRIDE, Metrics, device_description,  # noqa: E402
                       find_clips)
 from rdcodecs import BenchmarkError  # noqa: E402
+from rdcodecs.fvc import decode_stream  # noqa: E402
 
 SETTINGS = {"refs1": {"refs": 1, "predict_keyframes": False}, "refs4": {"refs": 4, "predict_keyframes": False},
             "refs1-pred": {"refs": 1, "predict_keyframes": True}, "refs4-pred": {"refs": 4, "predict_keyframes": True},
@@ -54,9 +54,7 @@ def code_clip(frames: np.ndarray, model, ident: bytes, config: EncoderConfig, me
     start = time.perf_counter()
     clip = encode_clip(frames, model, config, ident)
     data = clip.to_bytes()
-    reader = StreamReader(data)
-    decoder = Decoder(model, reader.header)
-    decoded = np.stack([picture for packet in reader for picture in decoder.push(packet)])
+    decoded = decode_stream(model, data, frames, "fvc")
     keyframes = [p for p in clip.packets if isinstance(p, KeyframePacket)]
     scores = metrics(frames, decoded, None)
     n, height, width, _ = frames.shape

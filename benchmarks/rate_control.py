@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream import StreamReader
 from codec import video
-from codec.decoder import Decoder
 from codec.coding_defaults import QUALITY_MAX, QUALITY_MIN
 from codec.encoder import EncoderConfig
 from codec.errors import InputError
@@ -33,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol import portable_args, portable_label  # noqa: E402
 from rd_curve import add_clip_options, device_description, find_clips  # noqa: E402
 from rdcodecs import BenchmarkError  # noqa: E402
-from rdcodecs.base import collect_frames  # noqa: E402
+from rdcodecs.fvc import decode_stream  # noqa: E402
 from results_folder import Table, code_version, command_line, provenance  # noqa: E402
 
 FPS = 25
@@ -51,9 +49,7 @@ def measure(source: np.ndarray, model, model_id: bytes, target: float, start: fl
     began = time.perf_counter()
     clip, choice = encode_quality_to_rate(lambda: iter(source), model, base, model_id, target, start)
     seconds = time.perf_counter() - began
-    reader = StreamReader(clip.to_bytes())
-    decoder = Decoder(model, reader.header)
-    shown = collect_frames((picture for packet in reader for picture in decoder.push(packet)), source, "fvc")
+    shown = decode_stream(model, clip.to_bytes(), source, "fvc")
     picked = np.arange(0, len(source), stride)
     return {"start": start, "quality": choice.quality, "kbps": round(choice.kbps, 2),
             "error_pct": round(100 * (choice.kbps / target - 1), 2), "within": int(not choice.missed),

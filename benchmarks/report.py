@@ -356,7 +356,9 @@ def rate_control(folder: str) -> Row:
     worst = max(rows, key=lambda r: abs(num(r["error_pct"])))
     targets = sorted({num(r["target_kbps"]) for r in rows})
     clips = sorted({r["clip"] for r in rows})
-    number = (f"{within} of {len(rows)} clip × target runs within ±10 %; worst {signed(num(worst['error_pct']), 1)} % "
+    from codec.quality_rate import RATE_TOLERANCE
+
+    number = (f"{within} of {len(rows)} clip × target runs within ±{f(100 * RATE_TOLERANCE, 0)} %; worst {signed(num(worst['error_pct']), 1)} % "
               f"({clip_name(worst['clip'])} at {f(num(worst['target_kbps']), 0)} kbps); "
               f"{f(sum(num(r['passes']) for r in rows) / len(rows), 1)} passes on average, at most "
               f"{max(int(num(r['passes'])) for r in rows)}")

@@ -15,9 +15,9 @@ when proxy_db < (ln(D_code·(1 + κ·b/|c|)) - α)/β. Above RENDERED_JOIN_DB, w
 approaches RENDERED_FLOOR instead, which no rendering scores below however high its proxy: where
 D_code·(1 + κ·b/|c|) lies below it, every frame is coded, and the threshold rises continuously toward that.
 κ (RD_WEIGHT) scales λ: a coded picture also serves the rendered frames after it, which the per-frame rule
-does not see. Intra keyframes, which every rendered
-frame of a scene inherits, are coded at no worse than ANCHOR_QP, except at the top of the scale, where the
-keyframe is all that is coded and its QP is the knob (RAMP_START).
+does not see. Intra keyframes, which every rendered frame of a scene inherits, are coded at no worse than
+ANCHOR_QP, except at the top of the scale, where the keyframe is all that is coded and its QP is the knob
+(RAMP_START).
 """
 from __future__ import annotations
 

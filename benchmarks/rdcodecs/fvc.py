@@ -13,6 +13,15 @@ from codec.coding_defaults import PRESETS
 from .base import BenchmarkError, Codec, CodedClip, collect_frames
 
 
+def decode_stream(model, stream: bytes, like: np.ndarray, label: str) -> np.ndarray:
+    """The frames a Decoder shows for the .fvc `stream`, in an array shaped as `like` (the source clip)."""
+    from codec.decoder import Decoder
+
+    reader = StreamReader(stream)
+    decoder = Decoder(model, reader.header)
+    return collect_frames((picture for packet in reader for picture in decoder.push(packet)), like, label)
+
+
 @dataclass(frozen=True)
 class FvcPoint:
     """Encoder knobs of one operating point: keyframe QP, quality-refresh threshold (dB, 0 = off)."""
@@ -77,7 +86,6 @@ class Fvc(Codec):
         raise BenchmarkError(f"{self.name} has no operating point {point!r}; known: {known}")
 
     def code(self, frames: np.ndarray, fps: float, point: str) -> CodedClip:
-        from codec.decoder import Decoder
         from codec.encoder import EncoderConfig, encode_clip
 
         n, height, width, _ = frames.shape
@@ -88,10 +96,7 @@ class Fvc(Codec):
         encode_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        reader = StreamReader(stream)
-        decoder = Decoder(self.model, reader.header)
-        pictures = (picture for packet in reader for picture in decoder.push(packet))
-        decoded = collect_frames(pictures, frames, f"{self.name} {point}")
+        decoded = decode_stream(self.model, stream, frames, f"{self.name} {point}")
         decode_seconds = time.perf_counter() - start
         return CodedClip(stream, decoded, encode_seconds, decode_seconds)
 

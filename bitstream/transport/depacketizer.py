@@ -217,7 +217,7 @@ class Depacketizer:
                 arrival = self._buffer[above.pop(0)][1]
                 if arrival is not None:
                     oldest = arrival if oldest is None else min(oldest, arrival)
-            if ext not in self._buffer or ext in self._unconfirmed:
+            if self._awaited(ext):
                 deadline = oldest + self.max_delay if oldest is not None and self.max_delay is not None else None
                 out.append((ext % SEQ_MODULUS, deadline))
         return out[::-1]
@@ -335,10 +335,14 @@ class Depacketizer:
         if self._reported is None or self._highest <= self._reported:
             return
         start, self._reported = max(self._reported, self._next), self._highest
-        seqs = [ext for ext in range(start, self._highest) if ext not in self._buffer or ext in self._unconfirmed]
+        seqs = [ext for ext in range(start, self._highest) if self._awaited(ext)]
         if seqs:
             self.stats.missing += len(seqs)
             self._events.append(MissingEvent(tuple(ext % SEQ_MODULUS for ext in seqs)))
+
+    def _awaited(self, ext: int) -> bool:
+        """Whether number `ext` is still to come: not arrived, or only unconfirmed."""
+        return ext not in self._buffer or ext in self._unconfirmed
 
     def _release(self, now: float | None, flush: bool = False) -> None:
         while self._buffer:
