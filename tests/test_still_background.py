@@ -6,7 +6,9 @@ import torch
 
 from codec.data.augment import AugmentConfig
 from codec.data.sampler import PairDataset
+from codec.models.config import FV2VConfig
 from codec.models.foreground_mask import head_prior_logit
+from codec.models.fv2v import FaceVid2Vid
 from codec.motion_model import build_untrained
 from codec.train import losses
 from codec.train.checkpoint import load_checkpoint
@@ -188,3 +190,33 @@ def test_the_picture_losses_reach_the_keypoints_neither_through_the_warp_nor_thr
     detector = [p.grad for p in model.landmarks.parameters()]
     assert all(g is None or not g.any() for g in detector)
     assert any(p.grad is not None and p.grad.any() for p in model.foreground.parameters())
+
+
+@pytest.mark.parametrize("radius", [0.0, 1.0])
+def test_correction_radius_confines_the_refiners_flow_correction_to_the_face(radius):
+    base = FV2VConfig.named("test-image-bg")
+    config = dataclasses.replace(base, image=dataclasses.replace(base.image, correction_radius=radius))
+    model = FaceVid2Vid(config).eval()
+    torch.manual_seed(4)
+    keyframe = torch.rand(1, 3, 64, 64)
+    source = torch.rand(1, 20, 2) * 0.2 - 0.1
+    driving = source + 0.05
+    everywhere = torch.ones(1, 1, 16, 16)  # the whole frame moves with the head: only the correction differs
+
+    def render(shift):
+        with torch.no_grad():
+            model.refiner.head.bias[0] = shift  # a constant flow correction along x
+            return model._warp_keyframe(keyframe, source, driving, everywhere)["prediction"]
+
+    change = (render(0.1) - render(0.0)).abs().amax(1)[0]
+    # The disc at the refiner's 16², widened by one cell for the bilinear up-sampling of its flow to 64².
+    face = torch.sigmoid(head_prior_logit(driving, 16, 1.0, config.image.mask_prior_gain))
+    near = torch.nn.functional.interpolate(torch.nn.functional.max_pool2d(face, 3, 1, 1), size=64)[0, 0]
+    inside = torch.nn.functional.interpolate(face, size=64)[0, 0]
+    assert change[inside > 0.5].mean() > 0.02  # the correction acts on the face
+    outside = change[near < 1e-3]
+    assert outside.numel() > 64 * 64 // 2
+    if radius:
+        assert outside.max() < 1e-3
+    else:
+        assert outside.mean() > 0.02

@@ -14,7 +14,7 @@ from .appearance import AppearanceExtractor
 from .blocks import make_coordinate_grid
 from .canonical_keypoints import CanonicalKeypointDetector
 from .config import FV2VConfig
-from .foreground_mask import ForegroundMask
+from .foreground_mask import ForegroundMask, head_prior_logit
 from .generator import Generator
 from .head_pose import HeadPoseExpression
 from .image_refiner import ImageRefiner
@@ -140,6 +140,9 @@ class FaceVid2Vid(nn.Module):
         if moves is not None:
             correction = correction * moves.permute(0, 2, 3, 1)
             occlusion = occlusion * allowed
+        if cfg.correction_radius > 0:
+            face = torch.sigmoid(head_prior_logit(drv, cfg.size, cfg.correction_radius, cfg.mask_prior_gain))
+            correction = correction * face.permute(0, 2, 3, 1)
         flow = spline + gate * correction
         side = keyframe.shape[-2:]
         # Sampling coordinates are linear in the align_corners grid: bilinear up-sampling keeps them exact.
