@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 
-from codec.motion_model import build_untrained
+from codec.motion_model import build_untrained, for_inference
 
 
 def _device_name() -> str:
@@ -54,7 +54,7 @@ def _time(fn, repeats: int) -> float:
 
 
 def bench(kind: str, config_name: str, repeats: int, frame_size: int) -> None:
-    model = build_untrained(kind, config_name, seed=0)
+    model = for_inference(build_untrained(kind, config_name, seed=0))  # as the codec loads it
     image = torch.rand(1, 3, frame_size, frame_size)
     cfg = model.config
     image_space = kind == "fv2v" and cfg.renderer == "image"

@@ -46,7 +46,7 @@ def load_model_spec(spec: str | None, device: str, kind: str = "fv2v") -> Loaded
     recipe_kind, _, recipe = spec.partition(":") if ":" in spec else (kind, "", spec)
     if recipe.startswith(UNTRAINED_PREFIX) and recipe_kind in mm.REGISTRY:
         config = recipe[len(UNTRAINED_PREFIX):]
-        model = mm.build_untrained(recipe_kind, config, 0).to(device_)
+        model = mm.for_inference(mm.build_untrained(recipe_kind, config, 0), device_)
         return LoadedModel(model, mm.untrained_model_id(recipe_kind, config, 0),
                            f"UNTRAINED {recipe_kind} '{config}' (random weights, seed 0)", True)
     if spec in mm.REGISTRY:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -142,7 +143,8 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, card: dict, fo
     checkpoint = {
         "kind": name,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # Contiguous: the file, hence the model id, must not depend on the layout a loaded model runs in.
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_weights = _temp_beside(path)
@@ -189,7 +191,18 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: weights do not match the {checkpoint['kind']} config ({first})") from None
-    return model.to(device).eval()
+    return for_inference(model, device)
+
+
+def for_inference(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """`model` on `device` in eval mode with its 4D weights channels-last: oneDNN's convolutions then skip a
+    layout reorder each call (at 512² on one CPU thread: H+Δ and the landmark detector 40 → 24 ms a frame)."""
+    model = model.to(device).eval()
+    # Module.to(memory_format=...) refuses the 3D networks' 5D weights: convert the 4D ones alone.
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return model
 
 
 def shipped_weights(kind: MotionKind | str | int) -> list[Path]:

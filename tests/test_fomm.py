@@ -240,7 +240,8 @@ def test_save_load_round_trip(model, tmp_path):
     with torch.no_grad():
         a = model.render(model.analyze_keyframe(image), model.estimate_motion(_image(2)))
         b = loaded.render(loaded.analyze_keyframe(image), loaded.estimate_motion(_image(2)))
-    assert torch.equal(a, b)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert (a - b).abs().max() < 1e-5  # loaded channels-last: float summation order only
 
 
 # --- through the bitstream and the codec -------------------------------------------------------

@@ -151,7 +151,7 @@ class FaceVid2Vid(nn.Module):
         warped = F.grid_sample(keyframe, flow, padding_mode="border", align_corners=True)
         occlusion = F.interpolate(occlusion, size=side, mode="bilinear", align_corners=False)
         fill = F.interpolate(out["fill"], size=side, mode="bilinear", align_corners=False)
-        result = {"prediction": warped + occlusion * (fill - warped), "occlusion": occlusion}
+        result = {"prediction": torch.lerp(warped, fill, occlusion), "occlusion": occlusion}
         if moves is not None:
             result["foreground"] = F.interpolate(moves, size=side, mode="bilinear", align_corners=False)
         return result
