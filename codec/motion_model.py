@@ -197,12 +197,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 def for_inference(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
     """`model` on `device` in eval mode with its 4D weights channels-last: oneDNN's convolutions then skip a
     layout reorder each call (at 512² on one CPU thread: H+Δ and the landmark detector 40 → 24 ms a frame)."""
-    model = model.to(device).eval()
+    return channels_last(model.to(device).eval())
+
+
+def channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` with its 4D weights in channels-last memory (in place; training runs ~9 % faster on one CPU thread)."""
     # Module.to(memory_format=...) refuses the 3D networks' 5D weights: convert the 4D ones alone.
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
         if tensor.dim() == 4:
             tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
-    return model
+    return module
 
 
 def shipped_weights(kind: MotionKind | str | int) -> list[Path]:

@@ -30,7 +30,7 @@ from codec.metrics import vgg16_features
 from codec.models.config import FV2VConfig
 from codec.models.discriminator import MultiScaleDiscriminator
 from codec.models.keypoint_transform import transform_keypoints
-from codec.motion_model import build_untrained, kind_name, save_weights
+from codec.motion_model import build_untrained, channels_last, kind_name, save_weights
 from codec.train import losses
 from codec.train import distributed
 from codec.train.checkpoint import load_checkpoint, manifest_path, save_checkpoint, split_file
@@ -122,7 +122,7 @@ class Trainer:
         self.kind = kind_name(config.model)
         if self.kind == "fv2v":
             _check_labels(config.weights, store)
-        self.model = build_untrained(config.model, config.config, config.seed).to(self.device).train()
+        self.model = channels_last(build_untrained(config.model, config.config, config.seed).to(self.device).train())
         self.forward = distributed.training_forward(self.model, group)
         size = store.frames.shape[-1]
         if size < self.model.output_size:  # 0 (image renderer): any cache size will do
@@ -134,11 +134,11 @@ class Trainer:
         self.data_info = data_info or {}
         self.generator = torch.Generator().manual_seed(self._sampler_seed())
         features = perceptual_features if perceptual_features is not None else vgg16_features(str(self.device))
-        self.perceptual = losses.PerceptualLoss(features.to(self.device), config.perceptual_scales)
+        self.perceptual = losses.PerceptualLoss(channels_last(features.to(self.device)), config.perceptual_scales)
         w = config.weights
         self.discriminator = None
         if w.gan > 0 or w.feature_matching > 0:
-            self.discriminator = MultiScaleDiscriminator(self.model.config).to(self.device).train()
+            self.discriminator = channels_last(MultiScaleDiscriminator(self.model.config).to(self.device).train())
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas)
         self.opt_d = (torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=config.betas)
                       if self.discriminator is not None else None)
