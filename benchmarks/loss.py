@@ -6,9 +6,15 @@ of 3 consecutive datagrams in the middle of the clip, each with NACK retransmiss
 LPIPS and temporal error of the frames the receiver shows against the source, the frames concealed or never shown,
 the longest run of them (the recovery time after a loss, frames and ms), the bytes sent (RTP headers and re-sent
 datagrams included) and the receiver's capture-to-display latency. Rows already in loss.csv are kept (resumable).
+
+Method x264 is the conventional call through the same transport: every frame an H.264 P picture at constant QP
+(`--x264-qp`, fvc's own x264 coder: tune zerolatency, 4 references, an IDR only at the start and when the receiver
+asks), in the same KEYFRAME packets, datagrams, losses and NACKs. Its receiver repeats the last frame from a lost
+picture until the IDR its keyframe request brings, as a WebRTC receiver freezes until its PLI is answered.
 Usage:
     .venv/bin/python benchmarks/loss.py --out results/X [--data DIR] [--clips N | NAMES] [--frames 250] [--size 512]
-        [--conditions loss0,loss1,loss3,loss10,burst3] [--nack on,off] [--seed 0] [--delay MS] [--no-realtime]
+        [--methods fvc,x264] [--x264-qp 40] [--conditions loss0,loss1,loss3,loss10,burst3] [--nack on,off]
+        [--seed 0] [--delay MS] [--no-realtime]
 """
 from __future__ import annotations
 
@@ -42,10 +48,13 @@ from results_folder import Table, code_version, command_line, provenance  # noqa
 FPS = 25
 RESYNC_PERIOD = 25  # fvc send's (codec.coding_defaults.LIVE_RESYNC_PERIOD): motion decodes again at most 1 s after a loss
 BURST = 3
+METHODS = ("fvc", "x264")
+# x264's QP: loss-free, near fvc's LPIPS at 512² (fvc fast ~0.17-0.20; x264 crf 40-44 0.15-0.22 on bench512).
+X264_QP = 40
 # condition -> (random loss probability, burst length); the burst hits the datagrams around the clip's middle frame.
 CONDITIONS = {"loss0": (0.0, 0), "loss1": (0.01, 0), "loss3": (0.03, 0), "loss10": (0.10, 0), "burst3": (0.0, BURST)}
-KEY = ["clip", "condition", "nack"]
-COLUMNS = ["date", "commit", "weights", *KEY, "loss", "burst", "seed", "frames", "decoded", "concealed", "unshown",
+KEY = ["clip", "method", "condition", "nack"]
+COLUMNS = ["date", "commit", "weights", *KEY, "qp", "loss", "burst", "seed", "frames", "decoded", "concealed", "unshown",
            "longest_run_frames", "longest_run_ms", "lpips", "temporal", "bytes", "resent_bytes", "datagrams",
            "dropped", "lost", "keyframes", "plis", "latency_median_ms", "latency_p95_ms", "seconds"]
 UNSHOWN_GREY = 128  # what a viewer sees before the first frame the receiver shows
@@ -60,12 +69,21 @@ class Call:
     receiver: LiveReceiver
 
 
+def encoder_config(method: str, width: int, height: int, x264_qp: int = X264_QP) -> EncoderConfig:
+    """fvc send's settings, or x264's: every frame coded (a GOP of one) as an open-loop P picture, no motion."""
+    if method == "x264":
+        return EncoderConfig(width=width, height=height, fps=Fraction(FPS), refresh_threshold=0.0, max_gop=1,
+                             keyframe_qp=x264_qp, predict_keyframes=True, resync_period=0)
+    return EncoderConfig(width=width, height=height, fps=Fraction(FPS), refresh_threshold=0.0,
+                         resync_period=RESYNC_PERIOD)
+
+
 def send_over_loopback(frames: np.ndarray, model, model_id: bytes, *, loss: float, burst: int, seed: int,
-                       nack: bool, realtime: bool = True, delay: float = 0.0) -> Call:
+                       nack: bool, realtime: bool = True, delay: float = 0.0, method: str = "fvc",
+                       x264_qp: int = X264_QP) -> Call:
     """Send `frames` from a LiveSender thread to a LiveReceiver on 127.0.0.1 through NetworkSimulator(loss, burst)."""
     n, height, width, _ = frames.shape
-    encoder = Encoder(model, EncoderConfig(width=width, height=height, fps=Fraction(FPS), refresh_threshold=0.0,
-                                           resync_period=RESYNC_PERIOD), model_id)
+    encoder = Encoder(model, encoder_config(method, width, height, x264_qp), model_id)
     receive_sock, _ = udp_socket("127.0.0.1", 0, bind=True)
     send_sock, address = udp_socket("127.0.0.1", receive_sock.getsockname()[1], bind=False)
     # Arrival positions: header, two NOTEs, the first keyframe, then about one datagram a frame.
@@ -135,14 +153,17 @@ def score(source: np.ndarray, call: Call, stride: int = 1, device: str = "cpu") 
 
 
 def run_condition(source: np.ndarray, model, model_id: bytes, condition: str, *, nack: bool, seed: int = 0,
-                  realtime: bool = True, delay: float = 0.0, stride: int = 1, device: str = "cpu") -> dict:
-    """One condition of CONDITIONS on one clip: the row's measured columns (the benchmark's core)."""
+                  realtime: bool = True, delay: float = 0.0, stride: int = 1, device: str = "cpu",
+                  method: str = "fvc", x264_qp: int = X264_QP) -> dict:
+    """One condition of CONDITIONS on one clip by one of METHODS: the row's measured columns (the benchmark's core)."""
     loss, burst = CONDITIONS[condition]
     start = time.perf_counter()
     call = send_over_loopback(source, model, model_id, loss=loss, burst=burst, seed=seed, nack=nack,
-                              realtime=realtime, delay=delay)
-    return {"condition": condition, "nack": "on" if nack else "off", "loss": loss, "burst": burst, "seed": seed,
-            **score(source, call, stride, device), "seconds": round(time.perf_counter() - start, 1)}
+                              realtime=realtime, delay=delay, method=method, x264_qp=x264_qp)
+    qp = encoder_config(method, 16, 16, x264_qp).keyframe_qp
+    return {"method": method, "condition": condition, "nack": "on" if nack else "off", "qp": qp, "loss": loss,
+            "burst": burst, "seed": seed, **score(source, call, stride, device),
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def _choices(text: str, allowed) -> list[str]:
@@ -156,6 +177,10 @@ def _choices(text: str, allowed) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_clip_options(p)
+    p.add_argument("--methods", type=lambda t: _choices(t, METHODS), default=list(METHODS),
+                   help="comma-separated, of fvc (fvc send's settings) and x264 (every frame an H.264 picture, "
+                        "same transport); default both")
+    p.add_argument("--x264-qp", type=int, default=X264_QP, help=f"x264's constant QP (default {X264_QP})")
     p.add_argument("--conditions", type=lambda t: _choices(t, CONDITIONS), default=list(CONDITIONS),
                    help=f"comma-separated, of {', '.join(CONDITIONS)} (default all)")
     p.add_argument("--nack", type=lambda t: _choices(t, ("on", "off")), default=["on", "off"],
@@ -172,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.frames < 2 or args.size < 16 or args.stride < 1 or args.delay < 0:
             raise BenchmarkError("--frames must be >= 2, --size >= 16, --stride >= 1 and --delay >= 0")
+        encoder_config("x264", 16, 16, args.x264_qp)  # refuses a QP outside H.264's range now, not mid-run
         clips = find_clips(args.data, args.clips)
         loaded = load_model_spec(args.model, "cpu")
     except (BenchmarkError, InputError) as exc:
@@ -191,13 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"loss: {len(clips)} clips on {info['device']}, code {commit}, weights {weights}", flush=True)
     for clip in clips:
-        todo = [(c, n) for c in args.conditions for n in args.nack if (clip.stem, c, n) not in done]
+        todo = [(m, c, n) for m in args.methods for c in args.conditions for n in args.nack
+                if (clip.stem, m, c, n) not in done]
         if not todo:
             continue
         source = np.stack(list(itertools.islice(video.read_frames(clip, size=args.size, fps=FPS), args.frames)))
-        for condition, nack in todo:
+        for method, condition, nack in todo:
             row = run_condition(source, loaded.model, loaded.model_id, condition, nack=nack == "on", seed=args.seed,
-                                realtime=args.realtime, delay=args.delay / 1000.0, stride=args.stride)
+                                realtime=args.realtime, delay=args.delay / 1000.0, stride=args.stride,
+                                method=method, x264_qp=args.x264_qp)
             row = {**provenance(commit), "weights": weights, "clip": clip.stem, **row}
             table.append(row)
             rows.append(row)
@@ -208,16 +236,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(rows: list[dict]) -> str:
     """Means over clips per condition and NACK setting, as a markdown table."""
-    lines = ["| condition | NACK | clips | LPIPS | temporal | concealed | unshown | longest run (frames / ms) | kB | "
-             "latency median ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | condition | NACK | clips | LPIPS | temporal | concealed | unshown | longest run (frames / ms) | kB | "
+             "latency median ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["condition"], r["nack"]), []).append(r)
-    for (condition, nack), group in groups.items():
+        groups.setdefault((r["method"], r["condition"], r["nack"]), []).append(r)
+    for (method, condition, nack), group in groups.items():
         def mean(key: str) -> float:
             values = [float(r[key]) for r in group]
             return sum(values) / len(values)
-        lines.append(f"| {condition} | {nack} | {len(group)} | {mean('lpips'):.4f} | {mean('temporal'):.2f} | "
+        lines.append(f"| {method} | {condition} | {nack} | {len(group)} | {mean('lpips'):.4f} | {mean('temporal'):.2f} | "
                      f"{mean('concealed'):.1f} | {mean('unshown'):.1f} | {max(int(r['longest_run_frames']) for r in group)}"
                      f" / {max(int(r['longest_run_ms']) for r in group)} | {mean('bytes') / 1000:.1f} | "
                      f"{mean('latency_median_ms'):.0f} |")
