@@ -19,10 +19,11 @@ from codec.models.fomm.dense_motion import DenseMotion, right_divide, sparse_mot
 from codec.models.fomm.generator import Generator
 from codec.models.fomm.keypoint_detector import KeypointDetector
 from codec.models.fomm.model import FOMM, KeyframeState, relative_motion
+from codec.models.image_warp import warp_full_resolution
 from codec.models.model_inputs import InputError
 from codec.motion_model import MotionModel, build_untrained, load_model, save_weights, untrained_model_id
 from codec.train import losses
-from codec.train.trainer import TrainConfig, Trainer
+from codec.train.trainer import RunOptions, TrainConfig, Trainer
 from codec.train.warp import RandomWarp, WarpConfig
 from training_helpers import TinyFeatures, blob_store
 
@@ -283,3 +284,46 @@ def test_a_few_trainer_steps_lower_the_loss(tmp_path):
     for name, ratio in (("generator_total", 0.9), ("perceptual", 0.85)):
         column = [row[name] for row in logged]
         assert np.mean(column[-4:]) < ratio * np.mean(column[:4]), name
+
+
+# --- the image renderer (FOMM's motion driving fv2v's image renderer family) ---------------------------
+@pytest.fixture(scope="module")
+def image_model():
+    return build_untrained("fomm", "test-image", 0)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_image_renderer_shows_the_keyframe_unchanged_for_unmoved_motion(image_model, size):
+    keyframe = _image(7, size)
+    with torch.no_grad():
+        state = image_model.analyze_keyframe(keyframe)
+        out = image_model.render(state, state.motion)
+    assert image_model.generator is None and image_model.output_size == 0
+    assert out.shape == keyframe.shape and (out - keyframe).abs().max() < 1e-4  # softmax masks sum to 1 ± ulp
+
+
+def test_image_renderer_warps_the_keyframe_at_its_own_size_and_fills_once_moved(image_model):
+    keyframe = _image(7, 128)
+    with torch.no_grad():
+        state = image_model.analyze_keyframe(keyframe)
+        moved = {"keypoints": state.motion["keypoints"] + 0.1, "jacobians": state.motion["jacobians"]}
+        out = image_model.animate(state, moved)
+    assert out["prediction"].shape == keyframe.shape and out["occlusion"].shape == (1, 1, 128, 128)
+    assert (out["prediction"] - keyframe).abs().mean() > 0.01
+    # The fill opens only once something moved: untrained, at sigmoid(-4), the warp still dominates.
+    assert 0 < out["occlusion"].max() < 0.05
+    expected, _ = warp_full_resolution(keyframe, out["flow"], torch.zeros(1, 1, 32, 32), out["fill"])
+    assert (out["prediction"] - expected).abs().max() < 0.05  # the warped keyframe, barely filled
+
+
+def test_image_renderer_trains_with_the_pixel_term_and_its_own_keypoint_losses(tmp_path):
+    config = TrainConfig.for_model("fomm", config="test-image", batch_size=2, lr=1e-3)
+    assert config.weights.pixel > 0 and config.weights.equivariance > 0 and config.weights.landmark == 0
+    assert config.perceptual_scales == TrainConfig.for_model("fv2v", config="test-image").perceptual_scales
+    trainer = Trainer(config, blob_store(2, 6), tmp_path, RunOptions(steps=1, log_every=1, image_every=100,
+                                                                     checkpoint_every=100),
+                      perceptual_features=TinyFeatures())
+    before = trainer.model.dense_motion.fill.weight.detach().clone()
+    logged = trainer.train_step()
+    assert {"perceptual", "pixel", "equivariance", "jacobian_equivariance"} <= logged.keys()
+    assert not torch.equal(before, trainer.model.dense_motion.fill.weight)

@@ -18,6 +18,7 @@ from .foreground_mask import ForegroundMask, head_prior_logit
 from .generator import Generator
 from .head_pose import HeadPoseExpression
 from .image_refiner import ImageRefiner
+from .image_warp import warp_full_resolution
 from .landmark_detector import LandmarkDetector
 from .keypoint_transform import rotation_matrix, transform_keypoints
 from .model_inputs import check_motion, prepare_image
@@ -143,17 +144,10 @@ class FaceVid2Vid(nn.Module):
         if cfg.correction_radius > 0:
             face = torch.sigmoid(head_prior_logit(drv, cfg.size, cfg.correction_radius, cfg.mask_prior_gain))
             correction = correction * face.permute(0, 2, 3, 1)
-        flow = spline + gate * correction
-        side = keyframe.shape[-2:]
-        # Sampling coordinates are linear in the align_corners grid: bilinear up-sampling keeps them exact.
-        flow = F.interpolate(flow.permute(0, 3, 1, 2), size=side, mode="bilinear",
-                             align_corners=True).permute(0, 2, 3, 1)
-        warped = F.grid_sample(keyframe, flow, padding_mode="border", align_corners=True)
-        occlusion = F.interpolate(occlusion, size=side, mode="bilinear", align_corners=False)
-        fill = F.interpolate(out["fill"], size=side, mode="bilinear", align_corners=False)
-        result = {"prediction": torch.lerp(warped, fill, occlusion), "occlusion": occlusion}
+        prediction, occlusion = warp_full_resolution(keyframe, spline + gate * correction, occlusion, out["fill"])
+        result = {"prediction": prediction, "occlusion": occlusion}
         if moves is not None:
-            result["foreground"] = F.interpolate(moves, size=side, mode="bilinear", align_corners=False)
+            result["foreground"] = F.interpolate(moves, size=keyframe.shape[-2:], mode="bilinear", align_corners=False)
         return result
 
     def training_forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:

@@ -29,6 +29,7 @@ from codec.errors import CodecError, InputError, OutputError, is_user_error, one
 from codec.metrics import vgg16_features
 from codec.models.config import FV2VConfig
 from codec.models.discriminator import MultiScaleDiscriminator
+from codec.models.fomm.config import FOMMConfig
 from codec.models.keypoint_transform import transform_keypoints
 from codec.motion_model import build_untrained, channels_last, kind_name, save_weights
 from codec.train import losses
@@ -60,6 +61,9 @@ _IMAGE_PERCEPTUAL_SCALES = (0.25, 0.125)
 # term is a mean |Δ| of ~0.006 over a whole frame: at 50 it weighs ~0.3, as the pixel term does, where
 # the perceptual term weighs ~25 (the first 120 steps of the fine-tune, at 10, left it at 0.06).
 _STILL_WEIGHTS = dataclasses.replace(_IMAGE_WEIGHTS, temporal=50.0, foreground=0.1)
+# FOMM in the image renderer family keeps its own keypoint training (equivariance, no landmarks) and takes the
+# image renderer's pixel term and pyramid, so only the motion representation differs from warp128's.
+_FOMM_IMAGE_WEIGHTS = dataclasses.replace(_FOMM_WEIGHTS, pixel=_IMAGE_WEIGHTS.pixel)
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,14 @@ class TrainConfig:
     @classmethod
     def for_model(cls, model: str, **kwargs) -> TrainConfig:
         """Defaults of a model kind and renderer (FOMM drops the losses it was not trained with)."""
+        name = kwargs.get("config", cls.config)
         if kind_name(model) == "fomm":
-            kwargs.setdefault("weights", _FOMM_WEIGHTS)
-        elif (model_config := FV2VConfig.named(kwargs.get("config", cls.config))).renderer == "image":
+            image = FOMMConfig.named(name).renderer == "image"
+            kwargs.setdefault("weights", _FOMM_IMAGE_WEIGHTS if image else _FOMM_WEIGHTS)
+        elif image := (model_config := FV2VConfig.named(name)).renderer == "image":
             still = model_config.image.background == "still"
             kwargs.setdefault("weights", _STILL_WEIGHTS if still else _IMAGE_WEIGHTS)
+        if image:
             kwargs.setdefault("perceptual_scales", _IMAGE_PERCEPTUAL_SCALES)
         return cls(model=kind_name(model), **kwargs)
 

@@ -1,4 +1,5 @@
-"""FOMM dense motion: keypoints and Jacobians + source image → dense 2D flow and an occlusion map."""
+"""FOMM dense motion: keypoints and Jacobians + source image → dense 2D flow, an occlusion map (and, for the image
+renderer, the colours to fill in where the source shows nothing)."""
 from __future__ import annotations
 
 import torch
@@ -12,6 +13,8 @@ from .config import FOMMConfig
 
 # Decoded streams may carry singular Jacobians; a floor on |det| keeps the flow finite.
 _MIN_DET = 1e-6
+# The image renderer's starting occlusion logit: untrained, it shows the warp, not its fill (as fv2v's refiner).
+_IMAGE_OCCLUSION_BIAS = -4.0
 
 
 def right_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -44,7 +47,8 @@ def sparse_motions(kp_source: torch.Tensor, jac_source: torch.Tensor, kp_driving
 
 
 class DenseMotion(nn.Module):
-    """Source deformed by each sparse motion + heatmap differences → hourglass → K+1 soft masks, occlusion."""
+    """Source deformed by each sparse motion + heatmap differences → hourglass → K+1 soft masks, occlusion (and
+    RGB fill with the image renderer)."""
 
     def __init__(self, config: FOMMConfig):
         super().__init__()
@@ -54,11 +58,15 @@ class DenseMotion(nn.Module):
         self.hourglass = Hourglass2d(parts * 4, cfg.block_expansion, cfg.num_blocks, cfg.max_features)
         self.mask = conv(2, self.hourglass.out_channels, parts, cfg.mask_kernel)
         self.occlusion = conv(2, self.hourglass.out_channels, 1, cfg.occlusion_kernel)
+        self.fill = None
+        if config.renderer == "image":
+            self.fill = conv(2, self.hourglass.out_channels, 3, cfg.occlusion_kernel)
+            nn.init.constant_(self.occlusion.bias, _IMAGE_OCCLUSION_BIAS)
 
     def forward(self, source: torch.Tensor, kp_source: torch.Tensor, jac_source: torch.Tensor,
                 kp_driving: torch.Tensor, jac_driving: torch.Tensor) -> dict[str, torch.Tensor]:
         """source (B,3,s,s) at `input_size`, keypoints (B,K,2), Jacobians (B,K,2,2)
-        → flow (B,s,s,2), occlusion (B,1,s,s), mask (B,K+1,s,s)."""
+        → flow (B,s,s,2), occlusion (B,1,s,s), mask (B,K+1,s,s) [, fill (B,3,s,s) in (0,1)]."""
         b, c, h, w = source.shape
         parts = self.num_keypoints + 1
         sparse = sparse_motions(kp_source, jac_source, kp_driving, jac_driving, (h, w))
@@ -69,4 +77,7 @@ class DenseMotion(nn.Module):
         feat = self.hourglass(x.view(b, -1, h, w))
         mask = F.softmax(self.mask(feat), dim=1)
         flow = (mask.unsqueeze(-1) * sparse).sum(dim=1)
-        return {"flow": flow, "occlusion": torch.sigmoid(self.occlusion(feat)), "mask": mask}
+        out = {"flow": flow, "occlusion": torch.sigmoid(self.occlusion(feat)), "mask": mask}
+        if self.fill is not None:
+            out["fill"] = torch.sigmoid(self.fill(feat))
+        return out

@@ -9,6 +9,7 @@ from torch import nn
 
 from bitstream.constants import MotionKind
 
+from ..image_warp import warp_full_resolution
 from ..model_inputs import check_motion, prepare_image
 from .config import FOMMConfig
 from .dense_motion import DenseMotion, right_divide
@@ -18,13 +19,15 @@ from .keypoint_detector import KeypointDetector
 
 @dataclass
 class KeyframeState:
-    """What a keyframe costs once: generator features, the small source for dense motion, its keypoints."""
+    """What a keyframe costs once: generator features (feature renderer) or the picture itself (image renderer),
+    the small source for dense motion, its keypoints."""
 
-    features: torch.Tensor  # (B, C, f, f) generator encoder features
+    features: torch.Tensor | None  # (B, C, f, f) generator encoder features
     source: torch.Tensor  # (B, 3, s, s) source image at the dense-motion size
     keypoints: torch.Tensor  # (B, K, 2)
     jacobians: torch.Tensor  # (B, K, 2, 2)
     motion: dict[str, torch.Tensor]  # the source's own motion groups
+    image: torch.Tensor | None = None  # (B, 3, S, S) the keyframe at its own size (image renderer)
 
 
 class FOMM(nn.Module):
@@ -38,10 +41,12 @@ class FOMM(nn.Module):
         self.config = config
         self.num_keypoints = config.num_keypoints
         self.analysis_size = config.analysis_size
-        self.output_size = config.output_size
+        self.image_space = config.renderer == "image"
+        # 0: frames come out at the keyframe's own size.
+        self.output_size = 0 if self.image_space else config.output_size
         self.detector = KeypointDetector(config)
         self.dense_motion = DenseMotion(config)
-        self.generator = Generator(config)
+        self.generator = None if self.image_space else Generator(config)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return prepare_image(image, self.analysis_size)
@@ -57,24 +62,35 @@ class FOMM(nn.Module):
         out = self.detector(self._prepare(image))
         return {"keypoints": out["keypoints"], "jacobians": out["jacobians"]}
 
-    def _animate(self, features, source, kp_source, kp_driving) -> dict[str, torch.Tensor]:
-        field = self.dense_motion(source, kp_source["keypoints"], kp_source["jacobians"],
+    def _animate(self, state: KeyframeState, kp_source, kp_driving) -> dict[str, torch.Tensor]:
+        field = self.dense_motion(state.source, kp_source["keypoints"], kp_source["jacobians"],
                                   kp_driving["keypoints"], kp_driving["jacobians"])
-        return {"prediction": self.generator(features, field["flow"], field["occlusion"]), **field}
+        if not self.image_space:
+            return {"prediction": self.generator(state.features, field["flow"], field["occlusion"]), **field}
+        # A frame whose keypoints and Jacobians did not move shows the keyframe unchanged: the flow is then the
+        # identity, and the fill fades out.
+        moved = torch.maximum((kp_driving["keypoints"] - kp_source["keypoints"]).abs().amax(dim=(1, 2)),
+                              (kp_driving["jacobians"] - kp_source["jacobians"]).abs().amax(dim=(1, 2, 3)))
+        gate = (moved / self.config.motion_gate).clamp(max=1.0).view(-1, 1, 1, 1)
+        prediction, occlusion = warp_full_resolution(state.image, field["flow"], gate * field["occlusion"],
+                                                     field["fill"])
+        return {**field, "prediction": prediction, "occlusion": occlusion}
 
     def training_forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         """Reconstruct `driving` from `source`: prediction, occlusion, source/driving keypoint dicts."""
-        source = self._prepare(source)
-        kp_s, kp_d = self.keypoints(source), self.keypoints(driving)
-        out = self._animate(self.generator.encode(source), self._dense_input(source), kp_s, kp_d)
+        state = self.analyze_keyframe(source)
+        kp_s = {"keypoints": state.keypoints, "jacobians": state.jacobians}
+        kp_d = self.keypoints(driving)
+        out = self._animate(state, kp_s, kp_d)
         return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d}
 
     def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:
-        """Run the detector and the generator's encoder on a keyframe once; `render` reuses them."""
-        image = self._prepare(image)
-        kp = self.keypoints(image)
-        return KeyframeState(self.generator.encode(image), self._dense_input(image), kp["keypoints"],
-                             kp["jacobians"], _motion_groups(kp))
+        """Run the detector (and the generator's encoder) on a keyframe once; `render` reuses them."""
+        small = self._prepare(image)
+        kp = self.keypoints(small)
+        features = None if self.image_space else self.generator.encode(small)
+        return KeyframeState(features, self._dense_input(small), kp["keypoints"], kp["jacobians"],
+                             _motion_groups(kp), image if self.image_space else None)
 
     def estimate_motion(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Detector only: keypoints (B,K,2) and row-major jacobians (B,K,4)."""
@@ -89,7 +105,7 @@ class FOMM(nn.Module):
         check_motion(motion, self.kind, self.num_keypoints, state.keypoints.shape[0])
         driving = {"keypoints": motion["keypoints"], "jacobians": motion["jacobians"].unflatten(-1, (2, 2))}
         source = {"keypoints": state.keypoints, "jacobians": state.jacobians}
-        return self._animate(state.features, state.source, source, driving)
+        return self._animate(state, source, driving)
 
 
 def _motion_groups(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
