@@ -46,7 +46,6 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
                                       "qp": slice_qp(packet.annexb), "reason": reason,
                                       **({"slot": packet.slot} if slotted else {}),
                                       **({"predicted": not packet.intra} if header.predicted_keyframes else {})})
-                    reason = None
                 elif isinstance(packet, MotionPacket) and packet.resync:
                     resync["packets"] += 1
                     resync["bytes"] += record.size

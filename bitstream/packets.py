@@ -118,6 +118,26 @@ class NotePacket:
         return json.loads(self.body)
 
 
+class ReasonNotes:
+    """The keyframe_reason NOTEs a writer needs: one before a keyframe whose reason differs from the last one given,
+    since a reason holds for the keyframes after it (spec §4.4); every coded picture of a constant-quality stream
+    would otherwise carry ~31 bytes of the same text."""
+
+    def __init__(self):
+        self._last: str | None = None
+
+    def before(self, reason: str) -> NotePacket | None:
+        """The NOTE to write before a keyframe coded for `reason`, if one is needed."""
+        if reason == self._last:
+            return None
+        self._last = reason
+        return NotePacket.of({KEYFRAME_REASON: reason})
+
+    def reset(self) -> None:
+        """The next keyframe gets its NOTE whatever its reason (a receiver may join there)."""
+        self._last = None
+
+
 @dataclass(frozen=True)
 class UseSlotPacket:
     """Version 2.x: the MOTION packets that follow render from the keyframe in `slot` (spec §4.5)."""

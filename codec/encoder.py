@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, NotePacket, StreamHeader,
                        StreamWriter, SymbolError, UseSlotPacket, default_header, quantize)
 from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR
-from bitstream.packets import KEYFRAME_REASON
+from bitstream.packets import ReasonNotes
 
 from . import __version__
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
@@ -384,14 +384,17 @@ class EncodedClip:
             self._write_packets(writer, self.packets)
 
     def _write_packets(self, writer: StreamWriter, packets: Iterable[Packet]) -> None:
-        """The stream's NOTE, then `packets` with a NOTE of its reason before each keyframe (spec §4.4).
+        """The stream's NOTE, then `packets` with a NOTE of the reason before each keyframe whose reason differs
+        from the last one's (spec §4.4).
 
         Both kinds of NOTE are known when their place in the stream comes, so a live sender writes them too.
         """
         writer.write(stream_note(self.config))
+        reasons = ReasonNotes()
         for packet in packets:
-            if isinstance(packet, KeyframePacket):
-                writer.write(NotePacket.of({KEYFRAME_REASON: self.stats.keyframe_log[packet.frame_index].value}))
+            reason = self.stats.keyframe_log[packet.frame_index].value if isinstance(packet, KeyframePacket) else None
+            if reason is not None and (note := reasons.before(reason)) is not None:
+                writer.write(note)
             writer.write(packet)
 
     def kbps(self, size: int | None = None) -> float:

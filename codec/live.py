@@ -28,7 +28,7 @@ import numpy as np
 
 from bitstream import EndPacket, KeyframePacket, NotePacket, StreamHeader
 from bitstream.constants import NOTE_MINOR
-from bitstream.packets import KEYFRAME_REASON
+from bitstream.packets import ReasonNotes
 from bitstream.transport import (DEFAULT_MAX_DATAGRAM, DEFAULT_PAYLOAD_TYPE, Depacketizer, FeedbackParser,
                                  HeaderEvent, MissingEvent, Packetizer, PacketEvent, SentHistory, feedback_datagrams,
                                  parse_datagram)
@@ -136,6 +136,7 @@ class LiveSender:
         self.note = dict(note or {})
         self.stats = SenderStats()
         self.history = SentHistory() if retransmit else SentHistory(limit=0)  # limit 0: NACKs are only counted
+        self.reasons = ReasonNotes()
         self.linger = linger
         self._last_answer = -float("inf")
 
@@ -201,8 +202,10 @@ class LiveSender:
                         # A receiver that joins, or restarts, here needs the header and the capture clock first.
                         self._send(self.packetizer.header_datagrams(packet.frame_index))
                         self._send(self.packetizer.packetize(first_note))
+                        self.reasons.reset()
                     reason = self.encoder.stats.keyframe_log[packet.frame_index].value
-                    self._send(self.packetizer.packetize(NotePacket.of({KEYFRAME_REASON: reason})))
+                    if (note := self.reasons.before(reason)) is not None:
+                        self._send(self.packetizer.packetize(note))
                 self._send(self.packetizer.packetize(packet))
             self.stats.frames += 1
             if on_frame is not None:

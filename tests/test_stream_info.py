@@ -262,7 +262,8 @@ def test_summary_lists_keyframes_with_qp_reason_and_the_merged_notes():
     keyframes = [r for r in records if isinstance(r.packet, KeyframePacket)]
     assert summary["keyframe_list"] == [
         {"frame": 0, "offset": keyframes[0].offset, "bytes": keyframes[0].size, "qp": 27, "reason": "quality"},
-        {"frame": 3, "offset": keyframes[1].offset, "bytes": keyframes[1].size, "qp": 27, "reason": None}]
+        # No NOTE before keyframe 3: the last reason given holds (spec §4.4).
+        {"frame": 3, "offset": keyframes[1].offset, "bytes": keyframes[1].size, "qp": 27, "reason": "quality"}]
     assert summary["packets"] == [{"index": r.index, "type": t, "frame": getattr(r.packet, "frame_index", None),
                                    "offset": r.offset, "bytes": r.size}
                                   for r, t in zip(records, ["note", "note", "note", "keyframe", "motion", "motion",
@@ -311,6 +312,20 @@ def test_encoded_clips_carry_writer_source_crop_and_keyframe_reasons(tmp_path):
     assert [(k["frame"], k["reason"]) for k in summary["keyframe_list"]] == [(0, "first"), (2, "quality")]
     with pytest.raises(InputError, match="encoder note"):
         EncoderConfig(width=64, height=48, fps=Fraction(25), note={"crop": object()})
+
+
+def test_a_keyframe_reason_note_is_written_only_where_the_reason_changes():
+    from codec.encoder import EncodedClip, EncodeStats, EncoderConfig, KeyframeReason
+
+    reasons = [KeyframeReason.FIRST, *[KeyframeReason.QUALITY] * 3, KeyframeReason.MAX_GOP, KeyframeReason.QUALITY]
+    stats = EncodeStats(frames=len(reasons), keyframe_log=dict(enumerate(reasons)))
+    clip = EncodedClip(HEADER, [KeyframePacket(i, AU) for i in range(len(reasons))], stats,
+                       EncoderConfig(width=64, height=48, fps=Fraction(25)), {})
+    data = clip.to_bytes()
+    notes = [r.packet.fields for r in StreamReader(data).records() if isinstance(r.packet, NotePacket)]
+    # The writer's NOTE, then one per change of reason: 4, not 6, and ~31 bytes saved per repeated one.
+    assert [n.get("keyframe_reason") for n in notes] == [None, "first", "quality", "max_gop", "quality"]
+    assert [k["reason"] for k in summarize(data)["keyframe_list"]] == [r.value for r in reasons]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
