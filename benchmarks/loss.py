@@ -13,7 +13,7 @@ asks), in the same KEYFRAME packets, datagrams, losses and NACKs. Its receiver r
 picture until the IDR its keyframe request brings, as a WebRTC receiver freezes until its PLI is answered.
 Usage:
     .venv/bin/python benchmarks/loss.py --out results/X [--data DIR] [--clips N | NAMES] [--frames 250] [--size 512]
-        [--methods fvc,x264] [--x264-qp 48] [--conditions loss0,loss1,loss3,loss10,burst3] [--nack on,off]
+        [--methods fvc,x264] [--x264-qp 42] [--conditions loss0,loss1,loss3,loss10,burst3] [--nack on,off]
         [--seed 0] [--delay MS] [--no-realtime]
 """
 from __future__ import annotations
@@ -50,8 +50,9 @@ RESYNC_PERIOD = 25  # fvc send's (codec.coding_defaults.LIVE_RESYNC_PERIOD): mot
 BURST = 3
 METHODS = ("fvc", "x264")
 # x264's QP: loss-free, about fvc's LPIPS at 512². On cnn2's first 100 frames (LPIPS every 10th) P pictures at
-# QP 40 / 44 / 48 cost 54 / 39 / 30 kbps at LPIPS 0.064 / 0.094 / 0.129 (fvc send's settings: ~11 kbps, ~0.13).
-X264_QP = 48
+# QP 40 / 44 / 48 cost 54 / 39 / 30 kbps at LPIPS 0.064 / 0.094 / 0.129; fvc at keyframe QP 32 with one keyframe
+# scores 0.077 at 9.9 kbps there (results/bench512-step17548).
+X264_QP = 42
 # condition -> (random loss probability, burst length); the burst hits the datagrams around the clip's middle frame.
 CONDITIONS = {"loss0": (0.0, 0), "loss1": (0.01, 0), "loss3": (0.03, 0), "loss10": (0.10, 0), "burst3": (0.0, BURST)}
 KEY = ["clip", "method", "condition", "nack"]
