@@ -247,8 +247,10 @@ def rd_headline(folder: str, point: str = "qp24-refresh0", hold_point: str = "qp
     return Row(what, "; ".join(parts), model_ids(row.get("weights")), link(folder, "summary.csv", "rd.csv"))
 
 
-def rd_rates(folder: str, target: str = "0.20", second: str = "0.15") -> Row:
-    """Bits per pixel each method needs for LPIPS `target` (and `second`), and the mean BD-rates on LPIPS."""
+def rd_rates(folder: str, target: str = "0.20", second: str = "0.15", metrics: Sequence[str] = ("lpips", *EXTRA_QUALITY),
+             test: str | None = None) -> Row:
+    """Bits per pixel each method needs for LPIPS `target` (and `second`), and the mean BD-rates on `metrics` (of
+    `test` against each anchor, when given)."""
     path = RESULTS / folder
     run, summary, quality = read_run(path), read_csv(path / "summary.csv"), read_csv(path / "quality.csv")
     methods = in_order({q["method"] for q in quality}, ["fvc", "x264", "x265", "svtav1"])
@@ -262,9 +264,9 @@ def rd_rates(folder: str, target: str = "0.20", second: str = "0.15") -> Row:
     bd_path = path / "bd_rate.csv"
     clips = max(int(num(r["clips"])) for r in summary)
     for r in read_csv(bd_path) if bd_path.is_file() else []:
-        if r["clip"] == "mean" and r["metric"] in ("lpips", *EXTRA_QUALITY) and int(num(r["clips_used"])) == clips \
-                and has(r, "bd_rate_pct"):
-            metric = "LPIPS" if r["metric"] == "lpips" else EXTRA_QUALITY[r["metric"]]
+        if r["clip"] == "mean" and r["metric"] in metrics and int(num(r["clips_used"])) == clips \
+                and has(r, "bd_rate_pct") and test in (None, r["test"]):
+            metric = {"lpips": "LPIPS", "psnr": "PSNR", **EXTRA_QUALITY}[r["metric"]]
             parts.append(f"BD-rate on {metric}, {r['test']} vs {r['anchor']}: {signed(num(r['bd_rate_pct']), 1)} % "
                          f"(mean of {clips} clips)")
     models = tuple(dict.fromkeys(m for r in summary for m in model_ids(r.get("weights"))))
@@ -366,6 +368,69 @@ def rate_control(folder: str) -> Row:
             f"{run['args']['frames']} frames; T = {', '.join(f(t, 0) for t in targets)} kbps)")
     models = tuple(dict.fromkeys(m for r in rows for m in model_ids(r.get("weights"))))
     return Row(what, number, models, link(folder, "rate.csv"))
+
+
+def equal_budget(folder: str, test: str = "fomm", anchor: str = "fvc", hold: str = "hold", note: str = "") -> Row:
+    """Two motion models trained alike, one keyframe per clip at each keyframe QP: motion bytes per frame (the
+    bytes beyond the hold's lone keyframe at that QP), LPIPS and AKD, means over the clips."""
+    path = RESULTS / folder
+    run, summary = read_run(path), read_csv(path / "summary.csv")
+    fps, frames = num(run.get("fps", 25)), num(run.get("frames", 250))
+    parts, models = [], []
+    for point in sorted({r["point"] for r in summary if r["method"] == anchor and r["point"].endswith("-refresh0")},
+                        key=lambda p: int(p[2:].split("-")[0])):
+        pair = [next((r for r in summary if r["method"] == m and r["point"] == point), None) for m in (anchor, test)]
+        if None in pair:
+            continue
+        qp = point.split("-")[0]
+        floor = next((r for r in summary if r["method"] == hold and r["point"] == f"{qp}-every{int(frames)}"), None)
+
+        def motion(r: dict[str, str]) -> str:
+            if floor is None:
+                return f"{f(num(r['kbps']), 1)} kbps"
+            per_frame = (num(r["kbps"]) - num(floor["kbps"])) * 1000 / 8 / fps * frames / (frames - 1)
+            return f"{f(per_frame, 1)} B/frame of motion"
+
+        parts.append(f"keyframe QP {qp[2:]}: " + ", ".join(
+            f"{r['method']} {motion(r)}, LPIPS {f(num(r['lpips']), 3)}, AKD {f(num(r['akd']), 2)} px" for r in pair))
+        models += [m for r in pair for m in model_ids(r.get("weights"))]
+    if not parts:
+        raise ReportError(f"{folder}/summary.csv: no refresh0 point holds both {anchor} and {test}")
+    clips = int(num(next(r for r in summary if r["method"] == test)["clips"]))
+    what = f"{test} against {anchor} on equal terms{note}: {protocol(run, clips)}, one keyframe per clip"
+    return Row(what, "; ".join(parts), tuple(dict.fromkeys(models)), link(folder, "summary.csv"))
+
+
+def live_loss(folder: str, nack: str = "on") -> Row:
+    """benchmarks/loss.py: per method, the rate and the LPIPS of what the receiver shows at each loss, the longest
+    freeze and the capture-to-display latency, means over the clips."""
+    path = RESULTS / folder
+    rows, run = [r for r in read_csv(path / "loss.csv") if r["nack"] == nack], read_run(path)
+    if not rows:
+        raise ReportError(f"{folder}/loss.csv holds no rows with NACK {nack}")
+    args = run.get("args", {})
+    seconds = num(args.get("frames", 250)) / 25.0
+    parts, models = [], []
+    for method in in_order({r["method"] for r in rows}, ["fvc", "x264"]):
+        mine = [r for r in rows if r["method"] == method]
+        by = {c: [r for r in mine if r["condition"] == c] for c in dict.fromkeys(r["condition"] for r in mine)}
+
+        def mean(condition: str, key: str) -> float:
+            return sum(num(r[key]) for r in by[condition]) / len(by[condition])
+
+        clean = "loss0" if "loss0" in by else next(iter(by))
+        text = [f"{method}" + (f" (QP {mine[0]['qp']})" if method == "x264" else "")
+                + f" {f(mean(clean, 'bytes') * 8 / seconds / 1000, 1)} kbps, LPIPS {f(mean(clean, 'lpips'), 3)}"]
+        for condition in (c for c in by if c != clean):
+            text.append(f"{condition} {f(mean(condition, 'lpips'), 3)} ({signed(mean(condition, 'lpips') - mean(clean, 'lpips'), 3)})")
+        text.append(f"longest run of repeated frames {max(int(num(r['longest_run_ms'])) for r in mine)} ms")
+        text.append(f"latency median {f(mean(clean, 'latency_median_ms'), 0)} ms")
+        parts.append(", ".join(text))
+        models += [m for r in mine for m in model_ids(r.get("weights")) if method == "fvc"]
+    clips = len({r["clip"] for r in rows})
+    what = (f"a live call through the loopback UDP transport (benchmarks/loss.py, NACK {nack}, real time): {clips} "
+            f"clips, {args.get('size', '?')}², first {args.get('frames', '?')} frames")
+    return Row(what, "; ".join(parts), tuple(dict.fromkeys(models)) or (NO_MODEL,), link(folder, "loss.csv"))
 
 
 def rd_motion(folder: str, target: str = "0.20") -> Row:
@@ -499,6 +564,7 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_model_range("bench512-step17548"),
     lambda: rd_motion("bench512-step17548"),
     lambda: rd_quality("bench512-quality"),
+    lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),
     lambda: rate_control("rate-control-bench512"),
     lambda: rd_search("bench512-slow-step17548", "bench512-step17548"),
     lambda: keyframe_anchor("bench512-keyframe-anchor", "long-keyframe-anchor"),
