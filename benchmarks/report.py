@@ -55,6 +55,8 @@ class Row:
     number: str
     models: tuple[str, ...]  # model ids (32 hex digits, or a prefix of 8+ in hand rows); "-" = no motion model
     source: str
+    # A comparison of training recipes at an equal budget stays current whatever weights ship now.
+    always_current: bool = False
 
     def cells(self, names: dict[str, str]) -> str:
         weights = ", ".join(model_label(m, names) for m in self.models) or model_label(NO_MODEL, names)
@@ -99,14 +101,11 @@ def has(row: dict[str, str], column: str) -> bool:
 
 
 def shipped_models() -> dict[str, str]:
-    """Model id -> label of each kind's shipped default weights (the card's id, else the file's hash)."""
-    from codec.motion_model import REGISTRY, card_path, default_weights, model_id
+    """Model id -> label of every weights file that ships (the card's id, else the file's hash), defaults first."""
+    from codec.motion_model import REGISTRY, card_path, model_id, shipped_weights
 
     shipped = {}
-    for kind in REGISTRY:
-        path = default_weights(kind)
-        if path is None:
-            continue
+    for path in (p for kind in REGISTRY for p in shipped_weights(kind)):
         card = json.loads(card_path(path).read_text()) if card_path(path).is_file() else {}
         ident = card.get("model_id") or model_id(path).hex()
         steps = f" step {card['steps']}" if "steps" in card else ""
@@ -124,6 +123,8 @@ def model_label(ident: str, names: dict[str, str]) -> str:
 
 
 def is_current(row: Row, shipped: dict[str, str]) -> bool:
+    if row.always_current:
+        return True
     return all(m == NO_MODEL or any(s.startswith(m) for s in shipped) for m in row.models) if row.models else True
 
 
@@ -398,7 +399,11 @@ def equal_budget(folder: str, test: str = "fomm", anchor: str = "fvc", hold: str
         raise ReportError(f"{folder}/summary.csv: no refresh0 point holds both {anchor} and {test}")
     clips = int(num(next(r for r in summary if r["method"] == test)["clips"]))
     what = f"{test} against {anchor} on equal terms{note}: {protocol(run, clips)}, one keyframe per clip"
-    return Row(what, "; ".join(parts), tuple(dict.fromkeys(models)), link(folder, "summary.csv"))
+    bd = [r for r in read_csv(path / "bd_rate.csv") if r["clip"] == "mean" and r["metric"] == "lpips"
+          and {r["test"], r["anchor"]} == {test, anchor} and has(r, "bd_rate_pct")] if (path / "bd_rate.csv").is_file() else []
+    parts += [f"BD-rate on LPIPS, {r['test']} vs {r['anchor']}: {signed(num(r['bd_rate_pct']), 1)} %" for r in bd]
+    return Row(what, "; ".join(parts), tuple(dict.fromkeys(models)), link(folder, "summary.csv", "bd_rate.csv"),
+               always_current=True)
 
 
 def live_loss(folder: str, nack: str = "on") -> Row:
@@ -562,6 +567,9 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_headline("bench512-step17548"),
     lambda: rd_rates("bench512-step17548"),
     lambda: rd_model_range("bench512-step17548"),
+    lambda: equal_budget("bench512-fomm-equal", note=" (both warping the keyframe's pixels, each trained 2,430 steps x 4 "
+                                                     "pairs on the same data: fv2v with landmark-tied 3D keypoints, FOMM "
+                                                     "with its unsupervised 2D keypoints and Jacobians)"),
     lambda: rd_motion("bench512-step17548"),
     lambda: rd_quality("bench512-quality"),
     lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),

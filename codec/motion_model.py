@@ -59,7 +59,7 @@ class RegistryEntry:
 REGISTRY: dict[str, RegistryEntry] = {
     # The image renderer (warp128) outranks the feature renderers: it shows the keyframe's own pixels.
     "fv2v": RegistryEntry("codec.models.fv2v:FaceVid2Vid", "small", ("warp128", "small", "cpu128")),
-    "fomm": RegistryEntry("codec.models.fomm.model:FOMM", "small"),
+    "fomm": RegistryEntry("codec.models.fomm.model:FOMM", "small", ("warp128", "small", "cpu128")),
 }
 
 

@@ -108,6 +108,14 @@ def test_rows_of_weights_that_do_not_ship_go_to_the_history_table(tmp_path, monk
     assert "(aaaaaaaa)" in history
 
 
+def test_an_equal_budget_comparison_stays_current_whatever_ships(tmp_path):
+    recipe = report.Row("fomm against fvc on equal terms", "LPIPS 0.20", (ID_A, ID_B), "x", always_current=True)
+    plain = report.Row("fvc alone", "LPIPS 0.21", (ID_B,), "y")
+    current, history = report.build([recipe, plain], _hand(tmp_path, ""), shipped={ID_A: "`a`, shipped"}).split(
+        report.HISTORY_INTRO)
+    assert "fomm against fvc on equal terms" in current and "fvc alone" in history
+
+
 def test_csvs_with_or_without_the_new_metric_columns(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     _fake_folder(tmp_path, "plain", ID_A)
@@ -130,7 +138,7 @@ def test_the_shipped_weights_come_from_the_motion_model_registry(tmp_path, monke
     weights = tmp_path / "fv2v-next.pt"
     weights.write_bytes(b"not really weights")
     (tmp_path / "fv2v-next.json").write_text(json.dumps({"model_id": ID_B, "steps": 7}))
-    monkeypatch.setattr(mm, "default_weights", lambda kind: weights if kind == "fv2v" else None)
+    monkeypatch.setattr(mm, "shipped_weights", lambda kind: [weights] if kind == "fv2v" else [])
     assert report.shipped_models() == {ID_B: "`fv2v-next` step 7, shipped"}
 
 

@@ -21,8 +21,8 @@ from codec.motion_model import (WEIGHTS_DIR, build_untrained, card_path, default
 
 REPO = Path(__file__).resolve().parents[1]
 # What ships, by name: a missing file fails here instead of leaving an empty parameter list (a skip).
-SHIPPED = ("fv2v-warp128", "fv2v-cpu128", "fomm-cpu128")
-DEFAULTS = {"fv2v": "fv2v-warp128", "fomm": "fomm-cpu128"}
+SHIPPED = ("fv2v-warp128", "fv2v-cpu128", "fomm-warp128", "fomm-cpu128")
+DEFAULTS = {"fv2v": "fv2v-warp128", "fomm": "fomm-warp128"}
 # Card entries of a bench512 point -> the column of rd_curve's summary.csv / rd.csv that holds them.
 CARD_COLUMNS = {"bpp": "bpp", "lpips_alex": "lpips", "psnr_db": "psnr", "ssim": "ssim", "akd_px": "akd",
                 "temporal": "temporal"}
