@@ -574,6 +574,7 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_quality("bench512-quality"),
     lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),
     lambda: rate_control("rate-control-bench512"),
+    lambda: live_loss("loss-bench512"),
     lambda: rd_search("bench512-slow-step17548", "bench512-step17548"),
     lambda: keyframe_anchor("bench512-keyframe-anchor", "long-keyframe-anchor"),
     lambda: keyframe_codecs("keyframe-codecs-bench512"),

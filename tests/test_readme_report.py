@@ -116,6 +116,43 @@ def test_an_equal_budget_comparison_stays_current_whatever_ships(tmp_path):
     assert "fomm against fvc on equal terms" in current and "fvc alone" in history
 
 
+def test_a_live_call_row_gives_each_methods_rate_loss_rise_freeze_and_latency(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    folder = tmp_path / "live"
+    folder.mkdir()
+    head = ("date,commit,weights,clip,method,condition,nack,qp,lpips,bytes,longest_run_ms,latency_median_ms")
+    line = "d,c,{w},{clip},{m},{cond},on,{qp},{lp},{b},{run},{lat}\n"
+    rows = [("a", "fvc", "loss0", 30, 0.10, 12500, 0, 60), ("a", "fvc", "loss3", 30, 0.13, 13000, 720, 70),
+            ("b", "fvc", "loss0", 30, 0.20, 12500, 0, 80), ("b", "fvc", "loss3", 30, 0.21, 13000, 0, 90),
+            ("a", "x264", "loss0", 42, 0.09, 75000, 0, 9), ("a", "x264", "loss3", 42, 0.30, 76000, 1200, 9)]
+    (folder / "loss.csv").write_text(head + "\n" + "".join(
+        line.format(w=f"w.pt ({ID_A})" if m == "fvc" else "-", clip=c, m=m, cond=k, qp=q, lp=lp, b=b, run=r, lat=lat)
+        for c, m, k, q, lp, b, r, lat in rows))
+    (folder / "run.json").write_text(json.dumps({"args": {"size": "512", "frames": "250"}}))
+    made = report.live_loss("live")
+    assert made.number == ("fvc 10.0 kbps, LPIPS 0.150, loss3 0.170 (+0.020), longest run of repeated frames 720 ms, "
+                           "latency median 70 ms; x264 (QP 42) 60.0 kbps, LPIPS 0.090, loss3 0.300 (+0.210), longest "
+                           "run of repeated frames 1200 ms, latency median 9 ms")
+    assert "2 clips, 512², first 250 frames" in made.what and made.models == (ID_A,)
+
+
+def test_an_equal_budget_row_gives_motion_bytes_beyond_the_lone_keyframe(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    folder = tmp_path / "eq"
+    folder.mkdir()
+    row = "{m},{p},9,0.002,{kbps},{lpips},21,0.7,{akd},{akd},1,5,30,28,{w}\n"
+    (folder / "summary.csv").write_text(
+        SUMMARY + "\n" + row.format(m="fvc", p="qp24-refresh0", kbps=21.0, lpips=0.198, akd=2.9, w=f"a.pt ({ID_A})")
+        + row.format(m="fomm", p="qp24-refresh0", kbps=20.0, lpips=0.188, akd=8.9, w=f"b.pt ({ID_B})")
+        + row.format(m="hold", p="qp24-every250", kbps=16.02, lpips=0.27, akd=29, w="-"))
+    (folder / "run.json").write_text(json.dumps({"size": 512, "fps": 25.0, "frames": 250, "data": "/x/bench512"}))
+    made = report.equal_budget("eq")
+    # (21.0 - 16.02) kbps over 249 of 250 frames at 25 fps: 24.998 B a frame.
+    assert made.number == ("keyframe QP 24: fvc 25.0 B/frame of motion, LPIPS 0.198, AKD 2.90 px, fomm 20.0 B/frame "
+                           "of motion, LPIPS 0.188, AKD 8.90 px")
+    assert made.models == (ID_A, ID_B) and made.always_current
+
+
 def test_csvs_with_or_without_the_new_metric_columns(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     _fake_folder(tmp_path, "plain", ID_A)
