@@ -418,7 +418,8 @@ def live_loss(folder: str, nack: str = "on") -> Row:
     parts, models = [], []
     for method in in_order({r["method"] for r in rows}, ["fvc", "x264"]):
         mine = [r for r in rows if r["method"] == method]
-        by = {c: [r for r in mine if r["condition"] == c] for c in dict.fromkeys(r["condition"] for r in mine)}
+        conditions = in_order({r["condition"] for r in mine}, ["loss0", "loss1", "loss3", "loss10", "burst3"])
+        by = {c: [r for r in mine if r["condition"] == c] for c in conditions}
 
         def mean(condition: str, key: str) -> float:
             return sum(num(r[key]) for r in by[condition]) / len(by[condition])
