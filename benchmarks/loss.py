@@ -80,12 +80,12 @@ def encoder_config(method: str, width: int, height: int, x264_qp: int = X264_QP)
                          resync_period=RESYNC_PERIOD)
 
 
-def send_over_loopback(frames: np.ndarray, model, model_id: bytes, *, loss: float, burst: int, seed: int,
-                       nack: bool, realtime: bool = True, delay: float = 0.0, method: str = "fvc",
-                       x264_qp: int = X264_QP) -> Call:
-    """Send `frames` from a LiveSender thread to a LiveReceiver on 127.0.0.1 through NetworkSimulator(loss, burst)."""
-    n, height, width, _ = frames.shape
-    encoder = Encoder(model, encoder_config(method, width, height, x264_qp), model_id)
+def send_over_loopback(frames: np.ndarray, model, model_id: bytes, config: EncoderConfig, *, loss: float, burst: int,
+                       seed: int, nack: bool, realtime: bool = True, delay: float = 0.0) -> Call:
+    """Send `frames`, coded with `config`, from a LiveSender thread to a LiveReceiver on 127.0.0.1 through
+    NetworkSimulator(loss, burst)."""
+    n = len(frames)
+    encoder = Encoder(model, config, model_id)
     receive_sock, _ = udp_socket("127.0.0.1", 0, bind=True)
     send_sock, address = udp_socket("127.0.0.1", receive_sock.getsockname()[1], bind=False)
     # Arrival positions: header, two NOTEs, the first keyframe, then about one datagram a frame.
@@ -160,11 +160,11 @@ def run_condition(source: np.ndarray, model, model_id: bytes, condition: str, *,
     """One condition of CONDITIONS on one clip by one of METHODS: the row's measured columns (the benchmark's core)."""
     loss, burst = CONDITIONS[condition]
     start = time.perf_counter()
-    call = send_over_loopback(source, model, model_id, loss=loss, burst=burst, seed=seed, nack=nack,
-                              realtime=realtime, delay=delay, method=method, x264_qp=x264_qp)
-    qp = encoder_config(method, 16, 16, x264_qp).keyframe_qp
-    return {"method": method, "condition": condition, "nack": "on" if nack else "off", "qp": qp, "loss": loss,
-            "burst": burst, "seed": seed, **score(source, call, stride, device),
+    config = encoder_config(method, source.shape[2], source.shape[1], x264_qp)
+    call = send_over_loopback(source, model, model_id, config, loss=loss, burst=burst, seed=seed, nack=nack,
+                              realtime=realtime, delay=delay)
+    return {"method": method, "condition": condition, "nack": "on" if nack else "off", "qp": config.keyframe_qp,
+            "loss": loss, "burst": burst, "seed": seed, **score(source, call, stride, device),
             "seconds": round(time.perf_counter() - start, 1)}
 
 

@@ -392,9 +392,10 @@ class EncodedClip:
         writer.write(stream_note(self.config))
         reasons = ReasonNotes()
         for packet in packets:
-            reason = self.stats.keyframe_log[packet.frame_index].value if isinstance(packet, KeyframePacket) else None
-            if reason is not None and (note := reasons.before(reason)) is not None:
-                writer.write(note)
+            if isinstance(packet, KeyframePacket):
+                note = reasons.before(self.stats.keyframe_log[packet.frame_index].value)
+                if note is not None:
+                    writer.write(note)
             writer.write(packet)
 
     def kbps(self, size: int | None = None) -> float:

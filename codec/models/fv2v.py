@@ -18,7 +18,7 @@ from .foreground_mask import ForegroundMask, head_prior_logit
 from .generator import Generator
 from .head_pose import HeadPoseExpression
 from .image_refiner import ImageRefiner
-from .image_warp import warp_full_resolution
+from .image_warp import fade_in, warp_full_resolution
 from .landmark_detector import LandmarkDetector
 from .keypoint_transform import rotation_matrix, transform_keypoints
 from .model_inputs import check_motion, prepare_image
@@ -134,8 +134,7 @@ class FaceVid2Vid(nn.Module):
         warped_small = F.grid_sample(small, spline, padding_mode="border", align_corners=True)
         out = self.refiner(small, warped_small, spline, src, drv)
         # A frame whose keypoints did not move shows the keyframe unchanged (the hold floor).
-        moved = (drv - src).abs().amax(dim=(1, 2)) / cfg.motion_gate
-        gate = moved.clamp(max=1.0).view(-1, 1, 1, 1)
+        gate = fade_in((drv - src).abs().amax(dim=(1, 2)), cfg.motion_gate)
         occlusion = gate * out["occlusion"]
         correction = out["flow"]
         if moves is not None:

@@ -5,6 +5,12 @@ import torch
 import torch.nn.functional as F
 
 
+def fade_in(moved: torch.Tensor, full: float) -> torch.Tensor:
+    """(B,1,1,1): 0 for a frame whose motion `moved` (B,) is 0, rising linearly to 1 at `full`; the refinement fades
+    out with it, so unmoved motion shows the keyframe unchanged."""
+    return (moved / full).clamp(max=1.0).view(-1, 1, 1, 1)
+
+
 def warp_full_resolution(keyframe: torch.Tensor, flow: torch.Tensor, occlusion: torch.Tensor,
                          fill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """keyframe (B,3,H,W); flow (B,s,s,2) driving→keyframe coordinates in [-1,1]; occlusion (B,1,s,s) in [0,1];

@@ -9,7 +9,7 @@ from torch import nn
 
 from bitstream.constants import MotionKind
 
-from ..image_warp import warp_full_resolution
+from ..image_warp import fade_in, warp_full_resolution
 from ..model_inputs import check_motion, prepare_image
 from .config import FOMMConfig
 from .dense_motion import DenseMotion, right_divide
@@ -62,7 +62,8 @@ class FOMM(nn.Module):
         out = self.detector(self._prepare(image))
         return {"keypoints": out["keypoints"], "jacobians": out["jacobians"]}
 
-    def _animate(self, state: KeyframeState, kp_source, kp_driving) -> dict[str, torch.Tensor]:
+    def _animate(self, state: KeyframeState, kp_driving) -> dict[str, torch.Tensor]:
+        kp_source = _source_keypoints(state)
         field = self.dense_motion(state.source, kp_source["keypoints"], kp_source["jacobians"],
                                   kp_driving["keypoints"], kp_driving["jacobians"])
         if not self.image_space:
@@ -71,7 +72,7 @@ class FOMM(nn.Module):
         # identity, and the fill fades out.
         moved = torch.maximum((kp_driving["keypoints"] - kp_source["keypoints"]).abs().amax(dim=(1, 2)),
                               (kp_driving["jacobians"] - kp_source["jacobians"]).abs().amax(dim=(1, 2, 3)))
-        gate = (moved / self.config.motion_gate).clamp(max=1.0).view(-1, 1, 1, 1)
+        gate = fade_in(moved, self.config.motion_gate)
         prediction, occlusion = warp_full_resolution(state.image, field["flow"], gate * field["occlusion"],
                                                      field["fill"])
         return {**field, "prediction": prediction, "occlusion": occlusion}
@@ -79,10 +80,10 @@ class FOMM(nn.Module):
     def training_forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict:
         """Reconstruct `driving` from `source`: prediction, occlusion, source/driving keypoint dicts."""
         state = self.analyze_keyframe(source)
-        kp_s = {"keypoints": state.keypoints, "jacobians": state.jacobians}
         kp_d = self.keypoints(driving)
-        out = self._animate(state, kp_s, kp_d)
-        return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": kp_s, "driving": kp_d}
+        out = self._animate(state, kp_d)
+        return {"prediction": out["prediction"], "occlusion": out["occlusion"], "source": _source_keypoints(state),
+                "driving": kp_d}
 
     def analyze_keyframe(self, image: torch.Tensor) -> KeyframeState:
         """Run the detector (and the generator's encoder) on a keyframe once; `render` reuses them."""
@@ -104,8 +105,11 @@ class FOMM(nn.Module):
         """`render` with the dense motion's outputs: prediction, flow (B,s,s,2), occlusion, mask."""
         check_motion(motion, self.kind, self.num_keypoints, state.keypoints.shape[0])
         driving = {"keypoints": motion["keypoints"], "jacobians": motion["jacobians"].unflatten(-1, (2, 2))}
-        source = {"keypoints": state.keypoints, "jacobians": state.jacobians}
-        return self._animate(state, source, driving)
+        return self._animate(state, driving)
+
+
+def _source_keypoints(state: KeyframeState) -> dict[str, torch.Tensor]:
+    return {"keypoints": state.keypoints, "jacobians": state.jacobians}
 
 
 def _motion_groups(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
