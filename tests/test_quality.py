@@ -132,9 +132,11 @@ def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_p
 def test_the_search_interpolates_in_log_rate_between_the_passes_around_the_target():
     from codec.quality_rate import _next_quality
 
-    # Bracketed: ln-rate interpolation, kept inside the bracket's middle half.
+    # Bracketed: ln-rate interpolation, where it falls in the bracket's middle half.
     q = _next_quality({40.0: 100.0, 46.0: 25.0}, 50.0)
     assert 40 + 1.5 <= q <= 46 - 1.5 and abs(q - 43.0) < 1e-9
+    # Interpolation outside the middle half (a cliff in the rate): the bracket's middle.
+    assert _next_quality({31.56: 132.7, 33.67: 33.7}, 100.0) == (31.56 + 33.67) / 2
     # One side only: a step along the coded pictures' slope, toward the target.
     assert _next_quality({42.0: 100.0}, 50.0) > 42 > _next_quality({42.0: 20.0}, 50.0)
     # The edges: nothing further to try.

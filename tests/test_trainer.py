@@ -10,7 +10,7 @@ from codec.data.cache import CacheIndex, write_labels
 from codec.errors import OutputError
 from codec.motion_model import build_untrained, load_model
 from codec.train.checkpoint import CheckpointError, join_parts, load_checkpoint, manifest_path, split_file
-from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, main
+from codec.train.trainer import CHECKPOINT_NAME, RunOptions, TrainConfig, Trainer, TrainError, build_parser, main
 from codec.data.sampler import PairDataset
 from training_helpers import SIZE, TinyFeatures, blob_store, prepare_blob_cache
 
@@ -95,7 +95,8 @@ def test_fv2v_refuses_training_frames_without_the_labels_its_losses_need(tmp_pat
         Trainer(config, data, tmp_path, perceptual_features=TinyFeatures())
 
 
-@pytest.mark.parametrize("change", [{"lr": 5e-4}, {"batch_size": 3}, {"ema_decay": 0.99}, {"seed": 1}])
+@pytest.mark.parametrize("change", [{"lr": 5e-4}, {"batch_size": 3}, {"ema_decay": 0.99}, {"seed": 1},
+                                    {"perceptual_scales": (0.5,)}])
 def test_resume_refuses_a_changed_setting(tmp_path, change):
     _trainer(tmp_path, steps=1).run()
     other = _trainer(tmp_path, **change)
@@ -183,6 +184,16 @@ def test_load_checkpoint_joins_parts_when_only_parts_travelled(tmp_path):
     state = load_checkpoint(path)
     assert state["step"] == 3 and torch.equal(state["w"], torch.arange(5.0))
     assert manifest_path(path).is_file()
+
+
+def test_perceptual_scales_option_parses_fractions_and_refuses_bad_ones(capsys):
+    assert build_parser().parse_args(["--cache", "c", "--out", "o", "--perceptual-scales", "0.5,0.25"]
+                                     ).perceptual_scales == (0.5, 0.25)
+    assert build_parser().parse_args(["--cache", "c", "--out", "o"]).perceptual_scales is None
+    for bad in ("0.5,x", "0", "1.5"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["--cache", "c", "--out", "o", "--perceptual-scales", bad])
+        assert exc.value.code == 2 and "--perceptual-scales" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

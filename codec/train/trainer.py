@@ -542,6 +542,17 @@ def _check_labels(weights: losses.LossWeights, store: FrameStore) -> None:
                          "with face detection (pip install 'fvc[prepare]', no --centre-crop)")
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    """`--perceptual-scales`: comma-separated fractions in (0, 1]."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not scales or not all(0 < scale <= 1 for scale in scales):
+        raise argparse.ArgumentTypeError(f"{text!r}: every scale must be in (0, 1]")
+    return scales
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of `fvc train`."""
     p = argparse.ArgumentParser(prog="fvc train", description="Train a motion model on a prepared cache.")
@@ -555,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="source/driving pairs per step (default %(default)s)")
     p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default %(default)s)")
+    p.add_argument("--perceptual-scales", type=_scales, metavar="S,S,...",
+                   help="pyramid levels of the VGG perceptual term as fractions of the cache's frame size (default: "
+                        f"{_IMAGE_PERCEPTUAL_SCALES} for the image renderers, {losses.PERCEPTUAL_SCALES} otherwise)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights and the sampled pairs (default %(default)s)")
     p.add_argument("--steps", type=int, metavar="N", help="stop at this total step count")
@@ -610,8 +624,9 @@ def _run(args) -> int:
         raise InputError("--init-from starts a new run and --resume continues OUT's own: give one of them")
     if args.init_from and not _checkpoint_exists(args.init_from):
         raise InputError(f"--init-from: no checkpoint at {args.init_from}")
+    scales = {} if args.perceptual_scales is None else {"perceptual_scales": args.perceptual_scales}
     config = TrainConfig.for_model(args.model, config=args.config, batch_size=args.batch_size, lr=args.lr,
-                                   seed=args.seed)
+                                   seed=args.seed, **scales)
     options = RunOptions(steps=args.steps, minutes=args.minutes, device=args.device,
                          checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                          image_every=args.image_every, val_every=args.val_every, split_mib=args.split_mib,
