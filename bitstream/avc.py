@@ -4,48 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-NAL_NON_IDR, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
+from .annexb import Bits as _Bits
+from .annexb import NalSyntax, Unreadable as _Unreadable, nal_units
+
+NAL_NON_IDR, NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS = 1, 5, 6, 7, 8
 # Profiles whose SPS carries chroma_format_idc, bit depths and scaling lists (§7.3.2.1.1).
 _HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
-# Parameter sets and slice headers end long before this; a huge slice is never converted whole.
-_PREFIX_BYTES = 4096
 
-
-class _Unreadable(Exception):
-    """Syntax this reader does not follow (or a broken unit): the QP stays unknown."""
-
-
-def nal_units(annexb: bytes) -> list[bytes]:
-    """The NAL units of an Annex-B byte stream, each from its header byte, in order."""
-    # A unit never ends in 0x00 (§7.4.1), so trailing zeros belong to the next 4-byte start code.
-    return [unit.rstrip(b"\0") for unit in annexb.split(b"\0\0\1")[1:]]
-
-
-class _Bits:
-    """MSB-first reader of a unit's RBSP (emulation prevention bytes removed), with exp-Golomb codes."""
-
-    def __init__(self, unit: bytes):
-        rbsp = unit[1:_PREFIX_BYTES].replace(b"\0\0\3", b"\0\0")
-        self._value = int.from_bytes(rbsp, "big")
-        self._left = 8 * len(rbsp)
-
-    def u(self, n: int) -> int:
-        if n > self._left:
-            raise _Unreadable("unit ends early")
-        self._left -= n
-        return (self._value >> self._left) & ((1 << n) - 1)
-
-    def ue(self) -> int:
-        zeros = 0
-        while not self.u(1):
-            zeros += 1
-            if zeros > 31:
-                raise _Unreadable("exp-Golomb code longer than 32 bits")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k % 2 else -(k // 2)
+# The format layer checks only the slice types of an H.264 keyframe (spec §4.1): its other NAL units are the
+# H.264 decoder's business, as they were before HEVC keyframes existed.
+AVC = NalSyntax("H.264", lambda unit: unit[0] & 0x1F, frozenset({NAL_IDR}), frozenset({NAL_NON_IDR}),
+                frozenset({NAL_SEI}), "NAL type 5", "NAL type 5 or 1", "NAL types 5 and 1")
 
 
 @dataclass(frozen=True)

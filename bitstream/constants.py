@@ -17,7 +17,7 @@ POSE_BINS = 66
 POSE_BIN_DEGREES = 3
 POSE_RANGE_DEGREES = POSE_BINS * POSE_BIN_DEGREES // 2
 
-# The .fvc container, format versions 1.x, 2.x, 3.x and 4.x (spec/bitstream.md is normative).
+# The .fvc container, format versions 1.x to 5.x (spec/bitstream.md is normative).
 FVC_MAGIC = b"\x89FVC\r\n\x1a\n"
 FVC_VERSION_MAJOR = 1
 FVC_VERSION_MINOR = 0  # what a stream without extensions declares
@@ -30,6 +30,16 @@ PREDICTION_MAJOR = 3
 # RESYNC packets (spec §4.6, §5.8) need version 4.0: a 3.x decoder would skip them and decode the MOTION packets
 # after one against the wrong values.
 RESYNC_MAJOR = 4
+# The header's keyframe_codec field (spec §5.9) needs version 5.0: a 4.x decoder would feed HEVC to an H.264 decoder.
+HEVC_MAJOR = 5
+NEWEST_MAJOR = HEVC_MAJOR
+
+
+class KeyframeCodec(IntEnum):
+    """How KEYFRAME access units are coded (header field `keyframe_codec`, version 5.x; before it always H.264)."""
+
+    H264 = 0
+    HEVC = 1
 
 # Every entropy table is integer and sums to 2**ENTROPY_PRECISION; the range coder uses
 # 32-bit words and a 64-bit state (constriction's default RangeEncoder).

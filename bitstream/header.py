@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from .constants import (FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, MAX_REF_SLOTS, PREDICTION_MAJOR, RESYNC_MAJOR,
-                        SLOTS_MAJOR, MotionKind)
+from .constants import (FVC_MAGIC, FVC_VERSION_MAJOR, FVC_VERSION_MINOR, HEVC_MAJOR, MAX_REF_SLOTS, NEWEST_MAJOR,
+                        PREDICTION_MAJOR, RESYNC_MAJOR, SLOTS_MAJOR, KeyframeCodec, MotionKind)
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .symbols import GroupParams, SymbolGroup, default_num_keypoints, default_params, layout
 
@@ -39,8 +39,18 @@ class StreamHeader:
     # RESYNC packets may occur (spec §4.6): version 4.0, not a header field. 4.0 is 3.0 plus RESYNC, so a 4.x
     # stream's keyframes may be predicted as well, and `predicted_keyframes` is set with it.
     resync: bool = False
+    # How KEYFRAMEs are coded (spec §5.9): a header field from 5.0 on, which only HEVC needs. 5.0 is 4.0 plus the
+    # field, so an HEVC header sets `resync` (and with it `predicted_keyframes`).
+    keyframe_codec: KeyframeCodec = KeyframeCodec.H264
 
     def __post_init__(self):
+        try:
+            object.__setattr__(self, "keyframe_codec", KeyframeCodec(self.keyframe_codec))
+        except ValueError:
+            raise SymbolError(f"keyframe_codec {self.keyframe_codec} is not 0 (H.264) or 1 (HEVC)",
+                              "keyframe_codec") from None
+        if self.keyframe_codec != KeyframeCodec.H264:
+            object.__setattr__(self, "resync", True)
         if self.resync:
             object.__setattr__(self, "predicted_keyframes", True)
         object.__setattr__(self, "kind", MotionKind(self.kind))
@@ -88,8 +98,10 @@ class StreamHeader:
             raise SymbolError(f"ref_slots {self.ref_slots} outside 1..{MAX_REF_SLOTS}", "ref_slots")
 
     def version(self, minor: int = FVC_VERSION_MINOR) -> tuple[int, int]:
-        """The version a writer declares: 4.0 with RESYNC packets, 3.0 with predicted keyframes, 2.0 with several
-        slots, else 1.`minor`."""
+        """The version a writer declares: 5.0 with HEVC keyframes, 4.0 with RESYNC packets, 3.0 with predicted
+        keyframes, 2.0 with several slots, else 1.`minor`."""
+        if self.keyframe_codec != KeyframeCodec.H264:
+            return HEVC_MAJOR, 0
         if self.resync:
             return RESYNC_MAJOR, 0
         if self.predicted_keyframes:
@@ -105,6 +117,8 @@ class StreamHeader:
                          for p in self.params)
         if major >= SLOTS_MAJOR:
             body += bytes([self.ref_slots])
+        if major >= HEVC_MAJOR:
+            body += bytes([self.keyframe_codec])
         head = _PREFIX.pack(FVC_MAGIC, major, minor, len(body)) + body
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -130,7 +144,8 @@ def _to_fraction(fps: int | float | Fraction | tuple[int, int]) -> Fraction:
 def default_header(kind: MotionKind, width: int, height: int, fps: int | float | Fraction | tuple[int, int],
                    model_id: bytes, num_keypoints: int | None = None, frame_count: int = 0,
                    params: Sequence[GroupParams] | None = None, ref_slots: int = 1,
-                   predicted_keyframes: bool = False, resync: bool = False) -> StreamHeader:
+                   predicted_keyframes: bool = False, resync: bool = False,
+                   keyframe_codec: KeyframeCodec = KeyframeCodec.H264) -> StreamHeader:
     """A header with the default coding parameters of `kind` unless `params` is given."""
     kind = MotionKind(kind)
     rate = _to_fraction(fps)
@@ -140,7 +155,8 @@ def default_header(kind: MotionKind, width: int, height: int, fps: int | float |
                         frame_count=frame_count, kind=kind,
                         num_keypoints=default_num_keypoints(kind) if num_keypoints is None else num_keypoints,
                         model_id=model_id, params=tuple(params) if params is not None else default_params(kind),
-                        ref_slots=ref_slots, predicted_keyframes=predicted_keyframes, resync=resync)
+                        ref_slots=ref_slots, predicted_keyframes=predicted_keyframes, resync=resync,
+                        keyframe_codec=keyframe_codec)
 
 
 # Byte offsets of the v1.0 header fields (spec §3), for error messages.
@@ -151,8 +167,8 @@ _FIELD_OFFSETS = {"width": 12, "height": 14, "fps_num": 16, "fps_den": 20, "fram
 def _field_offset(field: str | None, group_count: int) -> int:
     if field and field.startswith("group "):
         return _PREFIX.size + _FIXED.size + int(field.split()[1]) * _GROUP.size
-    if field == "ref_slots":  # the byte after the group records (2.x)
-        return _PREFIX.size + _FIXED.size + group_count * _GROUP.size
+    if field in ("ref_slots", "keyframe_codec"):  # the bytes after the group records (2.x; 5.x)
+        return _PREFIX.size + _FIXED.size + group_count * _GROUP.size + (field == "keyframe_codec")
     return _FIELD_OFFSETS.get(field, _PREFIX.size)
 
 
@@ -168,9 +184,9 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     magic, major, minor, body_len = _PREFIX.unpack_from(data, 0)
     if magic != FVC_MAGIC:
         raise BitstreamError("not an .fvc stream (wrong magic)", 0)
-    if major not in (FVC_VERSION_MAJOR, SLOTS_MAJOR, PREDICTION_MAJOR, RESYNC_MAJOR):
+    if not FVC_VERSION_MAJOR <= major <= NEWEST_MAJOR:
         raise BitstreamError(f"unsupported format version {major}.{minor} (this decoder reads "
-                             f"{FVC_VERSION_MAJOR}.x to {RESYNC_MAJOR}.x)", 8)
+                             f"{FVC_VERSION_MAJOR}.x to {NEWEST_MAJOR}.x)", 8)
     end = _PREFIX.size + body_len
     if len(data) < end + _CRC.size:
         raise TruncatedStreamError("truncated header", len(data))
@@ -184,16 +200,18 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, in
     if kind not in MotionKind.__members__.values():
         raise BitstreamError(f"unknown motion kind {kind}", _field_offset("motion_kind", ngroups))
     groups_end = _FIXED.size + ngroups * _GROUP.size
-    slotted = major >= SLOTS_MAJOR
-    if len(body) < groups_end + slotted:
-        raise BitstreamError("header body too short for its groups" + (" and ref_slots" if slotted else ""),
+    slotted, coded = major >= SLOTS_MAJOR, major >= HEVC_MAJOR
+    if len(body) < groups_end + slotted + coded:
+        raise BitstreamError("header body too short for its groups" + (", ref_slots and keyframe_codec" if coded else
+                                                                       " and ref_slots" if slotted else ""),
                              _PREFIX.size + len(body))
     params = tuple(GroupParams(*_GROUP.unpack_from(body, _FIXED.size + i * _GROUP.size)) for i in range(ngroups))
     ref_slots = body[groups_end] if slotted else 1
+    keyframe_codec = body[groups_end + 1] if coded else KeyframeCodec.H264
     # Bytes after the fields of the stream's major version belong to a newer minor version: ignored.
     try:
         header = StreamHeader(width, height, fps_num, fps_den, frames, MotionKind(kind), k, model_id, params,
-                              ref_slots, major >= PREDICTION_MAJOR, major >= RESYNC_MAJOR)
+                              ref_slots, major >= PREDICTION_MAJOR, major >= RESYNC_MAJOR, keyframe_codec)
     except SymbolError as exc:
         raise BitstreamError(f"invalid header: {exc}", _field_offset(exc.field, ngroups)) from None
     return header, end + _CRC.size, (major, minor)

@@ -7,6 +7,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .avc import slice_qp
+from .constants import KeyframeCodec
 from .errors import BitstreamError
 from .packets import KEYFRAME_REASON, EndPacket, KeyframePacket, MotionPacket, NotePacket, UnknownPacket, UseSlotPacket
 from .reader import StreamReader
@@ -21,12 +22,14 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
     A stream damaged after its header is summarised up to the damage, which "error" names;
     `packets` adds every packet's index, type, frame, offset and size. With several reference
     slots, keyframes and listed packets also name their slot; in a 3.x stream keyframes say whether they
-    are predicted (their QP is then not read: only IDR slice headers are). RESYNC packets (4.x) count as motion
+    are predicted (their QP is then not read: only IDR slice headers are, and only H.264 ones; "keyframe_codec" says
+    which codec, 5.x's header field). RESYNC packets (4.x) count as motion
     packets, and "resync_packets" and "resync_bytes" say how many of them, and their bytes, were RESYNC.
     """
     with StreamReader(source) as reader:
         header = reader.header
         slotted = header.ref_slots > 1  # with one slot, always 0, the listings stay as in 1.x
+        h264 = header.keyframe_codec == KeyframeCodec.H264
         by_type = {"header": reader.parser.header_size, **{name: 0 for name in _TYPE_NAMES.values()}}
         count = {name: 0 for name in _TYPE_NAMES.values()}
         notes, keyframes, listing, reason, error = {}, [], [], None, None
@@ -43,7 +46,7 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
                     notes.update(fields)
                 elif isinstance(packet, KeyframePacket):
                     keyframes.append({"frame": packet.frame_index, "offset": record.offset, "bytes": record.size,
-                                      "qp": slice_qp(packet.annexb), "reason": reason,
+                                      "qp": slice_qp(packet.annexb) if h264 else None, "reason": reason,
                                       **({"slot": packet.slot} if slotted else {}),
                                       **({"predicted": not packet.intra} if header.predicted_keyframes else {})})
                 elif isinstance(packet, MotionPacket) and packet.resync:
@@ -69,6 +72,7 @@ def summarize(source: bytes | bytearray | str | os.PathLike | BinaryIO, packets:
         "motion_kind": header.kind.name.lower(),
         "num_keypoints": header.num_keypoints,
         "model_id": header.model_id.hex(),
+        "keyframe_codec": header.keyframe_codec.name.lower(),
         "frames": frames,
         "keyframes": count["keyframe"],
         "motion_packets": count["motion"],

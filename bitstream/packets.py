@@ -7,9 +7,11 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .avc import NAL_IDR, NAL_NON_IDR, nal_units
+from .annexb import NalSyntax
+from .avc import AVC
 from .constants import (FVC_VERSION_MAJOR, MAX_END_BYTES, MAX_KEYFRAME_BYTES, MAX_MOTION_BYTES, MAX_NOTE_BYTES,
-                        MAX_NOTE_DEPTH, MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR, RESYNC_MAJOR, SLOTS_MAJOR)
+                        MAX_NOTE_DEPTH, MAX_UNKNOWN_PACKET_BYTES, NOTE_MINOR, RESYNC_MAJOR, SLOTS_MAJOR, KeyframeCodec)
+from .hevc import HEVC
 from .errors import BitstreamError, SymbolError, TruncatedStreamError
 from .varint import decode_varint, encode_varint
 
@@ -46,9 +48,14 @@ def defines(packet_type: int, version: tuple[int, int]) -> bool:
     return packet_type in _INTRODUCED and tuple(version) >= _INTRODUCED[packet_type]
 
 
+# The NAL unit rules of each keyframe codec (spec §4.1, §5.9).
+SYNTAX: dict[KeyframeCodec, NalSyntax] = {KeyframeCodec.H264: AVC, KeyframeCodec.HEVC: HEVC}
+
+
 @dataclass(frozen=True)
 class KeyframePacket:
-    """One H.264 Annex-B access unit holding one IDR picture (3.x: or a predicted one), for reference `slot`.
+    """One Annex-B access unit holding one IDR picture (3.x: or a predicted one), for reference `slot`, coded
+    with `codec`, the stream header's keyframe_codec (5.x; H.264 before).
 
     It fills the slot (always 0 in 1.x), makes it the active one and resets the motion state (spec §4.1, §5.6).
     """
@@ -56,11 +63,12 @@ class KeyframePacket:
     frame_index: int
     annexb: bytes
     slot: int = 0
+    codec: KeyframeCodec = KeyframeCodec.H264
 
     @property
     def intra(self) -> bool:
-        """Whether the picture is an IDR one, which H.264 decodes without any earlier keyframe (spec §5.7)."""
-        return is_intra(self.annexb)
+        """Whether the picture is an IDR one, which its codec decodes without any earlier keyframe (spec §5.7)."""
+        return is_intra(self.annexb, self.codec)
 
 
 @dataclass(frozen=True)
@@ -165,27 +173,15 @@ def body_cap(packet_type: int, version: tuple[int, int]) -> int:
     return BODY_CAPS[packet_type] if defines(packet_type, version) else MAX_UNKNOWN_PACKET_BYTES
 
 
-def _slice_types(au: bytes) -> set[int]:
-    return {unit[0] & 0x1F for unit in nal_units(au) if unit} & {NAL_IDR, NAL_NON_IDR}
+def is_intra(au: bytes, codec: KeyframeCodec = KeyframeCodec.H264) -> bool:
+    """Whether the access unit `au` holds an IDR slice (H.264 NAL type 5; HEVC 19 or 20)."""
+    return SYNTAX[codec].is_intra(au)
 
 
-def is_intra(au: bytes) -> bool:
-    """Whether the access unit `au` holds an IDR slice (NAL type 5)."""
-    return NAL_IDR in _slice_types(au)
-
-
-def annexb_problem(au: bytes, predicted: bool = False) -> str | None:
-    """Why `au` is not a keyframe access unit (spec §4.1; `predicted`: of a 3.x stream), or None if it is."""
-    if not (au.startswith(b"\0\0\1") or au.startswith(b"\0\0\0\1")):
-        return "keyframe does not start with an Annex-B start code"
-    slices = _slice_types(au)
-    if not predicted:
-        return None if NAL_IDR in slices else "keyframe has no IDR slice (NAL type 5)"
-    if not slices:
-        return "keyframe has no IDR or predicted slice (NAL type 5 or 1)"
-    if len(slices) > 1:
-        return "keyframe mixes IDR and predicted slices (NAL types 5 and 1)"
-    return None
+def annexb_problem(au: bytes, predicted: bool = False, codec: KeyframeCodec = KeyframeCodec.H264) -> str | None:
+    """Why `au` is not a keyframe access unit of `codec` (spec §4.1, §5.9; `predicted`: of a 3.x or later stream),
+    or None if it is."""
+    return SYNTAX[codec].problem(au, predicted)
 
 
 def _unique_members(pairs: list) -> dict:
@@ -264,15 +260,17 @@ def frame(packet_type: int, body: bytes) -> bytes:
     return head + CRC.pack(zlib.crc32(head))
 
 
-def decode_body(packet_type: int, body: bytes, last_index: int, version: tuple[int, int]) -> Packet:
-    """The packet held by `body` in a `version` stream; errors have no offset (the parser adds it)."""
+def decode_body(packet_type: int, body: bytes, last_index: int, version: tuple[int, int],
+                codec: KeyframeCodec = KeyframeCodec.H264) -> Packet:
+    """The packet held by `body` in a `version` stream whose keyframes are coded with `codec`; errors have no offset
+    (the parser adds it)."""
     slotted = version[0] >= SLOTS_MAJOR
     if slotted and packet_type in (PacketType.KEYFRAME, PacketType.USE_SLOT) and not body:
         raise BitstreamError("packet body too short (no slot byte)", None)
     try:
         if packet_type == PacketType.KEYFRAME:
             index, pos = decode_varint(body, int(slotted))
-            return KeyframePacket(index, bytes(body[pos:]), body[0] if slotted else 0)
+            return KeyframePacket(index, bytes(body[pos:]), body[0] if slotted else 0, codec)
         if packet_type == PacketType.MOTION or (packet_type == PacketType.RESYNC and defines(packet_type, version)):
             delta, pos = decode_varint(body, 0)
             if delta == 0:

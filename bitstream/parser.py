@@ -118,7 +118,8 @@ class PacketParser:
         (crc,) = CRC.unpack_from(buf, end)
         if crc != zlib.crc32(memoryview(buf)[:end]):
             raise BitstreamError(f"CRC mismatch (type {packet_type}, {end + CRC.size} bytes)", start)
-        packet = decode_body(packet_type, bytes(buf[body_pos:end]), self.sequence.last_index, self.version)
+        packet = decode_body(packet_type, bytes(buf[body_pos:end]), self.sequence.last_index, self.version,
+                             self.header.keyframe_codec)
         self.sequence.admit(packet, start)
         self._consume(end + CRC.size)
         self._count += 1

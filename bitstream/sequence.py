@@ -51,7 +51,10 @@ class StreamSequence:
         if isinstance(packet, KeyframePacket):
             self._check_index(packet.frame_index, offset)
             self.check_slot(packet.slot, offset)
-            problem = annexb_problem(packet.annexb, self.header.predicted_keyframes)
+            if packet.codec != self.header.keyframe_codec:
+                raise BitstreamError(f"{packet.codec.name} keyframe in a stream of "
+                                     f"{self.header.keyframe_codec.name} keyframes", offset)
+            problem = annexb_problem(packet.annexb, self.header.predicted_keyframes, self.header.keyframe_codec)
             if problem:
                 raise BitstreamError(problem, offset)
             if packet.intra:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from bitstream import (BitstreamError, EndPacket, KeyframePacket, MotionDecoder, MotionKind, MotionPacket,
                        StreamHeader, UseSlotPacket, dequantize)
 from bitstream.avc import ReferenceTracker
+from bitstream.constants import KeyframeCodec
 from bitstream.packets import PacketType
 
 from .errors import InputError
@@ -99,7 +100,7 @@ class Decoder:
         self.options = options
         self.device = model_device(model)
         self.motion_decoder = MotionDecoder(header)
-        self._keyframes = KeyframeDecoder()
+        self._keyframes = KeyframeDecoder(header.keyframe_codec)
         self._slots: dict[int, _Slot] = {}
         self._slot_keyframes: dict[int, int] = {}  # filled slot -> frame index of its keyframe (a RESYNC names it)
         self.slot: int | None = None  # the active slot, None before the first keyframe
@@ -291,8 +292,10 @@ class ConcealingDecoder:
         self._vouched: dict[int, int] = {}  # slot -> loss epoch when its picture was last confirmed as the sender's
         self._chain = False  # the motion state is the sender's
         self._active_ok = False  # the active slot is the sender's and holds its picture
-        self._references = ReferenceTracker()
-        self._h264_ok = False  # the H.264 decoder holds every reference picture since its last IDR
+        # H.264's frame_num tells a lost reference picture from lost motion; HEVC keyframes (spec §5.9) have no
+        # such counter here, so any loss counts as a lost reference until the next IDR (safe, more IDR requests).
+        self._references = ReferenceTracker() if header.keyframe_codec == KeyframeCodec.H264 else None
+        self._h264_ok = False  # the keyframe decoder holds every reference picture since its last IDR
         self._held: dict[str, np.ndarray] | None = None  # integers of the last motion decoded (None after a keyframe)
         self._last: ShownFrame | None = None
         self._shown_slot: int | None = None  # the slot the last shown frame came from
@@ -345,6 +348,8 @@ class ConcealingDecoder:
         """Something of the stream was lost (a KEYFRAME, when `keyframe`): motion is concealed until a RESYNC."""
         self._epoch += 1
         self._chain = False
+        if self._references is None:
+            self._h264_ok = False
         if keyframe:
             self._keyframe_lost(None)
 
@@ -357,7 +362,7 @@ class ConcealingDecoder:
         self._next_index = None
         self.lost()
         self._active_ok = self._h264_ok = False
-        self._references.reset()
+        self._reset_references()
         self._request()
 
     # -- packets ----------------------------------------------------------------------------------------------
@@ -365,7 +370,7 @@ class ConcealingDecoder:
     def _keyframe(self, packet: KeyframePacket, index: int) -> ShownFrame | None:
         intra = packet.intra
         # An IDR picture needs no earlier one; a predicted one needs every reference since its IDR.
-        follows = self._references.follows(packet.annexb)
+        follows = self._references is None or self._references.follows(packet.annexb)
         usable = intra or (self._h264_ok and follows)
         image = None
         if usable:
@@ -426,8 +431,12 @@ class ConcealingDecoder:
             self._vouched.pop(slot, None)
         self._chain = self._active_ok = False
         self._h264_ok = False  # it may be a reference picture of the predicted keyframes after it
-        self._references.reset()
+        self._reset_references()
         self._request()
+
+    def _reset_references(self) -> None:
+        if self._references is not None:
+            self._references.reset()
 
     def _request(self) -> None:
         """Ask once for an intra keyframe; `keyframe_needed` stays set until one decodes (the caller may repeat the

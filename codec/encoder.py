@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, NotePacket, StreamHeader,
                        StreamWriter, SymbolError, UseSlotPacket, default_header, quantize)
-from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR
+from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR, KeyframeCodec
 from bitstream.packets import ReasonNotes
 
 from . import __version__
-from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
-                              DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_RESYNC_PERIOD,
+from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_CODEC, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD,
+                              DEFAULT_MAX_GOP, DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_RESYNC_PERIOD,
                               DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, SearchConfig)
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
@@ -76,10 +76,17 @@ class EncoderConfig:
     # after it are coded against zeros, naming their keyframe, so that a receiver that lost motion resumes there
     # (0: none; coding_defaults says why that is the default and 25 the live sender's).
     resync_period: int = DEFAULT_RESYNC_PERIOD
+    # HEVC keyframes write a version 5.0 stream (spec §5.9); H.264 ones the versions above.
+    keyframe_codec: KeyframeCodec = DEFAULT_KEYFRAME_CODEC
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
         object.__setattr__(self, "fps", Fraction(self.fps).limit_denominator(1001))
+        try:
+            object.__setattr__(self, "keyframe_codec", KeyframeCodec(self.keyframe_codec))
+        except ValueError:
+            raise InputError(f"--keyframe-codec {self.keyframe_codec!r} is not one of "
+                             f"{', '.join(c.name.lower() for c in KeyframeCodec)}") from None
         if self.width < 1 or self.height < 1:
             raise InputError(f"frame size {self.width}x{self.height} is empty")
         if self.fps <= 0:
@@ -168,13 +175,14 @@ class Encoder:
         self.header = default_header(model.kind, config.width, config.height, config.fps, model_id,
                                      num_keypoints=model.num_keypoints, frame_count=config.frame_count,
                                      ref_slots=config.refs, predicted_keyframes=config.predict_keyframes,
-                                     resync=config.resync_period > 0)
+                                     resync=config.resync_period > 0, keyframe_codec=config.keyframe_codec)
         self.device = model_device(model)
         self._decoder = Decoder(model, self.header)
         self._motion = MotionEncoder(self.header)
         # Runs beside the real coder with every keypoint sent, to measure what masking saves.
         self._unmasked = MotionEncoder(self.header)
-        self._keyframes = KeyframeEncoder(config.keyframe_qp, config.predict_keyframes, config.idr_qp)
+        self._keyframes = KeyframeEncoder(config.keyframe_qp, config.predict_keyframes, config.idr_qp,
+                                          config.keyframe_codec)
         self._search = MotionSearch(model, self.header, config.search) if config.search else None
         # The reconstruction serves the refresh decision and the search; without either the encoder
         # is open loop and runs H (+Δ) alone, an order of magnitude faster on a CPU.
@@ -244,7 +252,7 @@ class Encoder:
         self._slot = self._anchor = self._free_slot()
         intra = index == 0 or reason == KeyframeReason.REQUEST or index - self._last_idr >= self.config.idr_period
         self._last_idr = index if intra else self._last_idr
-        packet = KeyframePacket(index, self._keyframes.encode(frame, intra), self._slot)
+        packet = KeyframePacket(index, self._keyframes.encode(frame, intra), self._slot, self.config.keyframe_codec)
         if self._closed_loop:
             # Closed loop: later frames are rendered from the keyframe as decoded, not as input.
             decoded = self._decoder.push(packet)[0]
@@ -333,8 +341,10 @@ class Encoder:
         """Whether an older slot's `proxy` is within reuse_margin dB of the frame rendered from a keyframe of it."""
         if self.config.reuse_margin is None:
             return True
-        # Through H.264 at the keyframe QP, as a new keyframe would be: a true return to a slot's picture ties.
-        picture = decode_intra(encode_intra(frame, self.config.keyframe_qp))
+        # Through the keyframe codec at the keyframe QP, as a new keyframe would be: a true return to a slot's
+        # picture ties.
+        codec = self.config.keyframe_codec
+        picture = decode_intra(encode_intra(frame, self.config.keyframe_qp, codec), codec)
         own = self.model.analyze_keyframe(frame_to_tensor(picture, self.device))
         fresh = luma_psnr(self._decoder.render(held, state=own), frame, self.model.analysis_size)
         return proxy >= fresh - self.config.reuse_margin
@@ -462,9 +472,10 @@ class _QpRateModel:
         self._keyframes = tuple((p.frame_index, p.intra) for p in clip.packets if isinstance(p, KeyframePacket))
 
     def _packets(self, qp: int) -> list[Packet]:
-        key = (qp, self.clip.config.predict_keyframes, self._keyframes)
+        config = self.clip.config
+        key = (qp, config.predict_keyframes, config.keyframe_codec, self._keyframes)
         if key not in self.cache:
-            coder = KeyframeEncoder(qp, self.clip.config.predict_keyframes)
+            coder = KeyframeEncoder(qp, config.predict_keyframes, codec=config.keyframe_codec)
             self.cache[key] = {index: coder.encode(self.clip.keyframe_inputs[index], intra)
                                for index, intra in self._keyframes}
         return [replace(p, annexb=self.cache[key][p.frame_index]) if isinstance(p, KeyframePacket) else p

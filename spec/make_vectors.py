@@ -19,7 +19,7 @@ import numpy as np
 
 from bitstream import (EndPacket, KeyframePacket, MotionEncoder, MotionKind, MotionPacket, NotePacket, StreamHeader,
                        StreamWriter, UnknownPacket, UseSlotPacket, default_header, quantize)
-from bitstream.constants import NOTE_MINOR, PREDICTION_MAJOR, QUANT_MAX, RESYNC_MAJOR, SLOTS_MAJOR
+from bitstream.constants import HEVC_MAJOR, NOTE_MINOR, PREDICTION_MAJOR, QUANT_MAX, RESYNC_MAJOR, SLOTS_MAJOR, KeyframeCodec
 from bitstream.packets import PacketType, encode_body, frame
 from bitstream.parser import PacketParser
 from bitstream.sequence import StreamSequence
@@ -41,9 +41,26 @@ def dummy_predicted(frame_index: int) -> bytes:
     return b"\0\0\1\x41\x9a" + frame_index.to_bytes(2, "big") + b"\xfc"
 
 
+def dummy_hevc_idr(frame_index: int) -> bytes:
+    """A tiny Annex-B access unit shaped like HEVC VPS, SPS, PPS and an IDR_N_LP slice (not decodable HEVC)."""
+    return (b"\0\0\0\1\x40\x01\x0c\x01" + b"\0\0\0\1\x42\x01\x01\x01" + b"\0\0\0\1\x44\x01\xc1\x72"
+            + b"\0\0\1\x28\x01\xaf" + frame_index.to_bytes(2, "big") + b"\xfc")
+
+
+def dummy_hevc_predicted(frame_index: int) -> bytes:
+    """A tiny Annex-B access unit shaped like one HEVC TRAIL_R slice (not decodable HEVC)."""
+    return b"\0\0\1\x02\x01\xd0" + frame_index.to_bytes(2, "big") + b"\xfc"
+
+
+# Dummy access units (intra, predicted) per keyframe codec.
+DUMMIES = {KeyframeCodec.H264: (dummy_idr, dummy_predicted), KeyframeCodec.HEVC: (dummy_hevc_idr, dummy_hevc_predicted)}
+
+
 def _header_json(header: StreamHeader, minor: int, extension: bytes) -> dict:
     version = header.version(minor)
     slots = {"ref_slots": header.ref_slots} if version[0] >= SLOTS_MAJOR else {}
+    if version[0] >= HEVC_MAJOR:
+        slots["keyframe_codec"] = int(header.keyframe_codec)
     return {
         "version": list(version), "extension_hex": extension.hex(), **slots,
         "width": header.width, "height": header.height, "fps_num": header.fps_num, "fps_den": header.fps_den,
@@ -62,7 +79,8 @@ def header_from_json(h: dict) -> StreamHeader:
                                g["escape_freq"], g["mask_freq"]) for g in h["groups"])
     return StreamHeader(h["width"], h["height"], h["fps_num"], h["fps_den"], h["frame_count"],
                         MotionKind(h["motion_kind"]), h["num_keypoints"], bytes.fromhex(h["model_id"]), params,
-                        h.get("ref_slots", 1), h["version"][0] >= PREDICTION_MAJOR, h["version"][0] >= RESYNC_MAJOR)
+                        h.get("ref_slots", 1), h["version"][0] >= PREDICTION_MAJOR, h["version"][0] >= RESYNC_MAJOR,
+                        KeyframeCodec(h.get("keyframe_codec", KeyframeCodec.H264)))
 
 
 def pack_header(header: StreamHeader, minor: int, extension: bytes) -> bytes:
@@ -103,7 +121,8 @@ _TYPES = {"keyframe": PacketType.KEYFRAME, "motion": PacketType.MOTION, "use_slo
 def _packet(p: dict, encoder: MotionEncoder, mask_threshold: int, header: StreamHeader, offset: int):
     if p["type"] == "keyframe":
         encoder.reset()
-        return KeyframePacket(p["frame_index"], bytes.fromhex(p["annexb_hex"]), p.get("slot", 0)), b""
+        return KeyframePacket(p["frame_index"], bytes.fromhex(p["annexb_hex"]), p.get("slot", 0),
+                              header.keyframe_codec), b""
     if p["type"] == "use_slot":  # leaves the motion state as it is (spec §5.6)
         return UseSlotPacket(p["slot"]), b""
     if p["type"] in ("motion", "resync"):
@@ -151,7 +170,7 @@ def describe(name: str, description: str, header: StreamHeader, events: list, ma
             active = event[2] if slotted else 0
             slots[active] = event[1]
             predicted = event[-1] == "predicted"
-            au = dummy_predicted(event[1]) if predicted else dummy_idr(event[1])
+            au = DUMMIES[header.keyframe_codec][predicted](event[1])
             packets.append({"type": "keyframe", **({"slot": active} if slotted else {}), "frame_index": event[1],
                             **({"predicted": predicted} if header.predicted_keyframes else {}),
                             "annexb_hex": au.hex()})
@@ -208,6 +227,12 @@ def _trace_events(header: StreamHeader, frames: range, keyframes: set[int], seed
     motion = trace(header.kind, max(frames) + 1, header.num_keypoints, seed=seed)
     return [("keyframe", t) if t in keyframes else ("motion", t, quantize(motion[t], header))
             for t in frames if t not in skip]
+
+
+def _plan_events(plan: list, motion: dict) -> list:
+    """Events of a plan: a frame index is a MOTION packet, ("resync", index) a RESYNC, other tuples as they are."""
+    return [("resync", e[1], motion[e[1]]) if isinstance(e, tuple) and e[0] == "resync"
+            else e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan]
 
 
 def build() -> dict[str, dict]:
@@ -302,8 +327,18 @@ def build() -> dict[str, dict]:
                                   "zeros, naming the keyframe of the active slot) after each keyframe and every "
                                   "third motion packet, one after a USE_SLOT naming the older keyframe, a predicted "
                                   "keyframe, and frame 12 not sent",
-                                  h, [("resync", e[1], motion[e[1]]) if isinstance(e, tuple) and e[0] == "resync"
-                                      else e if isinstance(e, tuple) else ("motion", e, motion[e]) for e in plan])
+                                  h, _plan_events(plan, motion))
+
+    h = default_header(fv2v, 256, 256, 25, MODEL_ID, num_keypoints=4, frame_count=12, ref_slots=2,
+                       keyframe_codec=KeyframeCodec.HEVC)
+    motion = {t: ints for _, t, ints in _trace_events(h, range(12), {0}, seed=11)[1:]}
+    plan = [("keyframe", 0, 0), 1, 2, ("keyframe", 3, 1, "predicted"), 4, ("use_slot", 0), ("resync", 5), 6,
+            ("keyframe", 7, 0, "predicted"), 8, ("keyframe", 9, 1), 10, ("keyframe", 11, 0, "predicted")]
+    out["hevc_predicted"] = describe("hevc_predicted", "version 5.0, keyframe_codec 1 (HEVC), 2 reference slots: an "
+                                     "IDR keyframe (VPS, SPS, PPS, IDR_N_LP slice), predicted ones (a TRAIL_R "
+                                     "slice each), a USE_SLOT and a RESYNC naming the older keyframe, a second IDR "
+                                     "and a keyframe predicted after it",
+                                     h, _plan_events(plan, motion))
     return out
 
 

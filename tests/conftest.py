@@ -83,6 +83,22 @@ def trained():
 
 
 @pytest.fixture(scope="session")
+def untrained_test_model():
+    """(model, model id) of the untrained fv2v `test` recipe, seed 0 (`--model untrained-test`)."""
+    from codec.motion_model import build_untrained, untrained_model_id
+
+    return build_untrained("fv2v", "test", 0), untrained_model_id("fv2v", "test", 0)
+
+
+@pytest.fixture(scope="session")
+def astronaut8() -> list:
+    """8 frames of the 64² astronaut demo clip."""
+    from codec.demo import DemoClipConfig, astronaut_frames
+
+    return list(astronaut_frames(DemoClipConfig(seconds=0.32, size=64)))
+
+
+@pytest.fixture(scope="session")
 def stills() -> dict:
     """Three different 64² pictures: the astronaut, its mirror image and its negative."""
     import numpy as np

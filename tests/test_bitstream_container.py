@@ -99,9 +99,9 @@ def test_header_errors_name_offsets():
     assert error_of(b"RIFF" + data[4:])[1].offset == 0
     assert "magic" in str(error_of(b"\x89FVX")[1])
     bad = bytearray(data)
-    bad[8] = 5  # 1.x to 4.x are read; 5 is the first major no version defines
+    bad[8] = 6  # 1.x to 5.x are read; 6 is the first major no version defines
     _, err = error_of(bytes(bad))
-    assert "version 5.0" in err.message and err.offset == 8
+    assert "version 6.0" in err.message and err.offset == 8
     bad = bytearray(data)
     bad[13] ^= 1
     _, err = error_of(bytes(bad))

@@ -68,7 +68,8 @@ def test_version_names_package_bitstream_and_every_shipped_weights_file(capsys):
         main(["--version"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and out.startswith("fvc ") and "writes bitstream 3.0" in out
-    assert "reads 1.x, 2.x, 3.x and 4.x" in out and "4.0 with --resync-period > 0" in out
+    assert "reads 1.x, 2.x, 3.x, 4.x and 5.x" in out and "4.0 with --resync-period > 0" in out
+    assert "5.0 with --keyframe-codec hevc" in out
     for path in WEIGHTS_DIR.glob("*.pt"):
         assert f"{path.stem} ({model_id(path).hex()[:8]}…)" in out
 
@@ -334,7 +335,7 @@ def test_animate_writes_one_frame_per_driving_frame(clip, tmp_path, capsys):
 # Every coding option at a value other than its default (and the margins' words for None).
 ALL_CODING = ["--preset", "slow", "--qp", "36", "--refresh-threshold", "0", "--max-gop", "9", "--kp-threshold", "2",
               "--refs", "3", "--reuse-margin", "any", "--switch-margin", "off", "--no-predict-keyframes",
-              "--idr-period", "40", "--resync-period", "12", "--kbps", "25.5", "--strict-rate",
+              "--idr-period", "40", "--resync-period", "12", "--keyframe-codec", "hevc", "--kbps", "25.5", "--strict-rate",
               "--quality", "41.5"]
 
 

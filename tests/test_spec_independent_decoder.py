@@ -91,14 +91,20 @@ class RangeDecoder:
         return s
 
 
-def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3, 4)) -> dict:
+# HEVC NAL unit types a keyframe may hold (spec §5.9): TRAIL_N, TRAIL_R, IDR_W_RADL, IDR_N_LP, VPS, SPS, PPS, AUD and
+# the two SEI types.
+HEVC_KEYFRAME_TYPES = {0, 1, 19, 20, 32, 33, 34, 35, 39, 40}
+
+
+def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict:
     """Header fields and packets (with decoded integers) of a whole stream, read as a decoder of the major
     versions `majors` reads it: (1,) is a 1.x decoder, which refuses a 2.0 or 3.0 stream at byte 8 (spec §5.5).
 
     From version 1.1 on type 4 is a NOTE, a JSON object (spec §4.4). From version 2 on keyframes name their
     slot and motion packets the keyframe they render from (spec §5.6); in version 3 keyframes say whether
     they are predicted (spec §5.7). From version 4 on type 6 is a RESYNC: a MOTION packet coded against zeros that
-    names its keyframe, which must be the active slot's (spec §4.6).
+    names its keyframe, which must be the active slot's (spec §4.6). From version 5 on the header says whether
+    keyframes are H.264 or HEVC, whose NAL units a keyframe holds (spec §5.9).
     """
     assert data[:8] == MAGIC
     major, minor, body_len = struct.unpack_from("<BBH", data, 8)
@@ -124,6 +130,13 @@ def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3, 4)) -> dict:
         assert body_len >= 36 + 12 * ngroups
         n_slots = header["ref_slots"] = data[47 + 12 * ngroups]
         assert 1 <= n_slots <= 8
+    hevc = False
+    if major >= 5:
+        assert body_len >= 37 + 12 * ngroups
+        header["keyframe_codec"] = data[48 + 12 * ngroups]
+        if header["keyframe_codec"] not in (0, 1):
+            raise SpecError(f"unknown keyframe_codec {header['keyframe_codec']}", 48 + 12 * ngroups)
+        hevc = header["keyframe_codec"] == 1
     pos = 12 + body_len + 4
     packets, last, state, counts = [], -1, None, [0, 0]
     slots, active = {}, None  # slot -> frame index of the keyframe it holds
@@ -142,18 +155,26 @@ def parse(data: bytes, majors: tuple[int, ...] = (1, 2, 3, 4)) -> dict:
             assert index > last and active < n_slots
             au = body[p:]
             assert au.startswith(b"\0\0\1") or au.startswith(b"\0\0\0\1")
-            # nal_unit_type: the low 5 bits of the byte after each 00 00 01 start code
-            slices = {unit[0] & 31 for unit in au.split(b"\0\0\1")[1:] if unit} & {1, 5}
+            units = [unit.rstrip(b"\0") for unit in au.split(b"\0\0\1")[1:]]
+            if hevc:  # a 2-byte header: forbidden bit 0, type in bits 1-6, layer 0, temporal id plus 1 = 1
+                for unit in units:
+                    if len(unit) < 2 or unit[0] & 0x81 or unit[1] != 1 or unit[0] >> 1 not in HEVC_KEYFRAME_TYPES:
+                        raise SpecError(f"HEVC NAL unit {unit[:2].hex()} not allowed in a keyframe")
+                types = {unit[0] >> 1 for unit in units}
+                intra, predicted = bool(types & {19, 20}), bool(types & {0, 1})
+            else:  # nal_unit_type: the low 5 bits of the byte after each 00 00 01 start code
+                types = {unit[0] & 31 for unit in units if unit}
+                intra, predicted = 5 in types, 1 in types
             if major < 3:
-                assert 5 in slices
+                assert intra
             else:
-                assert len(slices) == 1
-                if 1 in slices and not intra_seen:
+                assert intra != predicted
+                if predicted and not intra_seen:
                     raise SpecError("predicted keyframe before any intra keyframe")
-            intra_seen = intra_seen or 5 in slices
+            intra_seen = intra_seen or intra
             slots[active] = index
             packets.append({"type": "keyframe", **({"slot": active} if slotted else {}), "frame_index": index,
-                            **({"predicted": 1 in slices} if major >= 3 else {}), "annexb_hex": au.hex()})
+                            **({"predicted": predicted} if major >= 3 else {}), "annexb_hex": au.hex()})
             state = {g["name"]: [[0] * g["dims"] for _ in range(g["count"])] for g in groups}
             last, counts[0] = index, counts[0] + 1
         elif ptype == 2 or (ptype == 6 and major >= 4):
@@ -229,7 +250,7 @@ def test_use_slot_of_an_empty_slot_is_refused():
 
 # Every conformance vector spec §11 lists, by name: this decoder must read each of them.
 EXPECTED = ("tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
-            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted", "fv2v_resync")
+            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted", "fv2v_resync", "hevc_predicted")
 
 
 def vector_names() -> list[str]:
@@ -260,12 +281,12 @@ def test_independent_decoder_matches_vector_json(name):
 @pytest.mark.parametrize("name", EXPECTED)
 def test_version_gate_on_every_vector(name):
     """Spec §5.5: a decoder of majors 1 … M reads a stream of major ≤ M and refuses any other at byte 8, before
-    reading anything else: a 1.x decoder refuses 2.0 to 4.0, a 2.x decoder 3.0 and 4.0, a 3.x decoder 4.0; no
-    decoder reads 0 or 5."""
+    reading anything else: a 1.x decoder refuses 2.0 to 5.0, a 2.x decoder 3.0 to 5.0, a 3.x decoder 4.0 and 5.0, a
+    4.x decoder 5.0 (an HEVC stream, which it would otherwise feed to an H.264 decoder); no decoder reads 0 or 6."""
     data = (VECTORS / f"{name}.fvc").read_bytes()
     major = json.loads((VECTORS / f"{name}.json").read_text())["header"]["version"][0]
     whole = parse(data)
-    for newest in (1, 2, 3, 4):
+    for newest in (1, 2, 3, 4, 5):
         majors = tuple(range(1, newest + 1))
         if major in majors:
             read = parse(data, majors)
@@ -274,7 +295,7 @@ def test_version_gate_on_every_vector(name):
             with pytest.raises(SpecError, match=f"unsupported version {major}\\.") as info:
                 parse(data, majors)
             assert info.value.offset == 8
-    for other in (0, 5, 255):
+    for other in (0, 6, 255):
         changed = data[:8] + bytes([other]) + data[9:]
         with pytest.raises(SpecError, match="unsupported version") as info:
             parse(changed)

@@ -17,7 +17,7 @@ SPEC = Path(__file__).resolve().parents[1] / "spec"
 NAMES = sorted(p.stem for p in (SPEC / "vectors").glob("*.fvc"))
 # Every vector spec §11 lists, by name.
 EXPECTED = {"tiny", "fv2v_single_keyframe", "fv2v_multi_keyframe", "fv2v_escapes", "fv2v_masked", "fomm",
-            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted", "fv2v_resync"}
+            "live_future_minor", "fv2v_notes", "fv2v_slots", "fv2v_predicted", "fv2v_resync", "hevc_predicted"}
 
 
 def load_make_vectors():
@@ -39,7 +39,7 @@ def test_every_kind_of_vector_is_present():
     assert all(f"| {name} |" in table for name in EXPECTED), "spec §11 lists every vector"
     # Each version this document defines has a vector, and 1.1's one addition, the NOTE, is in one.
     versions = {tuple(json.loads((SPEC / "vectors" / f"{n}.json").read_text())["header"]["version"]) for n in NAMES}
-    assert {(1, 0), (1, 1), (2, 0), (3, 0), (4, 0)} <= versions
+    assert {(1, 0), (1, 1), (2, 0), (3, 0), (4, 0), (5, 0)} <= versions
     assert any(p["type"] == "note" for n in NAMES
                for p in json.loads((SPEC / "vectors" / f"{n}.json").read_text())["packets"])
 
@@ -59,7 +59,10 @@ def test_reader_decodes_vector_to_json(name, make_vectors):
         packet = record.packet
         assert (record.offset, record.size) == (e["offset"], e["size"])
         if e["type"] == "keyframe":
-            assert packet == KeyframePacket(e["frame_index"], bytes.fromhex(e["annexb_hex"]), e.get("slot", 0))
+            assert packet == KeyframePacket(e["frame_index"], bytes.fromhex(e["annexb_hex"]), e.get("slot", 0),
+                                            reader.header.keyframe_codec)
+            if "predicted" in e:  # 3.x and later: IDR or predicted, read from the codec's own NAL unit types
+                assert packet.intra != e["predicted"]
             slots[packet.slot], active = packet.frame_index, packet.slot
             decoder.reset()
         elif e["type"] == "use_slot":
@@ -158,10 +161,10 @@ def test_note_vector_is_1_1_and_a_1_0_reader_skips_its_notes_to_the_same_integer
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-@pytest.mark.parametrize("major", [0, 5, 255])
-def test_the_reader_refuses_any_major_but_1_to_4_at_byte_8(name, major):
+@pytest.mark.parametrize("major", [0, 6, 255])
+def test_the_reader_refuses_any_major_but_1_to_5_at_byte_8(name, major):
     data = bytearray((SPEC / "vectors" / f"{name}.fvc").read_bytes())
-    assert data[8] in (1, 2, 3, 4)
+    assert data[8] in (1, 2, 3, 4, 5)
     data[8] = major
     with pytest.raises(BitstreamError, match=f"unsupported format version {major}\\.") as info:
         StreamReader(bytes(data))
@@ -202,13 +205,13 @@ def test_a_keyframe_naming_a_slot_beyond_the_header_fails_at_its_first_byte():
     assert (info.value.offset, info.value.packet) == (key.offset, 3)
 
 
-def test_type_5_is_unknown_in_a_1_x_stream_and_version_5_is_refused():
+def test_type_5_is_unknown_in_a_1_x_stream_and_version_6_is_refused():
     tiny = (SPEC / "vectors" / "tiny.fvc").read_bytes()
     skipped = _with_packet(tiny, 1, frame(PacketType.USE_SLOT, b"\x07"))
     assert UnknownPacket(5, b"\x07") in [r.packet for r in StreamReader(skipped).records()]
     slots = bytearray((SPEC / "vectors" / "fv2v_slots.fvc").read_bytes())
-    slots[8] = 5
-    with pytest.raises(BitstreamError, match="unsupported format version 5.0") as info:
+    slots[8] = 6
+    with pytest.raises(BitstreamError, match="unsupported format version 6.0") as info:
         StreamReader(bytes(slots))
     assert info.value.offset == 8
 

@@ -482,9 +482,9 @@ class Depacketizer:
                 previous = timestamp - delta
                 if previous < 0 or (not self._broken and self._last_frame is not None and previous != self._last_frame):
                     return None, FRAME_INDEX
-                packet = decode_body(packet_type, body, previous, self.version)
+                packet = decode_body(packet_type, body, previous, self.version, self.header.keyframe_codec)
             else:
-                packet = decode_body(packet_type, body, 0, self.version)
+                packet = decode_body(packet_type, body, 0, self.version, self.header.keyframe_codec)
         except BitstreamError:
             return None, BAD_PACKET
         if isinstance(packet, (KeyframePacket, MotionPacket)):
@@ -493,7 +493,8 @@ class Depacketizer:
                 return None, FRAME_INDEX
         if isinstance(packet, (KeyframePacket, UseSlotPacket)) and packet.slot >= self.header.ref_slots:
             return None, BAD_PACKET
-        if isinstance(packet, KeyframePacket) and annexb_problem(packet.annexb, self.header.predicted_keyframes):
+        if isinstance(packet, KeyframePacket) and annexb_problem(packet.annexb, self.header.predicted_keyframes,
+                                                                 self.header.keyframe_codec):
             return None, BAD_PACKET
         if isinstance(packet, NotePacket) and note_problem(packet.body):
             return None, BAD_PACKET

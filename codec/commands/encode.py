@@ -7,6 +7,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+from bitstream.constants import KeyframeCodec
+
 from ..coding_defaults import DEFAULT_KEYFRAME_QP, DEFAULT_PRESET, PRESETS
 from ..errors import InputError, OutputError
 from ..model_loading import LoadedModel, load_model_spec
@@ -117,6 +119,7 @@ def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None)
                          search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                          idr_period=args.idr_period, reuse_margin=args.reuse_margin,
                          switch_margin=args.switch_margin, resync_period=args.resync_period,
+                         keyframe_codec=KeyframeCodec[args.keyframe_codec.upper()],
                          note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                "crop": [int(v) for v in crop] if crop else None})
 
@@ -165,6 +168,7 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
     lines = [
         f"wrote {out}: {frames_text(s['frames'])} {s['width']}x{s['height']} at {s['fps']} fps ({s['duration_s']:.2f} s)",
         f"keyframes: {stats.keyframes} ({reasons}) at QP {clip.config.keyframe_qp}"
+        + (f", {s['keyframe_codec'].upper()}" if s["keyframe_codec"] != "h264" else "")
         + (f"; {sum(k['predicted'] for k in s['keyframe_list'])} predicted" if clip.config.predict_keyframes else ""),
         "bytes: " + ", ".join(f"{k} {v:,}" for k, v in by_type.items() if v) + f"; total {s['bytes']:,}",
         f"rate: {s['bits_per_pixel']:.5f} bpp, {s['kbps']:.1f} kbps",

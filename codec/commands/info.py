@@ -30,7 +30,7 @@ def run(args) -> int:
         model_id, name = summary["model_id"], summary["model_name"]
         model = f"{name} ({model_id[:8]}…)" if name else f"{model_id} (unknown weights)"
         print(f"{args.input}: fvc {summary['version']}, {summary['motion_kind']} motion, "
-              f"{summary['num_keypoints']} keypoints, model {model}")
+              f"{summary['num_keypoints']} keypoints, {summary['keyframe_codec'].upper()} keyframes, model {model}")
         if summary["notes"]:
             print("notes: " + ", ".join(f"{k} {v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
                                         for k, v in summary["notes"].items()))
