@@ -10,7 +10,7 @@ from .motion_coder import MotionDecoder, MotionEncoder
 from .packets import EndPacket, KeyframePacket, MotionPacket, NotePacket, PacketType, UnknownPacket, UseSlotPacket
 from .parser import PacketInfo, PacketParser
 from .reader import StreamReader
-from .symbols import GroupParams, SymbolGroup, default_params, dequantize, layout, quantize
+from .symbols import GroupParams, SymbolGroup, default_params, dequantize, layout, quantize, scaled_params
 from . import transport  # .fvc over UDP (spec §12); its names live in bitstream.transport
 from .writer import FileStreamWriter, StreamWriter
 
@@ -19,5 +19,5 @@ __all__ = [
     "MotionEncoder", "MotionKind", "MotionPacket", "NotePacket", "PacketInfo", "PacketParser", "PacketType",
     "StreamHeader", "StreamReader", "StreamWriter", "SymbolError", "SymbolGroup", "TruncatedStreamError",
     "UnknownPacket", "UseSlotPacket", "default_header", "default_params", "dequantize", "layout", "parse_header",
-    "quantize", "summarize",
+    "quantize", "scaled_params", "summarize",
 ]

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
 
 from .constants import MAX_RADIUS, NUM_KEYPOINTS_FOMM, NUM_KEYPOINTS_FV2V, QUANT_MAX, MotionKind
 from .errors import SymbolError
+from .freqtable import DECAY_ONE
 
 if TYPE_CHECKING:
     from .header import StreamHeader
@@ -99,6 +100,16 @@ def default_params(kind: MotionKind) -> tuple[GroupParams, ...]:
     """Default parameters of every group of `kind`, in layout order."""
     kind = MotionKind(kind)
     return tuple(DEFAULT_PARAMS[kind][g.name] for g in layout(kind))
+
+
+def scaled_params(kind: MotionKind, scale: float) -> tuple[GroupParams, ...]:
+    """Default parameters with every step times `scale` and every decay D / 2^16 raised to `scale`: the residual
+    model keeps its shape in motion units, so a residual costs about log2(1 / scale) bits more per symbol."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise SymbolError(f"step scale {scale} must be a finite number > 0")
+    return tuple(replace(p, step=p.step * scale, decay=min(round(DECAY_ONE * (p.decay / DECAY_ONE) ** scale),
+                                                           DECAY_ONE - 1))
+                 for p in default_params(kind))
 
 
 def check_ints(ints: Mapping[str, np.ndarray], groups: tuple[SymbolGroup, ...]) -> dict[str, np.ndarray]:

@@ -11,10 +11,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_CODEC, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD, DEFAULT_MAX_GOP,
-                              DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET, DEFAULT_REFRESH_DB, DEFAULT_REFS,
-                              DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
-                              LIVE_PRESET, LIVE_RESYNC_PERIOD, PRESETS, QUALITY_MAX, QUALITY_MIN)
+from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_CODEC, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD,
+                              DEFAULT_MAX_GOP, DEFAULT_MOTION_STEP, DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET,
+                              DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB,
+                              DEFAULT_SWITCH_MARGIN_DB, LIVE_PRESET, LIVE_RESYNC_PERIOD, MOTION_STEP_MAX,
+                              MOTION_STEP_MIN, PRESETS, QUALITY_MAX, QUALITY_MIN)
 from .commands import animate, decode, demo, encode, info, receive, send
 from .commands.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, VIDEO_NAMES  # noqa: F401 (EXIT_OK: API)
 from .errors import InputError, is_user_error, one_line
@@ -125,6 +126,10 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
         help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
              f"model's analysis size (default: the preset's, {DEFAULT_REFRESH_DB:g} for medium and "
              "slow; 0 = off, and without the search the encoder renders nothing)")
+    add("--motion-step", type=float, default=DEFAULT_MOTION_STEP, metavar="S",
+        help="motion quantisation steps as a multiple of the bitstream's defaults (0.5°, 0.005 and 0.01 of the "
+             f"half frame): finer moves the face more smoothly for more bytes ({MOTION_STEP_MIN:g}..{MOTION_STEP_MAX:g}, "
+             f"default {DEFAULT_MOTION_STEP:g})")
     add("--max-gop", "--keyint", type=_positive_int, default=DEFAULT_MAX_GOP, metavar="N",
         help=f"most frames per keyframe (default {DEFAULT_MAX_GOP})")
     add("--kp-threshold", type=int, default=DEFAULT_KP_THRESHOLD, metavar="T",

@@ -15,14 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from bitstream import (FileStreamWriter, KeyframePacket, MotionEncoder, MotionPacket, NotePacket, StreamHeader,
-                       StreamWriter, SymbolError, UseSlotPacket, default_header, quantize)
+                       StreamWriter, SymbolError, UseSlotPacket, default_header, quantize, scaled_params)
 from bitstream.constants import MAX_REF_SLOTS, NOTE_MINOR, KeyframeCodec
 from bitstream.packets import ReasonNotes
 
 from . import __version__
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_CODEC, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD,
-                              DEFAULT_MAX_GOP, DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_RESYNC_PERIOD,
-                              DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB, SearchConfig)
+                              DEFAULT_MAX_GOP, DEFAULT_MOTION_STEP, DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB,
+                              DEFAULT_REFS, DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
+                              MOTION_STEP_MAX, MOTION_STEP_MIN, SearchConfig)
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import MAX_IDR_QP_DROP, QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
@@ -78,6 +79,8 @@ class EncoderConfig:
     resync_period: int = DEFAULT_RESYNC_PERIOD
     # HEVC keyframes write a version 5.0 stream (spec §5.9); H.264 ones the versions above.
     keyframe_codec: KeyframeCodec = DEFAULT_KEYFRAME_CODEC
+    # Motion quantisation steps as a multiple of the bitstream's defaults, written in the header (coding_defaults).
+    motion_step: float = DEFAULT_MOTION_STEP
     note: dict | None = None  # informative NOTE members written after the header, e.g. source size and crop
 
     def __post_init__(self):
@@ -100,6 +103,8 @@ class EncoderConfig:
             raise InputError(f"--refresh-threshold {self.refresh_threshold} must be >= 0 dB (0 = off)")
         if self.max_gop < 1:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
+        if not MOTION_STEP_MIN <= self.motion_step <= MOTION_STEP_MAX:
+            raise InputError(f"--motion-step {self.motion_step} outside {MOTION_STEP_MIN:g}..{MOTION_STEP_MAX:g}")
         if self.idr_period < 1:
             raise InputError(f"--idr-period {self.idr_period} must be >= 1")
         if self.resync_period < 0:
@@ -175,7 +180,8 @@ class Encoder:
         self.header = default_header(model.kind, config.width, config.height, config.fps, model_id,
                                      num_keypoints=model.num_keypoints, frame_count=config.frame_count,
                                      ref_slots=config.refs, predicted_keyframes=config.predict_keyframes,
-                                     resync=config.resync_period > 0, keyframe_codec=config.keyframe_codec)
+                                     resync=config.resync_period > 0, keyframe_codec=config.keyframe_codec,
+                                     params=scaled_params(model.kind, config.motion_step))
         self.device = model_device(model)
         self._decoder = Decoder(model, self.header)
         self._motion = MotionEncoder(self.header)

@@ -52,6 +52,22 @@ def test_residual_table_rejects_bad_parameters():
         binary_table(0)
 
 
+def test_scaled_params_scale_the_steps_and_keep_the_residual_models_shape():
+    from bitstream import default_params, scaled_params
+
+    for kind in (MotionKind.FV2V, MotionKind.FOMM):
+        assert scaled_params(kind, 1.0) == default_params(kind)
+        for scale in (0.25, 0.5, 2.0):
+            for d, p in zip(default_params(kind), scaled_params(kind, scale), strict=True):
+                assert p.step == np.float32(d.step * scale)
+                # The weight ratio per step, raised to the steps per default step, is the default's ratio.
+                assert abs((p.decay / 65536) ** (1 / scale) - d.decay / 65536) < 1e-3
+                assert (p.radius, p.escape_freq, p.mask_freq) == (d.radius, d.escape_freq, d.mask_freq)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(SymbolError, match="step scale"):
+            scaled_params(MotionKind.FV2V, bad)
+
+
 def test_quantize_dequantize_round_trip_and_errors():
     h = default_header(MotionKind.FV2V, 256, 256, 25, bytes(16), num_keypoints=4)
     motion = {"rotation": np.array([[10.26, -0.24, 0.25]], np.float32),

@@ -119,7 +119,8 @@ def test_push_refuses_a_frame_of_the_wrong_type_or_size(model, bad):
 @pytest.mark.parametrize("field,value,match", [("keyframe_qp", 52, "keyframe-qp"), ("max_gop", 0, "max-gop"),
                                                ("kp_threshold", -2, "kp-threshold"),
                                                ("refresh_threshold", -1.0, "refresh-threshold"),
-                                               ("fps", 0, "fps")])
+                                               ("fps", 0, "fps"), ("motion_step", 0.1, "motion-step"),
+                                               ("motion_step", 5.0, "motion-step")])
 def test_config_refuses_out_of_range_settings(field, value, match):
     with pytest.raises(InputError, match=match):
         config(**{field: value})
@@ -204,6 +205,20 @@ def searched_clip(trained, frames, **search) -> EncodedClip:
 @pytest.fixture(scope="module")
 def moving():
     return list(astronaut_frames(DemoClipConfig(seconds=0.4, size=SIZE)))  # 10 frames
+
+
+def test_motion_step_scales_the_header_steps_and_the_quantised_motion(trained, moving):
+    model, ident = trained
+    coarse, fine = (encode_clip(moving[:4], model, config(refresh_threshold=0, motion_step=s), ident)
+                    for s in (1.0, 0.5))
+    assert [p.step for p in fine.header.params] == [np.float32(p.step * 0.5) for p in coarse.header.params]
+    # The same estimates in half the step: twice the integers, within the rounding of each.
+    ints = [{k: v for k, v in Decoder(model, c.header).motion_decoder.decode(p.payload).items()}
+            for c in (coarse, fine) for p in c.packets[1:2]]
+    for k in ints[0]:
+        assert np.abs(ints[1][k] - 2 * ints[0][k]).max() <= 1
+    assert np.abs(ints[0]["expression"]).max() > 1
+    assert decode_all(model, fine.to_bytes())[1].shape == (SIZE, SIZE, 3)
 
 
 @pytest.mark.parametrize("loss", ["l1", "lpips"])

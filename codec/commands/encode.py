@@ -119,7 +119,7 @@ def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None)
                          search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                          idr_period=args.idr_period, reuse_margin=args.reuse_margin,
                          switch_margin=args.switch_margin, resync_period=args.resync_period,
-                         keyframe_codec=KeyframeCodec[args.keyframe_codec.upper()],
+                         keyframe_codec=KeyframeCodec[args.keyframe_codec.upper()], motion_step=args.motion_step,
                          note={"preset": preset.name, "source": {"width": info.width, "height": info.height},
                                "crop": [int(v) for v in crop] if crop else None})
 
