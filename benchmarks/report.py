@@ -284,10 +284,14 @@ def rd_model_range(folder: str, method: str = "fomm", label: str = "FOMM (`cpu12
     if not ours:
         raise ReportError(f"{folder}/summary.csv: no {method} rows")
     lp = [num(r["lpips"]) for r in ours]
-    parts = [f"LPIPS {f(min(lp), 2)}–{f(max(lp), 2)}"]
+    parts = [f"LPIPS {f(min(lp), 3)}–{f(max(lp), 3)}"]
     if all(has(r, "akd") for r in ours):
         akd = [num(r["akd"]) for r in ours]
         parts.append(f"AKD {f(min(akd), 1)}–{f(max(akd), 1)} px")
+    for column, name in EXTRA_QUALITY.items():
+        if all(has(r, column) for r in ours):
+            values = [num(r[column]) for r in ours]
+            parts.append(f"{name} {f(min(values), 3)}–{f(max(values), 3)}")
     parts[-1] += f" over its {len(ours)} points"
     theirs = [num(r["lpips"]) for r in summary if r["method"] == against]
     if theirs:
@@ -567,7 +571,7 @@ def reenactment(folder: str, task: str) -> Row:
 ROWS: list[Callable[[], Row]] = [
     lambda: rd_headline("bench512-step17548"),
     lambda: rd_rates("bench512-step17548"),
-    lambda: rd_model_range("bench512-step17548"),
+    lambda: rd_model_range("bench512-fomm-cpu128"),
     lambda: equal_budget("bench512-fomm-equal", note=" (both warping the keyframe's pixels, each trained 2,430 steps x 4 "
                                                      "pairs on the same data: fv2v with landmark-tied 3D keypoints, FOMM "
                                                      "with its unsupervised 2D keypoints and Jacobians)"),
