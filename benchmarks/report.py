@@ -410,7 +410,7 @@ def equal_budget(folder: str, test: str = "fomm", anchor: str = "fvc", hold: str
                always_current=True)
 
 
-def live_loss(folder: str, nack: str = "on") -> Row:
+def live_loss(folder: str, nack: str = "on", note: str = "") -> Row:
     """benchmarks/loss.py: per method, the rate and the LPIPS of what the receiver shows at each loss, the longest
     freeze and the capture-to-display latency, means over the clips."""
     path = RESULTS / folder
@@ -438,8 +438,8 @@ def live_loss(folder: str, nack: str = "on") -> Row:
         parts.append(", ".join(text))
         models += [m for r in mine for m in model_ids(r.get("weights")) if method == "fvc"]
     clips = len({r["clip"] for r in rows})
-    what = (f"a live call through the loopback UDP transport (benchmarks/loss.py, NACK {nack}, real time): {clips} "
-            f"clips, {args.get('size', '?')}², first {args.get('frames', '?')} frames")
+    what = (f"a live call through the loopback UDP transport (benchmarks/loss.py, NACK {nack}, real time{note}): "
+            f"{clips} clips, {args.get('size', '?')}², first {args.get('frames', '?')} frames")
     return Row(what, "; ".join(parts), tuple(dict.fromkeys(models)) or (NO_MODEL,), link(folder, "loss.csv"))
 
 
@@ -580,6 +580,9 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),
     lambda: rate_control("rate-control-bench512"),
     lambda: live_loss("loss-bench512"),
+    lambda: live_loss("loss-bench512", nack="off", note="; run beside two other benchmarks, so its latency is the "
+                                                        "receiver's backlog, and with --motion-step 0.5 where the NACK "
+                                                        "rows above had 1"),
     lambda: rd_search("bench512-slow-step17548", "bench512-step17548"),
     lambda: keyframe_anchor("bench512-keyframe-anchor", "long-keyframe-anchor"),
     lambda: keyframe_codecs("keyframe-codecs-bench512"),
