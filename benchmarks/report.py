@@ -569,13 +569,13 @@ def reenactment(folder: str, task: str) -> Row:
 
 # Every CSV-derived row, in table order; each lands in the current or the history table by its model ids.
 ROWS: list[Callable[[], Row]] = [
-    lambda: rd_headline("bench512-step17548"),
-    lambda: rd_rates("bench512-step17548"),
+    lambda: rd_headline("bench512-motion-step"),
+    lambda: rd_rates("bench512-motion-step"),
     lambda: rd_model_range("bench512-fomm-cpu128"),
     lambda: equal_budget("bench512-fomm-equal", note=" (both warping the keyframe's pixels, each trained 2,430 steps x 4 "
                                                      "pairs on the same data: fv2v with landmark-tied 3D keypoints, FOMM "
                                                      "with its unsupervised 2D keypoints and Jacobians)"),
-    lambda: rd_motion("bench512-step17548"),
+    lambda: rd_motion("bench512-motion-step"),
     lambda: rd_quality("bench512-quality"),
     lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),
     lambda: rate_control("rate-control-bench512"),

@@ -22,6 +22,7 @@ PROVENANCE_COLUMNS = ["date", "commit"]
 UNKNOWN = "-"
 # The code a row depends on: a commit with changes here is marked "+dirty".
 CODE_FOLDERS = ("codec", "bitstream", "benchmarks")
+RESULTS_PATHSPEC = "benchmarks/results"
 
 
 class Table:
@@ -124,7 +125,8 @@ def code_version() -> str:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_FOLDERS)
+        # Results folders are what the runs write, not code: a run beside another one would mark it dirty.
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_FOLDERS, f":!{RESULTS_PATHSPEC}")
     except (OSError, subprocess.SubprocessError):
         return UNKNOWN
     return commit + ("+dirty" if dirty else "")

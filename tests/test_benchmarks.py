@@ -661,3 +661,27 @@ def test_heldout_val_scores_each_export_on_the_same_pairs(tmp_path, capsys):
                                                  if line.startswith("| seed"))] == scores
     assert heldout_val.main(["--cache", str(cache), str(tmp_path / "none.pt")]) == 1
     assert f"heldout_val: error: no weights at {tmp_path / 'none.pt'}" in capsys.readouterr().err
+
+
+def test_code_version_is_dirty_for_changed_code_not_for_changed_results(tmp_path, monkeypatch):
+    """A benchmark row says +dirty when code differs from its commit; results written beside it are no code."""
+    import subprocess
+
+    import results_folder
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for path in ("benchmarks/rd_curve.py", "benchmarks/results/a/rd.csv", "codec/x.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    monkeypatch.setattr(results_folder, "REPO", tmp_path)
+    clean = results_folder.code_version()
+    assert re.fullmatch(r"[0-9a-f]{12}", clean)
+    (tmp_path / "benchmarks/results/a/rd.csv").write_text("y\n")
+    assert results_folder.code_version() == clean
+    (tmp_path / "codec/x.py").write_text("y\n")
+    assert results_folder.code_version() == clean + "+dirty"
