@@ -208,7 +208,8 @@ def test_units_damaged_behind_valid_crcs():
                     if isinstance(event, PacketEvent) and isinstance(event.packet, (KeyframePacket, UseSlotPacket)):
                         assert event.packet.slot < receiver.header.ref_slots
                     if isinstance(event, PacketEvent) and isinstance(event.packet, KeyframePacket):
-                        assert annexb_problem(event.packet.annexb, receiver.header.predicted_keyframes) is None
+                        assert annexb_problem(event.packet.annexb, receiver.header.predicted_keyframes,
+                                              receiver.header.keyframe_codec) is None
                 check(receiver)
         receiver.flush()
         check(receiver)
