@@ -578,6 +578,7 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_motion("bench512-motion-step"),
     lambda: rd_quality("bench512-quality"),
     lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),
+    lambda: rd_rates("bench256-jvet", metrics=("lpips", "psnr", "lpips_vgg", "dists"), test="fvc"),
     lambda: rate_control("rate-control-bench512"),
     lambda: live_loss("loss-bench512"),
     lambda: live_loss("loss-bench512", nack="off", note="; run beside two other benchmarks, so its latency is the "
