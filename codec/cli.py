@@ -14,8 +14,8 @@ from typing import Sequence
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_CODEC, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD,
                               DEFAULT_MAX_GOP, DEFAULT_MOTION_STEP, DEFAULT_PREDICT_KEYFRAMES, DEFAULT_PRESET,
                               DEFAULT_REFRESH_DB, DEFAULT_REFS, DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB,
-                              DEFAULT_SWITCH_MARGIN_DB, LIVE_PRESET, LIVE_RESYNC_PERIOD, MOTION_STEP_MAX,
-                              MOTION_STEP_MIN, PRESETS, QUALITY_MAX, QUALITY_MIN)
+                              DEFAULT_SWITCH_MARGIN_DB, KEYFRAME_CODEC_NAMES, LIVE_PRESET, LIVE_RESYNC_PERIOD,
+                              MOTION_STEP_MAX, MOTION_STEP_MIN, PRESETS, QUALITY_MAX, QUALITY_MIN)
 from .commands import animate, decode, demo, encode, info, receive, send
 from .commands.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, VIDEO_NAMES  # noqa: F401 (EXIT_OK: API)
 from .errors import InputError, is_user_error, one_line
@@ -108,7 +108,7 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
 
     add("--keyframe-qp", "--qp", type=int, default=DEFAULT_KEYFRAME_QP, metavar="QP",
         help=f"constant QP of keyframes, H.264's or HEVC's (default {DEFAULT_KEYFRAME_QP})")
-    add("--keyframe-codec", choices=("h264", "hevc"), default=DEFAULT_KEYFRAME_CODEC.name.lower(),
+    add("--keyframe-codec", choices=KEYFRAME_CODEC_NAMES, default=DEFAULT_KEYFRAME_CODEC.name.lower(),
         help="code keyframes as H.264 (libx264) or HEVC (libx265, about 20%% fewer keyframe bytes at equal LPIPS "
              "for several times the encode time); hevc writes bitstream 5.0, which 4.x and older decoders refuse "
              f"(default {DEFAULT_KEYFRAME_CODEC.name.lower()})")

@@ -14,6 +14,7 @@ DEFAULT_KEYFRAME_QP = 30
 # 512² keyframes (results/keyframe-codecs-bench512) for ~7x the encode time, and writes bitstream 5.0, which 4.x
 # and older decoders refuse: H.264 stays the default.
 DEFAULT_KEYFRAME_CODEC = KeyframeCodec.H264
+KEYFRAME_CODEC_NAMES = tuple(codec.name.lower() for codec in KeyframeCodec)  # `--keyframe-codec` words
 # `--quality` values (codec/quality.py): the H.264 QP range, as x264's CRF.
 QUALITY_MIN, QUALITY_MAX = 0, 51
 # Motion quantisation steps as a multiple of the bitstream's defaults (`--motion-step`; the header carries the

@@ -23,7 +23,7 @@ from . import __version__
 from .coding_defaults import (DEFAULT_IDR_PERIOD, DEFAULT_KEYFRAME_CODEC, DEFAULT_KEYFRAME_QP, DEFAULT_KP_THRESHOLD,
                               DEFAULT_MAX_GOP, DEFAULT_MOTION_STEP, DEFAULT_PREDICT_KEYFRAMES, DEFAULT_REFRESH_DB,
                               DEFAULT_REFS, DEFAULT_RESYNC_PERIOD, DEFAULT_REUSE_MARGIN_DB, DEFAULT_SWITCH_MARGIN_DB,
-                              MOTION_STEP_MAX, MOTION_STEP_MIN, SearchConfig)
+                              KEYFRAME_CODEC_NAMES, MOTION_STEP_MAX, MOTION_STEP_MIN, SearchConfig)
 from .decoder import Decoder, frame_to_tensor, model_device
 from .errors import InputError, RateControlError
 from .h264 import MAX_IDR_QP_DROP, QP_MAX, QP_MIN, KeyframeEncoder, decode_intra, encode_intra
@@ -89,7 +89,7 @@ class EncoderConfig:
             object.__setattr__(self, "keyframe_codec", KeyframeCodec(self.keyframe_codec))
         except ValueError:
             raise InputError(f"--keyframe-codec {self.keyframe_codec!r} is not one of "
-                             f"{', '.join(c.name.lower() for c in KeyframeCodec)}") from None
+                             f"{', '.join(KEYFRAME_CODEC_NAMES)}") from None
         if self.width < 1 or self.height < 1:
             raise InputError(f"frame size {self.width}x{self.height} is empty")
         if self.fps <= 0:

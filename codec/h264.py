@@ -51,6 +51,8 @@ class _Backend:
     sequence_params: str  # followed by ref and ipratio
     sequence_options: dict[str, str]
     common_params: str = ""  # appended to both
+    # libx265 needs a time base and picture timestamps; x264's bytes stay as they were without them.
+    timestamps: bool = False
 
     @property
     def syntax(self) -> NalSyntax:
@@ -70,7 +72,8 @@ _BACKENDS = {
     # bytes with them on. info=0 drops the version SEI.
     KeyframeCodec.HEVC: _Backend(KeyframeCodec.HEVC, "libx265", "hevc", "x265-params", "keyint=1",
                                  "keyint=-1:scenecut=0:bframes=0:rc-lookahead=0", {},
-                                 "frame-threads=1:pools=1:wpp=0:lookahead-slices=0:info=0:log-level=error"),
+                                 "frame-threads=1:pools=1:wpp=0:lookahead-slices=0:info=0:log-level=error",
+                                 timestamps=True),
 }
 
 
@@ -87,15 +90,15 @@ def _open_encoder(backend: _Backend, width: int, height: int, options: dict[str,
     encoder.thread_type = "FRAME"  # PyAV's default, slice threading, would split the picture in slices
     encoder.thread_count = 1
     encoder.colorspace, encoder.color_range = int(Colorspace.ITU601), int(ColorRange.MPEG)  # signalled in the VUI
-    if backend.encoder == "libx265":  # libx265 needs a time base; x264's bytes stay as they were without one
+    if backend.timestamps:
         encoder.time_base = Fraction(1, 25)
     encoder.options = {"preset": "medium", **options}
     return encoder
 
 
-def _encode_picture(encoder: av.CodecContext, rgb: np.ndarray, pts: int) -> list[av.Packet]:
+def _encode_picture(backend: _Backend, encoder: av.CodecContext, rgb: np.ndarray, pts: int) -> list[av.Packet]:
     picture = rgb_to_yuv420p(rgb)
-    if encoder.name == "libx265":
+    if backend.timestamps:
         picture.pts = pts
     return encoder.encode(picture)
 
@@ -107,7 +110,7 @@ def encode_intra(rgb: np.ndarray, qp: int, codec: KeyframeCodec = KeyframeCodec.
     backend = _backend(codec)
     encoder = _open_encoder(backend, rgb.shape[1], rgb.shape[0],
                             {"qp": str(int(qp)), backend.params_option: backend.params(backend.intra_params)})
-    packets = _encode_picture(encoder, rgb, 0) + encoder.encode(None)
+    packets = _encode_picture(backend, encoder, rgb, 0) + encoder.encode(None)
     return strip_sei(b"".join(bytes(p) for p in packets), codec)
 
 
@@ -150,7 +153,7 @@ class KeyframeEncoder:
         elif (self._encoder.width, self._encoder.height) != (rgb.shape[1], rgb.shape[0]):
             raise H264Error(f"a predicted keyframe must keep the sequence's size "
                             f"{self._encoder.width}x{self._encoder.height}, got {rgb.shape[1]}x{rgb.shape[0]}")
-        packets = _encode_picture(self._encoder, rgb, self._pictures)
+        packets = _encode_picture(self._backend, self._encoder, rgb, self._pictures)
         self._pictures += 1
         if len(packets) != 1:
             raise H264Error(f"{self._backend.encoder} returned {len(packets)} access units for one keyframe, "
