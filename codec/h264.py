@@ -67,12 +67,12 @@ _BACKENDS = {
                                  "keyint=infinite:scenecut=0:bframes=0", {"tune": "zerolatency"}),
     # x264's zerolatency spelled out for x265: no B pictures and no look-ahead, so each access unit comes out
     # before the next keyframe goes in; keyint -1: IDRs come only from a fresh encoder, as with x264's infinite.
-    # One thread (frame-threads, pools) keeps the bytes the same on every machine; wavefront rows and look-ahead
-    # slices, the parts of x265 that split work, are off too, since a CI run beside a benchmark once got other
-    # bytes with them on. info=0 drops the version SEI.
+    # One thread (frame-threads, pools) and no early skip keep the bytes the same run after run: with early skip
+    # on, the second predicted picture of a 64² sequence came out differently in 6 of 10 encodes of the same frames
+    # (0 of 16 without it; wavefront rows and look-ahead slices made no difference). info=0 drops the version SEI.
     KeyframeCodec.HEVC: _Backend(KeyframeCodec.HEVC, "libx265", "hevc", "x265-params", "keyint=1",
                                  "keyint=-1:scenecut=0:bframes=0:rc-lookahead=0", {},
-                                 "frame-threads=1:pools=1:wpp=0:lookahead-slices=0:info=0:log-level=error",
+                                 "frame-threads=1:pools=1:early-skip=0:info=0:log-level=error",
                                  timestamps=True),
 }
 
