@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol import portable, portable_label  # noqa: E402
 from results_folder import run_stamp  # noqa: E402
 
-from codec.decoder import DecoderOptions, apply_free_view  # noqa: E402
+from codec.decoder import DecoderOptions, free_view_rotation  # noqa: E402
 from codec.demo import DemoClipConfig, astronaut_frames  # noqa: E402
 from codec.model_loading import load_model_spec  # noqa: E402
 
@@ -34,8 +34,8 @@ def strip(model, keyframe: np.ndarray, frame: np.ndarray, angles=ANGLES, axis: s
         state = model.analyze_keyframe(to_tensor(keyframe))
         motion = model.estimate_motion(to_tensor(frame))
         for angle in angles:
-            edited = apply_free_view(motion, DecoderOptions(**{axis: angle}))
-            out = model.render(state, edited)[0].clamp(0, 1)
+            view = free_view_rotation(motion, DecoderOptions(**{axis: angle}))
+            out = model.render(state, motion, view=view)[0].clamp(0, 1)
             tiles.append((out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     return np.concatenate(tiles, 1)
 

@@ -250,7 +250,7 @@ def render(model, source: np.ndarray, driving: np.ndarray,
     the decoder renders decoded motion), once per view (default: un-redirected only)."""
     import torch
 
-    from codec.decoder import apply_free_view, frame_to_tensor, model_device, tensor_to_frame
+    from codec.decoder import frame_to_tensor, free_view_rotation, model_device, tensor_to_frame
 
     views = views or {NO_VIEW: DecoderOptions()}
     height, width = source.shape[:2]
@@ -261,8 +261,9 @@ def render(model, source: np.ndarray, driving: np.ndarray,
         for frame in driving:
             motion = model.estimate_motion(frame_to_tensor(frame, device))
             for name, options in views.items():
-                moved = apply_free_view(motion, options) if options.free_view else motion
-                out[name].append(tensor_to_frame(model.render(state, moved), width, height))
+                view = free_view_rotation(motion, options) if options.free_view else None
+                shown = model.render(state, motion) if view is None else model.render(state, motion, view=view)
+                out[name].append(tensor_to_frame(shown, width, height))
     return {name: np.stack(frames) for name, frames in out.items()}
 
 

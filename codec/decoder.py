@@ -66,12 +66,12 @@ def motion_tensors(ints: Mapping[str, np.ndarray], header: StreamHeader,
     return {name: torch.from_numpy(values)[None].to(device) for name, values in dequantize(ints, header).items()}
 
 
-def apply_free_view(motion: dict[str, torch.Tensor], options: DecoderOptions) -> dict[str, torch.Tensor]:
-    """A copy of fv2v `motion` whose rotation (yaw, pitch, roll in degrees) is offset or zeroed."""
+def free_view_rotation(motion: dict[str, torch.Tensor], options: DecoderOptions) -> torch.Tensor:
+    """The head rotation (B, 1, 3 degrees) free view shows for fv2v `motion`: its own offset, or zero."""
     rotation = torch.zeros_like(motion["rotation"]) if options.frontalize else motion["rotation"].clone()
     rotation += torch.tensor([options.yaw, options.pitch, options.roll], dtype=rotation.dtype,
                              device=rotation.device)
-    return {**motion, "rotation": rotation}
+    return rotation
 
 
 @dataclass
@@ -223,11 +223,11 @@ class Decoder:
         return self._render_motion(motion_tensors(ints, self.header, self.device), slot, state)
 
     def _render_motion(self, motion: dict[str, torch.Tensor], slot: int | None = None, state=None) -> np.ndarray:
-        if self.options.free_view:
-            motion = apply_free_view(motion, self.options)
         if state is None:
             state = self.state_of(self.slot if slot is None else slot)
-        return tensor_to_frame(self.model.render(state, motion), self.header.width, self.header.height)
+        view = free_view_rotation(motion, self.options) if self.options.free_view else None
+        shown = self.model.render(state, motion) if view is None else self.model.render(state, motion, view=view)
+        return tensor_to_frame(shown, self.header.width, self.header.height)
 
 
 class FrameSource(str, Enum):

@@ -1,14 +1,18 @@
 """The image-space renderer: spline warps through keypoints, the keyframe shown at its own size and sharpness."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from codec.data.landmarks import LANDMARKS, MIRROR, normalised_landmarks
-from codec.decoder import DecoderOptions, apply_free_view
+from codec.decoder import DecoderOptions, free_view_rotation
+from codec.demo import DemoClipConfig, astronaut_frames
 from codec.models.blocks import make_coordinate_grid
 from codec.models.keypoint_transform import transform_keypoints
-from codec.models.thin_plate import border_anchors, thin_plate_grid
+from codec.models.face_relief import relief_controls, relief_points
+from codec.models.thin_plate import border_anchors, thin_plate_grid, thin_plate_points
 from codec.motion_model import build_untrained
 from codec.train.losses import landmark_loss
 
@@ -120,10 +124,10 @@ def test_landmark_loss_is_zero_on_target_and_skips_unlabelled_frames():
 def test_free_view_moves_the_face_parts_the_right_way(model, options, part, axis, sign):
     with torch.no_grad():
         motion = model.estimate_motion(_portrait(64))
-        turned = apply_free_view(motion, options)
+        turned = free_view_rotation(motion, options)
         canonical = model.template[None]
-        before, after = (transform_keypoints(canonical, m["rotation"][:, 0], m["translation"][:, 0], m["expression"])
-                         for m in (motion, turned))
+        before, after = (transform_keypoints(canonical, r[:, 0], motion["translation"][:, 0], motion["expression"])
+                         for r in (motion["rotation"], turned))
     k = [name for _, name, _ in LANDMARKS].index(part)
     moved = (after - before)[0, k, :2]
     assert sign * moved[axis] > 0.02 and abs(moved[1 - axis]) < abs(moved[axis])
@@ -133,6 +137,71 @@ def test_frontalize_sets_the_rendered_pose_to_zero(model):
     with torch.no_grad():
         motion = model.estimate_motion(_portrait(64))
         motion["rotation"] += torch.tensor([25.0, -10.0, 5.0])
-        front = apply_free_view(motion, DecoderOptions(frontalize=True))
-    assert torch.equal(front["rotation"], torch.zeros_like(front["rotation"]))
-    assert torch.equal(front["expression"], motion["expression"])
+        front = free_view_rotation(motion, DecoderOptions(frontalize=True))
+    assert torch.equal(front, torch.zeros_like(motion["rotation"]))
+
+
+def _free_view_inputs(model, yaw: float):
+    with torch.no_grad():
+        state = model.analyze_keyframe(_portrait(64))
+        motion = model.estimate_motion(_portrait(64))
+    view = motion["rotation"] + torch.tensor([yaw, 0.0, 0.0])
+    return state, motion, view
+
+
+def test_free_view_at_the_motions_own_rotation_renders_the_frame_unturned(model):
+    state, motion, _ = _free_view_inputs(model, 0.0)
+    with torch.no_grad():
+        plain = model.render(state, motion)
+        viewed = model.render(state, motion, view=motion["rotation"].clone())
+    assert (viewed - plain).abs().max() < 2e-3
+
+
+def test_free_view_turns_each_face_point_by_its_own_depth_and_keeps_its_keyframe_pixels(trained):
+    model = trained[0]
+    frames = list(itertools.islice(astronaut_frames(DemoClipConfig(size=128)), 0, 41, 40))
+    cfg = model.config.image
+    with torch.no_grad():
+        state = model.analyze_keyframe(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float() / 255)
+        motion = model.estimate_motion(torch.from_numpy(frames[1]).permute(2, 0, 1)[None].float() / 255)
+        angles, shift, expression = motion["rotation"][:, 0], motion["translation"][:, 0], motion["expression"]
+        shown = angles + torch.tensor([20.0, 0.0, 0.0])
+        at_angles = transform_keypoints(state.canonical, angles, shift, expression)[..., :2]
+        turned_kp = transform_keypoints(state.canonical, shown, shift, expression)[..., :2]
+        src = state.keypoints[..., :2]
+        unturned, source = relief_controls(state.canonical, angles, angles, shift, expression, src, at_angles,
+                                           cfg.anchors_per_side, cfg.regularisation)
+        moved, source_turned = relief_controls(state.canonical, angles, shown, shift, expression, src, at_angles,
+                                               cfg.anchors_per_side, cfg.regularisation)
+        # Each point keeps the keyframe pixel the unturned frame's spline gives it.
+        assert torch.allclose(source_turned, source)
+        assert (thin_plate_points(at_angles, src, unturned, cfg.anchors_per_side, cfg.regularisation)
+                - source).abs().max() < 1e-4
+        # Each moves as the rigid head turn moves its own 3D point: a positive yaw takes the face to image left,
+        # the parts in front of the keypoints (the nose) further than those behind.
+        relief = relief_points(state.canonical)
+        zeros = torch.zeros_like(relief)
+        rigid = transform_keypoints(relief, shown, shift, zeros) - transform_keypoints(relief, angles, shift, zeros)
+        assert torch.allclose(moved - unturned, rigid[..., :2], atol=1e-5)
+        front = relief[0, :, 2] < relief[0, :, 2].median()
+        shift_x = (moved - unturned)[0, :, 0]
+        assert float(shift_x[front].mean()) < float(shift_x[~front].mean()) < 0
+        # The turned frame's spline takes them from there (up to its smoothing); through the keypoints alone it
+        # takes them from elsewhere.
+        with_relief = thin_plate_points(torch.cat([turned_kp, moved], 1), torch.cat([src, source], 1), moved,
+                                        cfg.anchors_per_side, cfg.regularisation)
+        keypoints_only = thin_plate_points(turned_kp, src, moved, cfg.anchors_per_side, cfg.regularisation)
+    assert float((with_relief - source).abs().mean()) < 0.002 < 0.01 < float((keypoints_only - source).abs().mean())
+
+
+def test_the_renderer_turns_the_face_with_its_relief(trained):
+    model = trained[0]
+    frames = list(itertools.islice(astronaut_frames(DemoClipConfig(size=128)), 0, 41, 40))
+    with torch.no_grad():
+        state = model.analyze_keyframe(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float() / 255)
+        motion = model.estimate_motion(torch.from_numpy(frames[1]).permute(2, 0, 1)[None].float() / 255)
+        view = motion["rotation"] + torch.tensor([20.0, 0.0, 0.0])
+        turned = model.render(state, motion, view=view)
+        keypoints_only = model.render(state, {**motion, "rotation": view})
+    change = (turned - keypoints_only).abs().mean(1)[0]
+    assert float(change[40:90, 40:90].mean()) > 0.02  # the face, around the picture's centre

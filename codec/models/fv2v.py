@@ -14,6 +14,7 @@ from .appearance import AppearanceExtractor
 from .blocks import make_coordinate_grid
 from .canonical_keypoints import CanonicalKeypointDetector
 from .config import FV2VConfig
+from .face_relief import relief_controls
 from .foreground_mask import ForegroundMask, head_prior_logit
 from .generator import Generator
 from .head_pose import HeadPoseExpression
@@ -21,7 +22,7 @@ from .image_refiner import ImageRefiner
 from .image_warp import fade_in, warp_full_resolution
 from .landmark_detector import LandmarkDetector
 from .keypoint_transform import rotation_matrix, transform_keypoints
-from .model_inputs import check_motion, prepare_image
+from .model_inputs import InputError, check_motion, prepare_image
 from .motion_field import MotionFieldEstimator
 from .thin_plate import thin_plate_grid
 
@@ -101,29 +102,41 @@ class FaceVid2Vid(nn.Module):
                                                out["expression"])
         return out
 
-    def _animate(self, state: KeyframeState, motion, keypoint_grad: bool = True) -> dict[str, torch.Tensor]:
+    def _animate(self, state: KeyframeState, motion, keypoint_grad: bool = True,
+                 view: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         angles = motion["rotation"][:, 0]
-        kp_driving = transform_keypoints(state.canonical, angles, motion["translation"][:, 0], motion["expression"])
+        shown = angles if view is None else view[:, 0]
+        translation = motion["translation"][:, 0]
+        kp_driving = transform_keypoints(state.canonical, shown, translation, motion["expression"])
         if self.image_space:
             src, drv = state.keypoints, kp_driving
             if not keypoint_grad:
                 src, drv = src.detach(), drv.detach()
-            return {**self._warp_keyframe(state.image, src, drv, state.foreground), "keypoints": kp_driving}
-        field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(angles))
+            relief = None
+            if view is not None:
+                cfg = self.config.image
+                at_angles = transform_keypoints(state.canonical, angles, translation, motion["expression"])
+                relief = relief_controls(state.canonical, angles, shown, translation, motion["expression"],
+                                         src[..., :2], at_angles[..., :2], cfg.anchors_per_side, cfg.regularisation)
+            return {**self._warp_keyframe(state.image, src, drv, state.foreground, relief), "keypoints": kp_driving}
+        field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(shown))
         return {"prediction": self.generator(state.volume, field["flow"], field["occlusion"]),
                 "occlusion": field["occlusion"], "keypoints": kp_driving}
 
     def _warp_keyframe(self, keyframe: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
-                       foreground: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                       foreground: torch.Tensor | None = None,
+                       relief: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The image renderer: spline warp through the projected keypoints, refined at `image.size`²,
         applied to the keyframe at its own size and filled where the keyframe shows nothing.
 
         With a keyframe `foreground` mask (still background), the spline moves only what the mask,
         carried along the spline, covers in the driving frame; elsewhere pixels stay where they are,
-        and the fill may paint only where either frame shows foreground (what the head uncovers)."""
+        and the fill may paint only where either frame shows foreground (what the head uncovers).
+        `relief` (free view): extra spline points (driving, source) that turn the face by its depth."""
         cfg = self.config.image
         src, drv = kp_source[..., :2], kp_driving[..., :2]
-        spline = thin_plate_grid(drv, src, cfg.size, cfg.anchors_per_side, cfg.regularisation)
+        ctrl, value = (drv, src) if relief is None else (torch.cat([drv, relief[0]], 1), torch.cat([src, relief[1]], 1))
+        spline = thin_plate_grid(ctrl, value, cfg.size, cfg.anchors_per_side, cfg.regularisation)
         small = prepare_image(keyframe, cfg.size)
         moves = allowed = None
         if foreground is not None:
@@ -188,10 +201,14 @@ class FaceVid2Vid(nn.Module):
         """H+Δ (and the landmark detector) only: rotation (B,1,3) degrees, translation (B,1,3), expression (B,K,3)."""
         return _motion_groups(self.pose(image))
 
-    def render(self, state: KeyframeState, motion: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Animate the keyframe with a (possibly decoded or edited) motion dict → (B,3,out,out) in [0,1]."""
+    def render(self, state: KeyframeState, motion: dict[str, torch.Tensor],
+               view: torch.Tensor | None = None) -> torch.Tensor:
+        """Animate the keyframe with a (possibly decoded or edited) motion dict → (B,3,out,out) in [0,1]; `view`
+        (B,1,3 degrees, free view) shows the head at that rotation instead of the motion's."""
         check_motion(motion, self.kind, self.num_keypoints, state.canonical.shape[0])
-        return self._animate(state, motion)["prediction"]
+        if view is not None and tuple(view.shape) != tuple(motion["rotation"].shape):
+            raise InputError(f"view rotation has shape {tuple(view.shape)}, expected {tuple(motion['rotation'].shape)}")
+        return self._animate(state, motion, view=view)["prediction"]
 
 
 def _motion_groups(pose: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

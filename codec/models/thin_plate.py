@@ -30,12 +30,22 @@ def thin_plate_grid(driving: torch.Tensor, source: torch.Tensor, size: int, anch
     Equal point sets give the identity grid (up to float rounding). Computed in float32 even under
     autocast: the system is ill-conditioned in bf16.
     """
+    grid = make_coordinate_grid((size, size), torch.promote_types(driving.dtype, torch.float32), driving.device)
+    points = grid.reshape(1, -1, 2).expand(driving.shape[0], -1, -1)
+    return thin_plate_points(driving, source, points, anchors_per_side, regularisation).reshape(-1, size, size, 2)
+
+
+def thin_plate_points(driving: torch.Tensor, source: torch.Tensor, query: torch.Tensor, anchors_per_side: int = 5,
+                      regularisation: float = 1e-3) -> torch.Tensor:
+    """Where the spline of `thin_plate_grid` takes the points `query` (B, Q, 2): (B, Q, 2); no anchors when
+    `anchors_per_side` is 0."""
     with torch.autocast(driving.device.type, enabled=False):
-        driving, source = at_least_float32(driving), at_least_float32(source)
+        driving, source, query = at_least_float32(driving), at_least_float32(source), at_least_float32(query)
         b = driving.shape[0]
-        anchors = border_anchors(anchors_per_side, driving.dtype, driving.device).expand(b, -1, -1)
-        ctrl = torch.cat([driving, anchors], 1)
-        value = torch.cat([source, anchors], 1)
+        ctrl, value = driving, source
+        if anchors_per_side:
+            anchors = border_anchors(anchors_per_side, driving.dtype, driving.device).expand(b, -1, -1)
+            ctrl, value = torch.cat([driving, anchors], 1), torch.cat([source, anchors], 1)
         n = ctrl.shape[1]
         kernel = _kernel(((ctrl[:, :, None] - ctrl[:, None]) ** 2).sum(-1))
         kernel = kernel + regularisation * torch.eye(n, dtype=ctrl.dtype, device=ctrl.device)
@@ -44,8 +54,6 @@ def thin_plate_grid(driving: torch.Tensor, source: torch.Tensor, size: int, anch
                             torch.cat([affine.transpose(1, 2), affine.new_zeros(b, 3, 3)], 2)], 1)
         rhs = torch.cat([value, value.new_zeros(b, 3, 2)], 1)
         coef = torch.linalg.solve(system, rhs)  # (B, N + 3, 2): kernel weights, then affine part
-        grid = make_coordinate_grid((size, size), ctrl.dtype, ctrl.device).reshape(1, -1, 2).expand(b, -1, -1)
-        basis = _kernel(((grid[:, :, None] - ctrl[:, None]) ** 2).sum(-1))
-        points = torch.cat([torch.ones_like(grid[..., :1]), grid], -1)
-        out = basis @ coef[:, :n] + points @ coef[:, n:]
-        return out.reshape(b, size, size, 2)
+        basis = _kernel(((query[:, :, None] - ctrl[:, None]) ** 2).sum(-1))
+        points = torch.cat([torch.ones_like(query[..., :1]), query], -1)
+        return basis @ coef[:, :n] + points @ coef[:, n:]

@@ -1,0 +1,118 @@
+"""Build codec/models/face_relief.npz: the mean depth relief of a frontal face that free view turns.
+
+The mean of MediaPipe's face mesh over near-frontal frames of the training clips, each aligned onto the
+landmarks' mean face (`codec.data.landmarks.MEAN_FACE`, x and y) by a 2D similarity, its depth scaled with
+it; then the points the decoder adds to the spline, picked farthest-first among the face's 468 (irises out)
+no deeper than the keypoints' mean depth and at least MIN_GAP from the keypoints and from each other. Training
+data only. Usage:
+
+    python scripts/face_relief.py --data ../shared/data --landmarker ../shared/models/face_landmarker.task
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from codec.data.face_track import native_stderr_silenced, pose_from_facial_transform  # noqa: E402
+from codec.data.landmarks import LANDMARK_INDICES, MEAN_FACE  # noqa: E402
+from codec.video import read_frames  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "codec" / "models" / "face_relief.npz"
+FACE_POINTS = 468  # MediaPipe's mesh without the 10 iris points
+FRONTAL_DEG = 8.0  # |yaw|, |pitch|, |roll| of the frames averaged
+FRAMES_PER_CLIP = (0, 60, 120)
+POINTS = 48  # relief points added to the spline
+# In MEAN_FACE units (eye corners ±0.30): closer points add little but make the spline's system stiff.
+MIN_GAP = 0.07
+# Relief points lie in front of the keypoints' mean depth: the face's sides behind it turn towards the silhouette,
+# where hair and background beside them have no points to follow them, and a 20° turn folded the cheek into the
+# hair (the astronaut demo clip's strip).
+MAX_DEPTH = 0.0
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale, rotation (2, 2) and shift taking 2D points `src` onto `dst` in least squares (Umeyama)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = float((sig * np.diag(d)).sum() / (a ** 2).sum())
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def aligned_meshes(data: Path, landmarker_path: Path) -> np.ndarray:
+    """Near-frontal face meshes (N, 468, 3) of the training clips in MEAN_FACE's frame."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(landmarker_path)),
+                                           running_mode=vision.RunningMode.IMAGE, num_faces=1,
+                                           output_facial_transformation_matrixes=True)
+    with open(data / "clips.tsv") as f:
+        clips = [data / row["file"] for row in csv.DictReader(f, delimiter="\t") if row["set"] == "train"]
+    target = np.array(MEAN_FACE)[:, :2]
+    meshes = []
+    with native_stderr_silenced():
+        landmarker = vision.FaceLandmarker.create_from_options(options)
+    try:
+        for clip in clips:
+            frames = itertools.islice(read_frames(clip, size=512), max(FRAMES_PER_CLIP) + 1)
+            for k, frame in enumerate(frames):
+                if k not in FRAMES_PER_CLIP:
+                    continue
+                result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)))
+                if not result.face_landmarks:
+                    continue
+                pose = pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0]))
+                if np.abs(pose).max() > FRONTAL_DEG:
+                    continue
+                # x, y as fractions of the side; MediaPipe's z (towards the viewer negative) on x's scale.
+                mesh = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0][:FACE_POINTS]])
+                scale, rot, shift = similarity(mesh[list(LANDMARK_INDICES), :2], target)
+                xy = mesh[:, :2] @ (scale * rot).T + shift
+                meshes.append(np.concatenate([xy, scale * mesh[:, 2:]], 1))
+    finally:
+        landmarker.close()
+    return np.stack(meshes)
+
+
+def pick(mean: np.ndarray) -> np.ndarray:
+    """Indices of up to POINTS mesh points in front of MAX_DEPTH, farthest-first from the keypoints, none closer than
+    MIN_GAP to another."""
+    chosen = [*LANDMARK_INDICES]
+    gap = np.linalg.norm(mean[:, None, :2] - mean[None, chosen, :2], axis=-1).min(1)
+    gap[mean[:, 2] > MAX_DEPTH] = 0.0
+    picked = []
+    while len(picked) < POINTS:
+        best = int(np.argmax(gap))
+        if gap[best] < MIN_GAP:
+            break
+        picked.append(best)
+        gap = np.minimum(gap, np.linalg.norm(mean[:, :2] - mean[best, :2], axis=-1))
+    return np.array(picked)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--landmarker", type=Path, default=Path("../shared/models/face_landmarker.task"))
+    args = p.parse_args()
+    meshes = aligned_meshes(args.data, args.landmarker)
+    mean = meshes.mean(0)
+    mean[:, 2] -= mean[list(LANDMARK_INDICES), 2].mean()  # depth relative to the keypoints' mean
+    picked = pick(mean)
+    np.savez(OUT, keypoints=mean[list(LANDMARK_INDICES)].astype(np.float32),
+             points=mean[picked].astype(np.float32), mesh_index=picked.astype(np.int16), frames=len(meshes))
+    print(f"{len(meshes)} frontal frames, {len(picked)} relief points -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
