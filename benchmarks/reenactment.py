@@ -39,7 +39,7 @@ from rd_curve import (DEFAULT_DATA, RESULTS, BenchmarkError, Metrics, device_des
                       load_clip, open_landmarker, run_reporting, weights_id)
 from results_folder import (PROVENANCE_COLUMNS, UNKNOWN, Table, changed_keys, clear, code_version,  # noqa: E402
                             command_line, provenance, read_run_info, refuse_other_settings, write_run_info)
-from codec.data.face_track import MESH_POINTS, FaceLandmarker  # noqa: E402
+from codec.data.face_track import FACE_MESH_POINTS, MESH_POINTS, FaceLandmarker  # noqa: E402
 from codec.decoder import DecoderOptions  # noqa: E402
 from codec.metrics import AKD_POINTS, LPIPS_VARIANT  # noqa: E402
 from protocol import DEFAULT_FRAMES, portable, portable_label  # noqa: E402
@@ -59,7 +59,7 @@ KEY_COLUMNS = ["dataset", "source", "driving", "method", "view"]
 POSE_COLUMNS = ["pose_error", "yaw_error", "pitch_error", "roll_error"]
 METRIC_COLUMNS = {"reconstruction": ["l1", "psnr", "ssim", "lpips", "akd", "akd_lips", "face_found"],
                   "cross_identity": ["expression_akd", *POSE_COLUMNS, "identity_lpips", "face_found"],
-                  "free_view": [*POSE_COLUMNS, "face_found", "background_lpips"]}
+                  "free_view": [*POSE_COLUMNS, "turn_error", "face_found", "background_lpips"]}
 TAIL_COLUMNS = ["frames", "width", "height", "seconds", *PROVENANCE_COLUMNS, "device", "weights"]
 # Face-mesh points that expressions hardly move: the nose bridge and tip, and the eye corners.
 RIGID_POINTS = [168, 6, 197, 195, 5, 4, 1, 33, 133, 362, 263]
@@ -75,7 +75,8 @@ BACKGROUND_METHOD = (f"LPIPS of the un-redirected output and the redirected one 
                      f"first, over the share of the frame outside it; face region = within {FACE_MARGIN:g} x the face "
                      "size (larger landmark-box side) of the convex hulls of both outputs' face meshes")
 # What a resumed run must share with the rows already written.
-RUN_KEYS = ("size", "fps", "frames", "stride", "lpips", "akd", "expression", "pose", "background", "device")
+RUN_KEYS = ("size", "fps", "frames", "stride", "lpips", "akd", "expression", "pose", "background", "free_view",
+            "device")
 FIGURE_CASES = 3  # cases per dataset in each task's figure
 TILE = 160  # pixels per figure frame
 
@@ -123,6 +124,7 @@ class ReenactConfig:
     fomm_model: str | None = None
     akd: bool = True  # False = --no-akd: no MediaPipe
     landmarker: Path | None = None
+    relief: bool = True  # free view turns the face by its relief (False: through the keypoints alone, as before)
     force: bool = False
 
 
@@ -138,11 +140,12 @@ class Clip:
 
 
 class Faces(NamedTuple):
-    """MediaPipe's face of each frame: mesh points (N, 478, 2) in pixels and pose (N, 3) yaw, pitch, roll
-    degrees, NaN where no face was found."""
+    """MediaPipe's face of each frame: mesh points (N, 478, 2) in pixels, pose (N, 3) yaw, pitch, roll
+    degrees, and the points' depth (N, 478) in pixels, NaN where no face was found."""
 
     points: np.ndarray
     poses: np.ndarray
+    depth: np.ndarray | None = None
 
     def found(self) -> np.ndarray:
         return ~np.isnan(self.poses).any(axis=1)
@@ -163,11 +166,13 @@ def observe(landmarker: FaceLandmarker | None, frames: np.ndarray) -> Faces | No
     if landmarker is None:
         return None
     points, poses = np.full((len(frames), MESH_POINTS, 2), np.nan), np.full((len(frames), 3), np.nan)
+    depth = np.full((len(frames), MESH_POINTS), np.nan)
     for i, frame in enumerate(frames):
         hit = landmarker.detect(frame)
         if hit is not None:
             points[i], poses[i] = hit.points * (frame.shape[1], frame.shape[0]), hit.pose
-    return Faces(points, poses)
+            depth[i] = hit.depth * frame.shape[1]
+    return Faces(points, poses, depth)
 
 
 def mean(values) -> float:
@@ -244,10 +249,10 @@ def hold(source: np.ndarray, driving: np.ndarray) -> np.ndarray:
     return np.repeat(source[None], len(driving), axis=0)
 
 
-def render(model, source: np.ndarray, driving: np.ndarray,
-           views: dict[str, DecoderOptions] | None = None) -> dict[str, np.ndarray]:
+def render(model, source: np.ndarray, driving: np.ndarray, views: dict[str, DecoderOptions] | None = None,
+           relief: bool = True) -> dict[str, np.ndarray]:
     """Each driving frame rendered from `source` with the motion estimated on it (absolute, unquantised, as
-    the decoder renders decoded motion), once per view (default: un-redirected only)."""
+    the decoder renders decoded motion), once per view (default: un-redirected only; `relief` as the model's)."""
     import torch
 
     from codec.decoder import frame_to_tensor, free_view_rotation, model_device, tensor_to_frame
@@ -262,7 +267,8 @@ def render(model, source: np.ndarray, driving: np.ndarray,
             motion = model.estimate_motion(frame_to_tensor(frame, device))
             for name, options in views.items():
                 view = free_view_rotation(motion, options) if options.free_view else None
-                shown = model.render(state, motion) if view is None else model.render(state, motion, view=view)
+                shown = (model.render(state, motion) if view is None
+                         else model.render(state, motion, view=view, relief=relief))
                 out[name].append(tensor_to_frame(shown, width, height))
     return {name: np.stack(frames) for name, frames in out.items()}
 
@@ -330,15 +336,38 @@ def face_region(shape: tuple[int, int], *faces: np.ndarray) -> np.ndarray:
     return region(shape, *faces, margin=FACE_MARGIN)
 
 
+def turn_error(base: np.ndarray, depth: np.ndarray, base_pose: np.ndarray, asked: np.ndarray,
+               view: np.ndarray) -> float:
+    """Mean distance (px) between the face-mesh points (478, 2) of a redirected `view` and those of the `base`
+    output (478, 2, with `depth` (478,)) turned rigidly from `base_pose` to the `asked` one (degrees), both
+    centred: where a head turn puts each part of the face. A warp that shifts the face without turning it,
+    or smears the nose across the cheek, misses."""
+    import torch
+
+    from codec.models.keypoint_transform import rotation_matrix
+
+    face = slice(0, FACE_MESH_POINTS)  # the irises follow the eyes' gaze, not the head
+    poses = torch.tensor(np.stack([asked, base_pose]), dtype=torch.float64)
+    turn = (lambda r: r[0] @ r[1].T)(rotation_matrix(poses).numpy())
+    points = np.concatenate([base, depth[:, None]], 1)[face]
+    turned = ((points - points.mean(0)) @ turn.T)[:, :2]
+    seen = view[face] - view[face].mean(0)
+    return float(np.linalg.norm(seen - (turned - turned.mean(0)), axis=-1).mean())
+
+
 def view_scores(base: np.ndarray, base_faces: Faces, view: np.ndarray, view_faces: Faces, options: DecoderOptions,
                 device: str) -> dict[str, float]:
-    """Pose error against the pose asked for, face_found and background LPIPS of one redirection of `base`."""
+    """Pose error against the pose asked for, turn error, face_found and background LPIPS of one redirection of
+    `base`."""
     from codec.metrics import lpips_distance
 
     counted = base_faces.found()  # without a face in the un-redirected output, nothing is asked for
     hit = counted & view_faces.found()
     offset = np.array([options.yaw, options.pitch, options.roll])
     asked = (0 if options.frontalize else base_faces.poses) + offset
+    asked = np.broadcast_to(asked, base_faces.poses.shape)
+    turns = [turn_error(base_faces.points[i], base_faces.depth[i], base_faces.poses[i], asked[i], view_faces.points[i])
+             for i in np.flatnonzero(hit)]
     frames = np.flatnonzero(counted)
     background = math.nan
     if len(frames):
@@ -347,8 +376,8 @@ def view_scores(base: np.ndarray, base_faces: Faces, view: np.ndarray, view_face
         # LPIPS is a spatial mean: over the share outside the face region, it is that region's mean.
         outside = 1 - regions.mean(axis=(1, 2))
         background = mean((lpips_distance(base[frames], pasted, device) / np.maximum(outside, 1e-9))[outside > 0])
-    return {**pose_scores(np.abs(view_faces.poses - asked)[hit]), "face_found": share(hit, counted),
-            "background_lpips": background}
+    return {**pose_scores(np.abs(view_faces.poses - asked)[hit]), "turn_error": mean(turns),
+            "face_found": share(hit, counted), "background_lpips": background}
 
 
 @dataclass
@@ -395,7 +424,7 @@ def free_view_unit(ctx: Context, source: Clip, driving: Clip, wanted: list[tuple
     frames = ctx.store.frames(source)
     start = time.perf_counter()
     rendered = render(ctx.models["fv2v"], frames[0], frames[1:],
-                      {NO_VIEW: DecoderOptions(), **{view: VIEWS[view] for _, view in wanted}})
+                      {NO_VIEW: DecoderOptions(), **{view: VIEWS[view] for _, view in wanted}}, ctx.config.relief)
     base, base_faces = rendered[NO_VIEW], observe(ctx.landmarker, rendered[NO_VIEW])
     shared = (time.perf_counter() - start) / len(wanted)  # one analysis and motion estimate for every view
     for method, view in wanted:
@@ -501,7 +530,8 @@ def fill(config: ReenactConfig, clips: list[Clip], metrics: Metrics, akd_method:
     commit = code_version()
     run_info = {"size": config.size, "fps": config.fps, "frames": config.frames, "stride": config.stride,
                 "lpips": LPIPS_VARIANT, "akd": akd_method, "expression": EXPRESSION_METHOD, "pose": POSE_METHOD,
-                "background": BACKGROUND_METHOD, "device": device,
+                "background": BACKGROUND_METHOD, "free_view": "face relief" if config.relief else "keypoints only",
+                "device": device,
                 **{k: portable(v) for k, v in (("data", config.data), ("cache", config.cache)) if v is not None},
                 "clips": [f"{c.dataset}/{c.name}" for c in clips],
                 "methods": {m: {"weights": weights[m]} for m in config.methods},
@@ -544,8 +574,10 @@ DESCRIPTIONS = {
                       "`fvc animate`). expression_akd px and pose errors in degrees against the source moved as the "
                       "driving face moved; identity_lpips = LPIPS to the source frame (lower = identity kept).",
     "free_view": "fv2v's reconstruction re-posed (yaw/pitch offsets, or frontalize = rotation 0): pose errors in "
-                 "degrees against the un-redirected output's pose plus the offset, face_found, and "
-                 "background_lpips = LPIPS to the un-redirected output outside the face region.",
+                 "degrees against the un-redirected output's pose plus the offset; turn_error = mean distance (px) "
+                 "of the 468 face-mesh points from the un-redirected output's mesh (MediaPipe's depth) turned "
+                 "rigidly to that pose, both centred; face_found, and background_lpips = LPIPS to the "
+                 "un-redirected output outside the face region.",
 }
 
 
@@ -655,6 +687,8 @@ def parse_args(argv: list[str] | None = None) -> ReenactConfig:
     p.add_argument("--landmarker", type=Path, default=None, metavar="PATH",
                    help="MediaPipe face_landmarker.task (default: $FVC_FACE_LANDMARKER, else "
                         "models/face_landmarker.task in the shared folder beside the checkout)")
+    p.add_argument("--flat-free-view", action="store_true",
+                   help="free view through the keypoints' spline alone, as before the face relief (a comparison)")
     p.add_argument("--force", action="store_true", help="discard the rows of an earlier run in the same folder")
     a = p.parse_args(argv)
     lists = {}
@@ -671,7 +705,8 @@ def parse_args(argv: list[str] | None = None) -> ReenactConfig:
     return ReenactConfig(out=a.out or RESULTS / a.run_name, data=a.data, cache=a.cache, tasks=lists["tasks"],
                          methods=lists["methods"], clips=a.clips, pairs=a.pairs, frames=a.frames or None,
                          stride=a.stride, size=a.size, fps=a.fps, device=a.device, model=a.model,
-                         fomm_model=a.fomm_model, akd=not a.no_akd, landmarker=a.landmarker, force=a.force)
+                         fomm_model=a.fomm_model, akd=not a.no_akd, landmarker=a.landmarker, relief=not a.flat_free_view,
+                         force=a.force)
 
 
 def main(argv: list[str] | None = None) -> int:

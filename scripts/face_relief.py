@@ -20,12 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.data.face_track import native_stderr_silenced, pose_from_facial_transform  # noqa: E402
+from codec.data.face_track import FACE_MESH_POINTS, native_stderr_silenced, pose_from_facial_transform  # noqa: E402
 from codec.data.landmarks import LANDMARK_INDICES, MEAN_FACE  # noqa: E402
 from codec.video import read_frames  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "codec" / "models" / "face_relief.npz"
-FACE_POINTS = 468  # MediaPipe's mesh without the 10 iris points
 FRONTAL_DEG = 8.0  # |yaw|, |pitch|, |roll| of the frames averaged
 FRAMES_PER_CLIP = (0, 60, 120)
 POINTS = 48  # relief points added to the spline
@@ -75,7 +74,7 @@ def aligned_meshes(data: Path, landmarker_path: Path) -> np.ndarray:
                 if np.abs(pose).max() > FRONTAL_DEG:
                     continue
                 # x, y as fractions of the side; MediaPipe's z (towards the viewer negative) on x's scale.
-                mesh = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0][:FACE_POINTS]])
+                mesh = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0][:FACE_MESH_POINTS]])
                 scale, rot, shift = similarity(mesh[list(LANDMARK_INDICES), :2], target)
                 xy = mesh[:, :2] @ (scale * rot).T + shift
                 meshes.append(np.concatenate([xy, scale * mesh[:, 2:]], 1))

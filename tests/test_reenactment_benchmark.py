@@ -170,7 +170,8 @@ def similarity(points: np.ndarray, degrees: float, scale: float, shift: tuple[fl
 
 
 def faces(*pairs) -> re_bench.Faces:
-    return re_bench.Faces(np.stack([p for p, _ in pairs]), np.array([pose for _, pose in pairs], np.float64))
+    points = np.stack([p for p, _ in pairs])
+    return re_bench.Faces(points, np.array([pose for _, pose in pairs], np.float64), np.zeros(points.shape[:2]))
 
 
 def test_alignment_removes_shift_roll_and_scale_but_not_expression():
@@ -267,3 +268,21 @@ def test_every_task_with_mediapipe_and_the_shipped_weights(clips, tmp_path):
     assert json.loads((out / "run.json").read_text())["akd"].startswith("mediapipe ")
     assert "## free_view" in (out / "summary.md").read_text()
     assert all((out / f"{task}.png").stat().st_size > 0 for task in re_bench.TASKS)
+
+
+def test_turn_error_is_zero_for_a_rigid_turn_and_sees_a_shift_that_does_not_turn():
+    import torch
+
+    from codec.models.keypoint_transform import rotation_matrix
+
+    rng = np.random.default_rng(1)
+    points = 32 + 8 * rng.standard_normal((MESH_POINTS, 2))
+    depth = 6 * rng.standard_normal(MESH_POINTS)  # a nose in front, cheeks behind
+    base_pose, asked = np.array([5.0, -4.0, 2.0]), np.array([20.0, -4.0, 2.0])
+    turn = (lambda r: r[0] @ r[1].T)(rotation_matrix(torch.tensor(np.stack([asked, base_pose]))).numpy())
+    mesh = np.concatenate([points, depth[:, None]], 1)
+    turned = ((mesh - mesh.mean(0)) @ turn.T)[:, :2] + (7.0, -3.0)  # wherever the renderer put the head
+    assert re_bench.turn_error(points, depth, base_pose, asked, turned) == pytest.approx(0, abs=1e-9)
+    shifted = points + (-2.0, 0.0)  # the whole face shifted the way a turn goes, as a flat warp does
+    assert re_bench.turn_error(points, depth, base_pose, asked, shifted) > 1.0
+    assert re_bench.turn_error(points, depth, base_pose, base_pose, shifted) == pytest.approx(0, abs=1e-9)

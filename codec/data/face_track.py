@@ -21,6 +21,7 @@ CROP_SCALE = 1.9
 
 # Points of MediaPipe's face mesh: 468 on the face, 10 on the irises.
 MESH_POINTS = 478
+FACE_MESH_POINTS = 468
 
 # MediaPipe's camera space is OpenGL's (y up, z towards the viewer); ours has y down, z into the picture.
 _GL_TO_IMAGE = np.diag([1.0, -1.0, -1.0])
@@ -45,12 +46,14 @@ class SquareBox:
 
 @dataclass(frozen=True)
 class FaceObservation:
-    """One detected face: landmark bounding box (x0, y0, x1, y1) in pixels, pose in degrees and the
-    face-mesh points (478, 2) as fractions of the picture's width and height."""
+    """One detected face: landmark bounding box (x0, y0, x1, y1) in pixels, pose in degrees, the face-mesh points
+    (478, 2) as fractions of the picture's width and height, and their depth (478,) as a fraction of its width
+    (into the picture positive; MediaPipe's relative depth, 0 near the face's centre)."""
 
     box: tuple[float, float, float, float]
     pose: np.ndarray
     points: np.ndarray
+    depth: np.ndarray
 
 
 def mediapipe_available() -> bool:
@@ -127,11 +130,13 @@ class FaceLandmarker:
         result = self._landmarker.detect(image)
         if not result.face_landmarks or not result.facial_transformation_matrixes:
             return None
-        points = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64)
+        mesh = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64)
+        points = mesh[:, :2]
         pts = points * (w, h)
         box = (*pts.min(0), *pts.max(0))
         return FaceObservation(tuple(float(v) for v in box),
-                               pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])), points)
+                               pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0])), points,
+                               mesh[:, 2])
 
 
 def mesh_points(landmarker: FaceLandmarker, frames: Iterable[np.ndarray]) -> np.ndarray:
@@ -173,7 +178,7 @@ def find_face(landmarker: FaceLandmarker, frame: np.ndarray) -> FaceObservation 
         # A face cut by a tile border gives a smaller box than the tile that holds all of it.
         if best is None or (x1 - x0) * (y1 - y0) > (best.box[2] - best.box[0]) * (best.box[3] - best.box[1]):
             points = (hit.points * tile.side + (tile.x, tile.y)) / (frame.shape[1], frame.shape[0])
-            best = FaceObservation(box, hit.pose, points)
+            best = FaceObservation(box, hit.pose, points, hit.depth * tile.side / frame.shape[1])
     return best
 
 

@@ -103,7 +103,7 @@ class FaceVid2Vid(nn.Module):
         return out
 
     def _animate(self, state: KeyframeState, motion, keypoint_grad: bool = True,
-                 view: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 view: torch.Tensor | None = None, relief: bool = True) -> dict[str, torch.Tensor]:
         angles = motion["rotation"][:, 0]
         shown = angles if view is None else view[:, 0]
         translation = motion["translation"][:, 0]
@@ -112,13 +112,13 @@ class FaceVid2Vid(nn.Module):
             src, drv = state.keypoints, kp_driving
             if not keypoint_grad:
                 src, drv = src.detach(), drv.detach()
-            relief = None
-            if view is not None:
+            turn = None
+            if view is not None and relief:
                 cfg = self.config.image
                 at_angles = transform_keypoints(state.canonical, angles, translation, motion["expression"])
-                relief = relief_controls(state.canonical, angles, shown, translation, motion["expression"],
+                turn = relief_controls(state.canonical, angles, shown, translation, motion["expression"],
                                          src[..., :2], at_angles[..., :2], cfg.anchors_per_side, cfg.regularisation)
-            return {**self._warp_keyframe(state.image, src, drv, state.foreground, relief), "keypoints": kp_driving}
+            return {**self._warp_keyframe(state.image, src, drv, state.foreground, turn), "keypoints": kp_driving}
         field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(shown))
         return {"prediction": self.generator(state.volume, field["flow"], field["occlusion"]),
                 "occlusion": field["occlusion"], "keypoints": kp_driving}
@@ -202,13 +202,14 @@ class FaceVid2Vid(nn.Module):
         return _motion_groups(self.pose(image))
 
     def render(self, state: KeyframeState, motion: dict[str, torch.Tensor],
-               view: torch.Tensor | None = None) -> torch.Tensor:
+               view: torch.Tensor | None = None, relief: bool = True) -> torch.Tensor:
         """Animate the keyframe with a (possibly decoded or edited) motion dict → (B,3,out,out) in [0,1]; `view`
-        (B,1,3 degrees, free view) shows the head at that rotation instead of the motion's."""
+        (B,1,3 degrees, free view) shows the head at that rotation instead of the motion's, turned by the face's
+        relief (image renderers; `relief` False: through the keypoints alone, as before it)."""
         check_motion(motion, self.kind, self.num_keypoints, state.canonical.shape[0])
         if view is not None and tuple(view.shape) != tuple(motion["rotation"].shape):
             raise InputError(f"view rotation has shape {tuple(view.shape)}, expected {tuple(motion['rotation'].shape)}")
-        return self._animate(state, motion, view=view)["prediction"]
+        return self._animate(state, motion, view=view, relief=relief)["prediction"]
 
 
 def _motion_groups(pose: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
