@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bench512"
 RESULTS = REPO / "benchmarks" / "results"
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
-VARIANTS = ("x264-lowdelay", "fvc-slow", "fvc-refs4", "fvc-pred", "fvc-refs4-pred", "fvc-q")
+VARIANTS = ("x264-lowdelay", "fvc-slow", "fvc-refs4", "fvc-pred", "fvc-refs4-pred", "fvc-q", "fvc-hevc")
 ALL_METHODS = ("x264", "x264-zerolatency", "x265", "svtav1", "fvc", "fomm", "hold", *VARIANTS)
 # fvc-slow encodes at ~1 frame/s on the 2-core CPU, the other fvc variants are coding options and x264-lowdelay
 # codes the pictures x264-zerolatency does: they run only when named.
@@ -294,12 +294,12 @@ def build_codec(name: str, config: BenchConfig) -> Codec:
         return SvtAv1()
     if name == "hold":
         return Hold()
-    from rdcodecs.fvc import Fomm, Fvc, FvcPredicted, FvcQuality, FvcRefs4, FvcRefs4Predicted, FvcSlow
+    from rdcodecs.fvc import Fomm, Fvc, FvcHevc, FvcPredicted, FvcQuality, FvcRefs4, FvcRefs4Predicted, FvcSlow
 
     cls, given = {"fvc": (Fvc, config.model), "fvc-slow": (FvcSlow, config.model),
                   "fvc-refs4": (FvcRefs4, config.model), "fvc-pred": (FvcPredicted, config.model),
                   "fvc-refs4-pred": (FvcRefs4Predicted, config.model), "fvc-q": (FvcQuality, config.model),
-                  "fomm": (Fomm, config.fomm_model)}[name]
+                  "fvc-hevc": (FvcHevc, config.model), "fomm": (Fomm, config.fomm_model)}[name]
     if given is None and config.untrained_fallback:
         from codec import motion_model as mm
         from codec.model_loading import UNTRAINED_PREFIX

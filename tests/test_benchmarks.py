@@ -286,6 +286,23 @@ def test_fvc_with_the_untrained_test_model(tmp_path, capsys):
         ("fvc", "x264", metric) for metric in ("lpips", "psnr", "lpips_vgg", "dists")}
 
 
+def test_fvc_hevc_writes_hevc_keyframes_at_the_same_points():
+    import io
+
+    from bitstream.constants import KeyframeCodec
+    from bitstream.reader import StreamReader
+    from rdcodecs.fvc import FvcHevc
+
+    source = moving_clip(3)
+    h264, hevc = Fvc("untrained-test"), FvcHevc("untrained-test")
+    assert hevc.operating_points() == h264.operating_points() and hevc.settings()["keyframe_codec"] == "hevc"
+    coded = hevc.code(source, 25.0, "qp32-refresh0")
+    assert StreamReader(io.BytesIO(coded.stream)).header.keyframe_codec == KeyframeCodec.HEVC
+    assert StreamReader(io.BytesIO(h264.code(source, 25.0, "qp32-refresh0").stream)).header.keyframe_codec \
+        == KeyframeCodec.H264
+    assert coded.frames.shape == source.shape
+
+
 def test_missing_data_folder_is_one_line_error(tmp_path, capsys):
     assert rd_curve.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--methods", "x264"]) == 2
     err = capsys.readouterr().err.strip()
