@@ -417,7 +417,7 @@ def fill(config: BenchConfig, clips: list[Path], metrics: Metrics, akd_method: s
 
 # Reports: everything below reads only rd.csv, so a resumed or merged run reports all its rows.
 BD_PAIRS = (("fvc", "x264"), ("fvc-q", "x264"), ("fvc-q", "x264-lowdelay"), ("fvc-q", "x265"), ("fvc-q", "svtav1"),
-            ("fvc-q", "fvc"),
+            ("fvc-q", "fvc"), ("fvc-hevc", "fvc"), ("fvc-hevc", "x264"),
             ("fvc", "x264-zerolatency"), ("fvc", "x265"), ("fvc", "svtav1"), ("fvc", "fomm"), ("fomm", "x264"), ("x264-zerolatency", "x264"), ("x264-lowdelay", "x264"), ("x265", "x264-lowdelay"),
             ("svtav1", "x264-lowdelay"), ("x265", "x264"), ("svtav1", "x264"))
 # Plotted metric -> (axis label, higher is better).
