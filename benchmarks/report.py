@@ -588,6 +588,7 @@ ROWS: list[Callable[[], Row]] = [
     lambda: rd_quality("bench512-quality"),
     lambda: rd_rates("bench512-quality", metrics=("lpips", "psnr"), test="fvc-q"),
     lambda: rd_rates("bench256-jvet", metrics=("lpips", "psnr", "lpips_vgg", "dists"), test="fvc"),
+    lambda: rd_rates("bench512-hevc-keyframes", metrics=("lpips", "psnr", "lpips_vgg", "dists"), test="fvc-hevc"),
     lambda: rate_control("rate-control-bench512"),
     lambda: live_loss("loss-bench512"),
     lambda: live_loss("loss-bench512", nack="off", note="; run beside two other benchmarks, so its latency is the "
