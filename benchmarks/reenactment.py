@@ -40,6 +40,7 @@ from rd_curve import (DEFAULT_DATA, RESULTS, BenchmarkError, Metrics, device_des
 from results_folder import (PROVENANCE_COLUMNS, UNKNOWN, Table, changed_keys, clear, code_version,  # noqa: E402
                             command_line, provenance, read_run_info, refuse_other_settings, write_run_info)
 from codec.data.face_track import FACE_MESH_POINTS, MESH_POINTS, FaceLandmarker  # noqa: E402
+from codec.data.landmarks import similarity  # noqa: E402
 from codec.decoder import DecoderOptions  # noqa: E402
 from codec.metrics import AKD_POINTS, LPIPS_VARIANT  # noqa: E402
 from protocol import DEFAULT_FRAMES, portable, portable_label  # noqa: E402
@@ -292,13 +293,8 @@ def score_reconstruction(metrics: Metrics, driving: np.ndarray, outputs: np.ndar
 
 def align(points: np.ndarray, onto: np.ndarray) -> np.ndarray:
     """`points` (478, 2) moved by the similarity that best maps their RIGID_POINTS onto those of `onto`."""
-    a, b = points[RIGID_POINTS], onto[RIGID_POINTS]
-    a_mean, b_mean = a.mean(axis=0), b.mean(axis=0)
-    u, s, vt = np.linalg.svd((a - a_mean).T @ (b - b_mean))
-    flip = np.sign(np.linalg.det(u @ vt))  # a rotation, never a mirror image
-    rotation = u @ np.diag([1.0, flip]) @ vt
-    scale = (s[0] + flip * s[1]) / ((a - a_mean) ** 2).sum()
-    return (points - a_mean) @ rotation * scale + b_mean
+    scale, rotation, shift = similarity(points[RIGID_POINTS], onto[RIGID_POINTS])
+    return points @ (scale * rotation).T + shift
 
 
 def expression_distance(output: np.ndarray, source: np.ndarray, driving: np.ndarray, first: np.ndarray) -> float:

@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.data.face_track import FACE_MESH_POINTS, native_stderr_silenced, pose_from_facial_transform  # noqa: E402
-from codec.data.landmarks import LANDMARK_INDICES, MEAN_FACE  # noqa: E402
+from codec.data.face_track import FACE_MESH_POINTS, FaceLandmarker  # noqa: E402
+from codec.data.landmarks import LANDMARK_INDICES, MEAN_FACE, similarity  # noqa: E402
 from codec.video import read_frames  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "codec" / "models" / "face_relief.npz"
@@ -36,50 +36,23 @@ MIN_GAP = 0.07
 MAX_DEPTH = 0.0
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Scale, rotation (2, 2) and shift taking 2D points `src` onto `dst` in least squares (Umeyama)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a)
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ d @ vt
-    scale = float((sig * np.diag(d)).sum() / (a ** 2).sum())
-    return scale, rot, mu_d - scale * rot @ mu_s
-
-
 def aligned_meshes(data: Path, landmarker_path: Path) -> np.ndarray:
     """Near-frontal face meshes (N, 468, 3) of the training clips in MEAN_FACE's frame."""
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(landmarker_path)),
-                                           running_mode=vision.RunningMode.IMAGE, num_faces=1,
-                                           output_facial_transformation_matrixes=True)
     with open(data / "clips.tsv") as f:
         clips = [data / row["file"] for row in csv.DictReader(f, delimiter="\t") if row["set"] == "train"]
     target = np.array(MEAN_FACE)[:, :2]
     meshes = []
-    with native_stderr_silenced():
-        landmarker = vision.FaceLandmarker.create_from_options(options)
-    try:
+    with FaceLandmarker(landmarker_path) as landmarker:
         for clip in clips:
             frames = itertools.islice(read_frames(clip, size=512), max(FRAMES_PER_CLIP) + 1)
             for k, frame in enumerate(frames):
-                if k not in FRAMES_PER_CLIP:
+                hit = landmarker.detect(frame) if k in FRAMES_PER_CLIP else None
+                if hit is None or np.abs(hit.pose).max() > FRONTAL_DEG:
                     continue
-                result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)))
-                if not result.face_landmarks:
-                    continue
-                pose = pose_from_facial_transform(np.array(result.facial_transformation_matrixes[0]))
-                if np.abs(pose).max() > FRONTAL_DEG:
-                    continue
-                # x, y as fractions of the side; MediaPipe's z (towards the viewer negative) on x's scale.
-                mesh = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0][:FACE_MESH_POINTS]])
-                scale, rot, shift = similarity(mesh[list(LANDMARK_INDICES), :2], target)
-                xy = mesh[:, :2] @ (scale * rot).T + shift
-                meshes.append(np.concatenate([xy, scale * mesh[:, 2:]], 1))
-    finally:
-        landmarker.close()
+                # x, y as fractions of the side; MediaPipe's depth on x's scale.
+                mesh = np.concatenate([hit.points, hit.depth[:, None]], 1)[:FACE_MESH_POINTS]
+                scale, rotation, shift = similarity(mesh[list(LANDMARK_INDICES), :2], target)
+                meshes.append(np.concatenate([mesh[:, :2] @ (scale * rotation).T + shift, scale * mesh[:, 2:]], 1))
     return np.stack(meshes)
 
 

@@ -56,3 +56,15 @@ def mirror_landmarks(landmarks: torch.Tensor) -> torch.Tensor:
     """Landmarks (..., K, 2) of the horizontally flipped frames (NaN stays NaN)."""
     flipped = landmarks[..., list(MIRROR), :]
     return flipped * flipped.new_tensor([-1.0, 1.0])
+
+
+def similarity(points: np.ndarray, onto: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale, rotation (2, 2) and shift of the 2D similarity that best maps `points` (N, 2) onto `onto` in least
+    squares (a rotation, never a mirror image): x ↦ scale · rotation @ x + shift."""
+    a_mean, b_mean = points.mean(axis=0), onto.mean(axis=0)
+    a, b = points - a_mean, onto - b_mean
+    u, s, vt = np.linalg.svd(b.T @ a)
+    flip = np.sign(np.linalg.det(u @ vt))
+    rotation = u @ np.diag([1.0, flip]) @ vt
+    scale = float((s[0] + flip * s[1]) / (a ** 2).sum())
+    return scale, rotation, b_mean - scale * rotation @ a_mean
