@@ -169,9 +169,9 @@ def test_free_view_turns_each_face_point_by_its_own_depth_and_keeps_its_keyframe
         at_angles = transform_keypoints(state.canonical, angles, shift, expression)[..., :2]
         turned_kp = transform_keypoints(state.canonical, shown, shift, expression)[..., :2]
         src = state.keypoints[..., :2]
-        unturned, source = relief_controls(state.canonical, angles, angles, shift, expression, src, at_angles,
+        unturned, source = relief_controls(state.canonical, angles, angles, shift, expression, src,
                                            cfg.anchors_per_side, cfg.regularisation)
-        moved, source_turned = relief_controls(state.canonical, angles, shown, shift, expression, src, at_angles,
+        moved, source_turned = relief_controls(state.canonical, angles, shown, shift, expression, src,
                                                cfg.anchors_per_side, cfg.regularisation)
         # Each point keeps the keyframe pixel the unturned frame's spline gives it.
         assert torch.allclose(source_turned, source)

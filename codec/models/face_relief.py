@@ -39,11 +39,11 @@ def relief_points(canonical: torch.Tensor) -> torch.Tensor:
 
 
 def relief_controls(canonical: torch.Tensor, rotation: torch.Tensor, view: torch.Tensor, translation: torch.Tensor,
-                    expression: torch.Tensor, source: torch.Tensor, driving: torch.Tensor, anchors_per_side: int,
+                    expression: torch.Tensor, source: torch.Tensor, anchors_per_side: int,
                     regularisation: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Extra spline points (driving (B, M, 2), source (B, M, 2)) that turn the face from `rotation` to `view`
-    (B, 3 degrees). `driving` (B, K, 2) are the keypoints at `rotation`, `source` the keyframe's: the points sit
-    where the spline driving→source takes them, so with `view` equal to `rotation` they change nothing."""
+    (B, 3 degrees); `source` (B, K, 2) are the keyframe's keypoints. The points sit where the spline from the
+    keypoints at `rotation` to `source` takes them, so with `view` equal to `rotation` they change nothing."""
     relief = relief_points(canonical)
     zeros = torch.zeros_like(relief)
     turned = transform_keypoints(relief, rotation, translation, zeros)[..., :2]
@@ -51,4 +51,5 @@ def relief_controls(canonical: torch.Tensor, rotation: torch.Tensor, view: torch
     # The keypoints' image-plane expression offsets, carried to the relief points by a spline in the image plane.
     at_rotation = turned + thin_plate_points(rigid, expression[..., :2], turned, 0, _OFFSET_REGULARISATION)
     moved = at_rotation + transform_keypoints(relief, view, translation, zeros)[..., :2] - turned
+    driving = rigid + expression[..., :2]  # the keypoints at `rotation`: x = R·x_c + t + δ, in the image plane
     return moved, thin_plate_points(driving, source, at_rotation, anchors_per_side, regularisation)

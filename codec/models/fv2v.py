@@ -115,9 +115,8 @@ class FaceVid2Vid(nn.Module):
             turn = None
             if view is not None and relief:
                 cfg = self.config.image
-                at_angles = transform_keypoints(state.canonical, angles, translation, motion["expression"])
                 turn = relief_controls(state.canonical, angles, shown, translation, motion["expression"],
-                                         src[..., :2], at_angles[..., :2], cfg.anchors_per_side, cfg.regularisation)
+                                       src[..., :2], cfg.anchors_per_side, cfg.regularisation)
             return {**self._warp_keyframe(state.image, src, drv, state.foreground, turn), "keypoints": kp_driving}
         field = self.motion_field(state.volume, state.keypoints, kp_driving, state.rotation, rotation_matrix(shown))
         return {"prediction": self.generator(state.volume, field["flow"], field["occlusion"]),
