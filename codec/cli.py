@@ -116,7 +116,7 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
         help=f"constant quality in x264's CRF sense ({QUALITY_MIN} best .. {QUALITY_MAX} smallest): each frame is "
              "rendered from the last coded picture or coded as an H.264 picture at QP Q, whichever costs less "
              "in LPIPS + λ·bytes, λ following from Q (codec/quality.py); sets the keyframe QPs and the refresh "
-             "threshold, so it takes neither --keyframe-qp nor --refresh-threshold; with --kbps, rate control "
+             "thresholds, so it takes none of --keyframe-qp, --refresh-threshold and --refresh-landmarks; with --kbps, rate control "
              "searches Q from this one and lands within ±10%% of the target anywhere from one keyframe to every "
              "frame coded")
     add("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
@@ -126,6 +126,10 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
         help="code a keyframe when the decoder's frame falls below this luma PSNR in dB at the "
              f"model's analysis size (default: the preset's, {DEFAULT_REFRESH_DB:g} for medium and "
              "slow; 0 = off, and without the search the encoder renders nothing)")
+    add("--refresh-landmarks", type=float, metavar="PX",
+        help="also code a keyframe when the landmarks the model detects on the decoder's frame lie more than PX "
+             "pixels (mean, at 512²) from the input's, where PSNR does not see lips out of place (default 0 = off; "
+             "needs the refresh threshold on and a model with a landmark detector, the shipped fv2v)")
     add("--motion-step", type=float, default=DEFAULT_MOTION_STEP, metavar="S",
         help="motion quantisation steps as a multiple of the bitstream's defaults (0.5°, 0.005 and 0.01 of the "
              f"half frame): finer moves the face more smoothly for more bytes ({MOTION_STEP_MIN:g}..{MOTION_STEP_MAX:g}, "

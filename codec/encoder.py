@@ -77,6 +77,11 @@ class EncoderConfig:
     # after it are coded against zeros, naming their keyframe, so that a receiver that lost motion resumes there
     # (0: none; coding_defaults says why that is the default and 25 the live sender's).
     resync_period: int = DEFAULT_RESYNC_PERIOD
+    # Landmark refresh: px at 512² (LANDMARK_PX_SCALE) of the mean distance between the model's landmark detector's
+    # points on the frame the decoder will show and on the input, above which a motion frame is coded even when its
+    # PSNR proxy clears refresh_threshold (0: off; needs refresh on, and is skipped for models without a detector).
+    # The PSNR proxy does not see lips a few pixels out of place; this does (codec/quality.py sets it).
+    refresh_landmarks: float = 0.0
     # HEVC keyframes write a version 5.0 stream (spec §5.9); H.264 ones the versions above.
     keyframe_codec: KeyframeCodec = DEFAULT_KEYFRAME_CODEC
     # Motion quantisation steps as a multiple of the bitstream's defaults, written in the header (coding_defaults).
@@ -101,6 +106,10 @@ class EncoderConfig:
                              f"(at most {MAX_IDR_QP_DROP} below the keyframe QP {self.keyframe_qp})")
         if not (math.isfinite(self.refresh_threshold) and self.refresh_threshold >= 0):
             raise InputError(f"--refresh-threshold {self.refresh_threshold} must be >= 0 dB (0 = off)")
+        if not (math.isfinite(self.refresh_landmarks) and self.refresh_landmarks >= 0):
+            raise InputError(f"--refresh-landmarks {self.refresh_landmarks} must be >= 0 px (0 = off)")
+        if self.refresh_landmarks and not self.refresh_threshold:
+            raise InputError("--refresh-landmarks needs the closed loop: a refresh threshold above 0 dB")
         if self.max_gop < 1:
             raise InputError(f"--max-gop {self.max_gop} must be >= 1")
         if not MOTION_STEP_MIN <= self.motion_step <= MOTION_STEP_MAX:
@@ -138,6 +147,7 @@ class EncodeStats:
     search_costs: list[tuple[float, float]] = field(default_factory=list)  # (estimate's J, chosen J) per frame
     resync_packets: int = 0  # motion packets coded as RESYNC (against zeros)
     resync_bytes: int = 0  # their payloads, included in motion_bytes
+    landmark_refreshes: int = 0  # keyframes coded because the landmarks were off, the PSNR proxy being clear
 
     @property
     def keyframe_reasons(self) -> Counter:
@@ -169,6 +179,22 @@ def luma_psnr(decoded: np.ndarray, original: np.ndarray, size: int) -> float:
         lumas.append(luma)
     mse = float(torch.mean((lumas[0] - lumas[1]) ** 2))
     return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+
+
+# Landmark errors are in pixels of a 512² frame (the benchmark's size, where AKD is measured), whatever the size
+# coded: the detector's points span [-1, 1], half a side.
+LANDMARK_PX_SCALE = 256.0
+
+
+@torch.inference_mode()
+def landmark_error(model, decoded: np.ndarray, motion: dict[str, torch.Tensor]) -> float | None:
+    """Mean distance (px at 512²) between the landmark points the model detects on `decoded` and those of the input
+    frame it estimated `motion` from; None for a model without a landmark detector."""
+    source = model.motion_landmarks(motion)
+    if source is None:
+        return None
+    shown = model.landmark_points(frame_to_tensor(decoded, model_device(model)))
+    return float((shown - source).norm(dim=-1).mean()) * LANDMARK_PX_SCALE
 
 
 class Encoder:
@@ -291,7 +317,11 @@ class Encoder:
         unmasked_payload, _ = self._unmasked.encode(ints, -1)
         packets: list[Packet] = [MotionPacket(index, payload, self._slot_keyframes[self._slot] if resync else None)]
         if self.config.refresh_threshold:
-            proxies = {self._slot: luma_psnr(self._decoder.push(packets[0])[0], frame, self.model.analysis_size)}
+            shown = self._decoder.push(packets[0])[0]
+            proxies = {self._slot: luma_psnr(shown, frame, self.model.analysis_size)}
+            if self._off_landmarks(proxies[self._slot], shown, motion):
+                self.stats.landmark_refreshes += 1
+                return [self._keyframe(frame, index, KeyframeReason.QUALITY)]
             if self.config.switch_margin is not None or proxies[self._anchor] < self.config.refresh_threshold:
                 proxies.update(self._other_proxies(held, frame))
             if proxies[self._anchor] < self.config.refresh_threshold:
@@ -317,6 +347,13 @@ class Encoder:
         self.stats.motion_bytes += len(payload)
         self.stats.unmasked_motion_bytes += len(unmasked_payload)
         return packets
+
+    def _off_landmarks(self, proxy: float, shown: np.ndarray, motion: dict[str, torch.Tensor]) -> bool:
+        """Whether the frame rendered from the active slot clears the PSNR proxy with its landmarks too far off."""
+        if not self.config.refresh_landmarks or proxy < self.config.refresh_threshold:
+            return False
+        error = landmark_error(self.model, shown, motion)
+        return error is not None and error > self.config.refresh_landmarks
 
     def _other_proxies(self, held: dict[str, np.ndarray], frame: np.ndarray) -> dict[int, float]:
         """Refresh proxy of the decoder's integers `held` rendered from each filled slot but the active one."""

@@ -44,6 +44,10 @@ class MotionModel(Protocol):
 
     def render(self, state: Any, motion: dict[str, Tensor]) -> Tensor: ...
 
+    def landmark_points(self, image: Tensor) -> Tensor | None: ...
+
+    def motion_landmarks(self, motion: dict[str, Tensor]) -> Tensor | None: ...
+
 
 @dataclass(frozen=True)
 class RegistryEntry:

@@ -18,6 +18,12 @@ D_code·(1 + κ·b/|c|) lies below it, every frame is coded, and the threshold r
 does not see. Intra keyframes, which every rendered frame of a scene inherits, are coded at no worse than
 ANCHOR_QP, except at the top of the scale, where the keyframe is all that is coded and its QP is the knob
 (RAMP_START).
+
+The PSNR proxy does not see geometry: lips a few pixels out of place cost little PSNR. The same rule with D
+the landmark error (the mean distance between the model's landmark detector's points on the rendered frame
+and on the input, in px at 512², which AKD follows: within a clip they correlate at 0.57-0.89) codes a frame
+when e_gen > e_code·(1 + κ_L·b_L/|c|), e_code = e^(a_L + b_L·Q) the error of a coded P picture; either rule
+codes it. The detector runs once more per motion frame (the input's points come from its motion).
 """
 from __future__ import annotations
 
@@ -59,6 +65,16 @@ ANCHOR_QP = DEFAULT_KEYFRAME_QP
 RAMP_START, RAMP_END_QP = 45, 40
 
 
+# ln (mean distance in px at 512² between the landmark detector's points on a coded P picture and on its source)
+# against the keyframe QP; same 4 clips, every frame coded at QP 30, 36, 42: 0.38 px at Q 36, 0.51 at Q 39.
+CODED_LANDMARKS = (-4.410, 0.0956)
+# κ_L: λ's weight in the landmark rule, so a rendered frame is coded beyond 3.9x a coded picture's error (2.0 px
+# at Q 39, 1.4 at Q 35). On the 8 held-out training clips (100 frames at 512²; 1.6-3 px tried at Q 35, 37, 39),
+# this is where a lower bar stops paying in LPIPS as much as a lower Q does: at Q 39, 2.0 px gave +11 % bytes for
+# -10 % AKD and -10 % LPIPS, 1.6 px +22 % for -17 % and -14 %, and Q 37 instead of 39 +37 % for -17 % and -21 %.
+LANDMARK_RD_WEIGHT = 3.0
+
+
 @dataclass(frozen=True)
 class QualitySettings:
     """The encoder settings one --quality value stands for."""
@@ -66,6 +82,12 @@ class QualitySettings:
     keyframe_qp: int  # QP of the coded (predicted) pictures
     idr_qp: int  # QP of the intra keyframes
     refresh_threshold: float  # dB; a motion frame rendering below it is coded instead (0: never)
+    refresh_landmarks: float  # px at 512²; a motion frame whose landmarks are further off is coded too (0: never)
+
+    def encoder_fields(self) -> dict[str, float]:
+        """The EncoderConfig fields these settings set."""
+        return {"keyframe_qp": self.keyframe_qp, "idr_qp": self.idr_qp, "refresh_threshold": self.refresh_threshold,
+                "refresh_landmarks": self.refresh_landmarks}
 
 
 def coded_lpips(quality: float) -> float:
@@ -88,6 +110,14 @@ def rendered_threshold(worst: float) -> float:
     return RENDERED_JOIN_DB + (math.log(worst - RENDERED_FLOOR) - math.log(join - RENDERED_FLOOR)) / steep
 
 
+def landmark_threshold(quality: float) -> float:
+    """The landmark error (px at 512²) above which a rendered frame is coded at --quality `quality` (0: never)."""
+    if quality > RAMP_START:  # one keyframe and motion: only the intra keyframe's QP moves the rate
+        return 0.0
+    intercept, slope = CODED_LANDMARKS
+    return math.exp(intercept + slope * quality) * (1.0 + LANDMARK_RD_WEIGHT * slope / abs(CODED_RATE_SLOPE))
+
+
 def quality_settings(quality: float, rd_weight: float = RD_WEIGHT) -> QualitySettings:
     """Keyframe QPs and refresh threshold of --quality `quality` (0 best .. 51 smallest; a fraction moves the
     threshold, the QPs are whole)."""
@@ -99,4 +129,5 @@ def quality_settings(quality: float, rd_weight: float = RD_WEIGHT) -> QualitySet
     keyframe_qp = int(round(quality))
     ramp = (RAMP_END_QP - ANCHOR_QP) * max(0.0, quality - RAMP_START) / (QUALITY_MAX - RAMP_START)
     idr_qp = max(min(keyframe_qp, ANCHOR_QP + int(round(ramp))), keyframe_qp - MAX_IDR_QP_DROP)
-    return QualitySettings(keyframe_qp=keyframe_qp, idr_qp=idr_qp, refresh_threshold=round(refresh, 2))
+    return QualitySettings(keyframe_qp=keyframe_qp, idr_qp=idr_qp, refresh_threshold=round(refresh, 2),
+                           refresh_landmarks=round(landmark_threshold(quality), 2))

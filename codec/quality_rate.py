@@ -48,9 +48,8 @@ class QualityRateChoice:
 
 
 def quality_config(base: EncoderConfig, quality: float) -> EncoderConfig:
-    """`base` with the keyframe QPs and the refresh threshold of `quality`."""
-    s = quality_settings(quality)
-    return replace(base, keyframe_qp=s.keyframe_qp, idr_qp=s.idr_qp, refresh_threshold=s.refresh_threshold)
+    """`base` with the keyframe QPs and the refresh thresholds of `quality`."""
+    return replace(base, **quality_settings(quality).encoder_fields())
 
 
 def _next_quality(passes: dict[float, float], target: float) -> float | None:

@@ -4,18 +4,19 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from bitstream import KeyframePacket, StreamReader
 from bitstream.avc import slice_qp
 from codec.cli import main
 from codec.coding_defaults import QUALITY_MAX, QUALITY_MIN
-from codec.decoder import Decoder
+from codec.decoder import Decoder, frame_to_tensor
 from codec.demo import DemoClipConfig, astronaut_frames
-from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, luma_psnr
+from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, landmark_error, luma_psnr
 from codec.errors import InputError
 from codec.h264 import IDR_QP_OFFSET, MAX_IDR_QP_DROP, H264Error, KeyframeEncoder
-from codec.quality import (ANCHOR_QP, EVERY_FRAME_DB, RAMP_END_QP, RAMP_START, coded_lpips, quality_settings,
-                           rendered_threshold)
+from codec.quality import (ANCHOR_QP, CODED_LANDMARKS, EVERY_FRAME_DB, RAMP_END_QP, RAMP_START,
+                           coded_lpips, quality_settings, rendered_threshold)
 from codec.video import VideoWriter
 
 SIZE = 64
@@ -26,12 +27,10 @@ def moving():
     return list(astronaut_frames(DemoClipConfig(seconds=0.48, size=SIZE)))  # 12 frames of a turning head
 
 
-def encode(frames, trained, quality: int):
+def encode(frames, trained, quality: int, **changes):
     model, ident = trained
-    s = quality_settings(quality)
-    config = EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), keyframe_qp=s.keyframe_qp, idr_qp=s.idr_qp,
-                           refresh_threshold=s.refresh_threshold)
-    return encode_clip(frames, model, config, ident)
+    fields = {**quality_settings(quality).encoder_fields(), **changes}
+    return encode_clip(frames, model, EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25), **fields), ident)
 
 
 def test_a_better_quality_codes_more_frames_at_a_lower_qp():
@@ -58,6 +57,59 @@ def test_a_better_quality_codes_more_frames_at_a_lower_qp():
     # Where rendered frames were fitted (Q 36 and up) the line alone decides, as before.
     assert rendered_threshold(coded_lpips(36) * 2.04) == pytest.approx((math.log(coded_lpips(36) * 2.04) - 0.2016)
                                                                       / -0.1006, abs=0.05)
+
+
+def test_the_landmark_threshold_falls_with_the_coded_pictures_error_and_is_off_at_one_keyframe_and_motion():
+    thresholds = [quality_settings(q).refresh_landmarks for q in range(QUALITY_MIN, RAMP_START + 1)]
+    assert all(0 < a <= b for a, b in zip(thresholds, thresholds[1:]))  # more quality: frames coded sooner
+    assert thresholds[33] < thresholds[36] < thresholds[39] < thresholds[42] < thresholds[RAMP_START]
+    # At Q 39 a rendered frame is coded beyond 3.9x the landmark error of a P picture coded at QP 39.
+    coded = math.exp(CODED_LANDMARKS[0] + 39 * CODED_LANDMARKS[1])
+    assert quality_settings(39).refresh_landmarks == pytest.approx(coded * 3.9, abs=0.01)
+    assert all(quality_settings(q).refresh_landmarks == 0 for q in range(RAMP_START + 1, QUALITY_MAX + 1))
+    with pytest.raises(InputError, match="--refresh-landmarks -1 must be >= 0 px"):
+        EncoderConfig(width=SIZE, height=SIZE, fps=25, refresh_landmarks=-1)
+    with pytest.raises(InputError, match="--refresh-landmarks needs the closed loop"):
+        EncoderConfig(width=SIZE, height=SIZE, fps=25, refresh_threshold=0, refresh_landmarks=2.0)
+
+
+def test_a_motion_frame_whose_landmarks_are_off_is_coded_though_its_psnr_clears(trained, moving):
+    model, _ = trained
+    # The PSNR proxy alone: every frame clears 1 dB, so one keyframe and motion.
+    psnr_only = encode(moving, trained, 39, refresh_threshold=1.0, refresh_landmarks=0.0)
+    assert psnr_only.stats.keyframes == 1
+    errors = shown_landmark_errors(model, psnr_only, moving)
+    bar = 0.8 * max(errors.values())
+    with_landmarks = encode(moving, trained, 39, refresh_threshold=1.0, refresh_landmarks=bar)
+    coded = with_landmarks.stats.landmark_refreshes
+    assert coded >= 1 and with_landmarks.stats.keyframes == 1 + coded
+    # Every frame the stream renders lies within the bar: the encoder coded those that did not.
+    shown = shown_landmark_errors(model, with_landmarks, moving)
+    assert shown and max(shown.values()) <= bar
+    # The error is in pixels of a 512² frame: a picture moved 2 px sideways at 64² is 16 px off.
+    with torch.inference_mode():
+        motion = model.estimate_motion(frame_to_tensor(moving[0], "cpu"))
+    assert landmark_error(model, moving[0], motion) < 0.01
+    assert landmark_error(model, np.roll(moving[0], 2, axis=1), motion) == pytest.approx(16, abs=1.5)
+    # A model without a landmark detector has no landmark error to act on.
+    assert landmark_error(FommFree(), moving[0], {}) is None
+
+
+class FommFree:
+    """A motion model with no landmark detector (as FOMM)."""
+
+    def motion_landmarks(self, motion):
+        return None
+
+
+def shown_landmark_errors(model, clip, frames) -> dict[int, float]:
+    """The landmark error (px at 512²) of each rendered frame of `clip` as a decoder shows it."""
+    reader = StreamReader(clip.to_bytes())
+    decoder = Decoder(model, reader.header)
+    decoded = [f for packet in reader for f in decoder.push(packet)]
+    with torch.inference_mode():
+        return {i: landmark_error(model, decoded[i], model.estimate_motion(frame_to_tensor(frames[i], "cpu")))
+                for i in range(len(frames)) if i not in clip.stats.keyframe_log}
 
 
 def test_the_decision_is_monotone_in_quality_from_motion_only_to_every_frame_coded(trained, moving):
@@ -112,11 +164,14 @@ def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_p
             writer.write(frame)
     base = ["encode", str(video), str(stream), "--size", str(SIZE), "--force"]
     assert main(base + ["--quality", "30"]) == 0
-    assert f"keyframes: {len(moving)} " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"keyframes: {len(moving)} " in out
+    assert f"landmark refresh: 0 keyframes coded for landmarks more than {quality_settings(30).refresh_landmarks:g} px" in out
     assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == len(moving)
     stream.unlink()
-    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"), (["--keyframe-qp", "24"], "--keyframe-qp")):
+    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"), (["--keyframe-qp", "24"], "--keyframe-qp"),
+                          (["--refresh-landmarks", "2"], "--refresh-landmarks")):
         assert main(base + ["--quality", "40", *extra]) != 0
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"drop {option}" in err

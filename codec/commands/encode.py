@@ -111,11 +111,11 @@ def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None)
 
     preset = PRESETS[args.preset]
     refresh = preset.refresh_threshold if args.refresh_threshold is None else args.refresh_threshold
-    keyframe_qp, idr_qp = args.keyframe_qp, None
+    coding = {"keyframe_qp": args.keyframe_qp, "refresh_threshold": refresh,
+              "refresh_landmarks": args.refresh_landmarks or 0.0}
     if getattr(args, "quality", None) is not None:
-        keyframe_qp, idr_qp, refresh = quality_options(args)
-    return EncoderConfig(width=args.size, height=args.size, fps=fps, keyframe_qp=keyframe_qp, idr_qp=idr_qp,
-                         refresh_threshold=refresh, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
+        coding = quality_options(args).encoder_fields()
+    return EncoderConfig(width=args.size, height=args.size, fps=fps, **coding, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
                          search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                          idr_period=args.idr_period, reuse_margin=args.reuse_margin,
                          switch_margin=args.switch_margin, resync_period=args.resync_period,
@@ -124,16 +124,16 @@ def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None)
                                "crop": [int(v) for v in crop] if crop else None})
 
 
-def quality_options(args) -> tuple[int, int, float]:
-    """(keyframe QP, IDR QP, refresh threshold) of --quality; refuses the options it sets itself."""
+def quality_options(args):
+    """The QualitySettings of --quality; refuses the options it sets itself."""
     from ..quality import quality_settings
 
     for given, option in ((args.refresh_threshold is not None, "--refresh-threshold"),
+                          (args.refresh_landmarks is not None, "--refresh-landmarks"),
                           (args.keyframe_qp != DEFAULT_KEYFRAME_QP, "--keyframe-qp")):
         if given:
-            raise InputError(f"--quality sets the keyframe QPs and the refresh threshold itself; drop {option}")
-    settings = quality_settings(args.quality)
-    return settings.keyframe_qp, settings.idr_qp, settings.refresh_threshold
+            raise InputError(f"--quality sets the keyframe QPs and the refresh thresholds itself; drop {option}")
+    return quality_settings(args.quality)
 
 
 def geometry_text(info, crop: tuple[int, int, int] | None, size: int) -> str:
@@ -203,6 +203,9 @@ def encode_summary(out: Path, clip, choice, seconds: float, geometry: str) -> st
                      f"{clip.config.refresh_threshold:g} dB)")
     elif motion_frames:
         lines.append("closed-loop quality: not measured (--refresh-threshold 0 encodes open loop)")
+    if clip.config.refresh_landmarks:
+        lines.append(f"landmark refresh: {count_text(stats.landmark_refreshes, 'keyframe', 'keyframes')} coded for "
+                     f"landmarks more than {clip.config.refresh_landmarks:g} px off (at 512²) where PSNR cleared")
     if motion_frames:
         lines.append(f"motion: {s['motion_bytes_per_packet']:.1f} B/frame payload+framing; adaptive keypoints "
                      f"saved {saved:,} of {stats.unmasked_motion_bytes:,} payload bytes "

@@ -196,6 +196,19 @@ class FaceVid2Vid(nn.Module):
         reuses the result for every later frame."""
         return self._analyze(image)[0]
 
+    def landmark_points(self, image: torch.Tensor) -> torch.Tensor | None:
+        """The landmark detector's K points (B,K,2) in [-1, 1] of the frame, or None when keypoints are not landmarks."""
+        return self.landmarks(self._prepare(image)) if self.from_landmarks else None
+
+    def motion_landmarks(self, motion: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The landmark points (B,K,2) of the frame `estimate_motion` gave `motion` for (R·x_c + t + δ in the image
+        plane, which `pose` makes the detected points), without running the detector again; None as above."""
+        if not self.from_landmarks:
+            return None
+        canonical = self.template.expand(motion["expression"].shape[0], -1, -1)
+        return transform_keypoints(canonical, motion["rotation"][:, 0], motion["translation"][:, 0],
+                                   motion["expression"])[..., :2]
+
     def estimate_motion(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """H+Δ (and the landmark detector) only: rotation (B,1,3) degrees, translation (B,1,3), expression (B,K,3)."""
         return _motion_groups(self.pose(image))

@@ -93,6 +93,14 @@ class FOMM(nn.Module):
         return KeyframeState(features, self._dense_input(small), kp["keypoints"], kp["jacobians"],
                              _motion_groups(kp), image if self.image_space else None)
 
+    def landmark_points(self, image: torch.Tensor) -> None:
+        """None: FOMM's keypoints are learned, not face landmarks the encoder could compare."""
+        return None
+
+    def motion_landmarks(self, motion: dict[str, torch.Tensor]) -> None:
+        """None, as `landmark_points`."""
+        return None
+
     def estimate_motion(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Detector only: keypoints (B,K,2) and row-major jacobians (B,K,4)."""
         return _motion_groups(self.keypoints(image))
