@@ -16,8 +16,8 @@ approaches RENDERED_FLOOR instead, which no rendering scores below however high 
 D_code·(1 + κ·b/|c|) lies below it, every frame is coded, and the threshold rises continuously toward that.
 κ (RD_WEIGHT) scales λ: a coded picture also serves the rendered frames after it, which the per-frame rule
 does not see. Intra keyframes, which every rendered frame of a scene inherits, are coded at no worse than
-ANCHOR_QP, except at the top of the scale, where the keyframe is all that is coded and its QP is the knob
-(RAMP_START).
+ANCHOR_QP and at least IDR_DROP below the P pictures, except at the top of the scale, where the keyframe is all
+that is coded and its QP is the knob (RAMP_START).
 
 The PSNR proxy does not see geometry: lips a few pixels out of place cost little PSNR. The same rule with D
 the landmark error (the mean distance between the model's landmark detector's points on the rendered frame
@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 
 from .coding_defaults import DEFAULT_KEYFRAME_QP, QUALITY_MAX, QUALITY_MIN
-from .h264 import MAX_IDR_QP_DROP
+from .h264 import MAX_IDR_QP_DROP, QP_MIN
 
 # Fits on 4 held-out clips of the training set (HelloMeme tiktok, RealisticNTH test_video, LivePortrait d6,
 # styletalk happyenglish_clip2; 100 frames at 512², 25 fps; shipped warp128 weights; every frame coded at
@@ -63,6 +63,12 @@ ANCHOR_QP = DEFAULT_KEYFRAME_QP
 # on bench512, keyframe QP 24, 32 and 40 gave 21.8, 13.9 and 9.1 kbps at LPIPS 0.170, 0.186 and 0.219
 # (results/bench512-step17548): the span the scale's top end reaches, down to ~9 kbps at 512².
 RAMP_START, RAMP_END_QP = 45, 40
+# Intra keyframes lie at least this many QP below the P pictures: what x264's macroblock tree gives a first
+# picture whose static background every later one copies, without its look-ahead. Every frame coded (QP 27-39,
+# 100 frames at 512²) on the 6 training clips x264 codes at the highest rates (crf28: 320-400 kbps), BD-rate
+# against x264's default CRF: LPIPS +7.7 / +0.1 / -1.5 / -1.1 % and PSNR -3.4 / -7.1 / -6.9 / -5.4 % with the
+# IDR 0 / 6 / 9 / 12 below (0 was the rule from Q 30 down).
+IDR_DROP = 9
 
 
 # ln (mean distance in px at 512² between the landmark detector's points on a coded P picture and on its source)
@@ -128,6 +134,6 @@ def quality_settings(quality: float, rd_weight: float = RD_WEIGHT) -> QualitySet
     refresh = min(rendered_threshold(worst_rendered), EVERY_FRAME_DB)
     keyframe_qp = int(round(quality))
     ramp = (RAMP_END_QP - ANCHOR_QP) * max(0.0, quality - RAMP_START) / (QUALITY_MAX - RAMP_START)
-    idr_qp = max(min(keyframe_qp, ANCHOR_QP + int(round(ramp))), keyframe_qp - MAX_IDR_QP_DROP)
+    idr_qp = max(min(keyframe_qp - IDR_DROP, ANCHOR_QP + int(round(ramp))), keyframe_qp - MAX_IDR_QP_DROP, QP_MIN)
     return QualitySettings(keyframe_qp=keyframe_qp, idr_qp=idr_qp, refresh_threshold=round(refresh, 2),
                            refresh_landmarks=round(landmark_threshold(quality), 2))

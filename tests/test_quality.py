@@ -15,7 +15,7 @@ from codec.demo import DemoClipConfig, astronaut_frames
 from codec.encoder import EncoderConfig, encode_clip, encode_to_rate, landmark_error, luma_psnr
 from codec.errors import InputError
 from codec.h264 import IDR_QP_OFFSET, MAX_IDR_QP_DROP, H264Error, KeyframeEncoder
-from codec.quality import (ANCHOR_QP, CODED_LANDMARKS, EVERY_FRAME_DB, RAMP_END_QP, RAMP_START,
+from codec.quality import (ANCHOR_QP, CODED_LANDMARKS, EVERY_FRAME_DB, IDR_DROP, RAMP_END_QP, RAMP_START,
                            coded_lpips, quality_settings, rendered_threshold)
 from codec.video import VideoWriter
 
@@ -39,10 +39,10 @@ def test_a_better_quality_codes_more_frames_at_a_lower_qp():
     thresholds = [s.refresh_threshold for s in settings]
     assert all(a >= b for a, b in zip(thresholds, thresholds[1:]))
     assert thresholds[30] == EVERY_FRAME_DB > thresholds[36] > thresholds[42] > thresholds[48] > 0
-    # Intra keyframes are never worse than the anchor up to RAMP_START, then their QP is the knob, up to
-    # RAMP_END_QP at Q 51; always within x264's reach below the predicted ones.
-    assert all(s.idr_qp == min(s.keyframe_qp, ANCHOR_QP) or s.idr_qp == s.keyframe_qp - MAX_IDR_QP_DROP
-               for s in settings[:RAMP_START + 1])
+    # Intra keyframes are never worse than the anchor up to RAMP_START and lie IDR_DROP below the P pictures (or at
+    # QP 0), then their QP is the knob, up to RAMP_END_QP at Q 51; always within x264's reach below the P pictures.
+    assert all(s.idr_qp == max(min(s.keyframe_qp - IDR_DROP, ANCHOR_QP), 0) for s in settings[:RAMP_START + 1])
+    assert settings[30].idr_qp == 21 and settings[40].idr_qp == ANCHOR_QP  # 9 below at the top end
     idr = [s.idr_qp for s in settings]
     assert all(a <= b for a, b in zip(idr, idr[1:])) and idr[RAMP_START] == ANCHOR_QP < idr[48] < idr[51] == RAMP_END_QP
     assert all(s.keyframe_qp - MAX_IDR_QP_DROP <= s.idr_qp <= s.keyframe_qp for s in settings)
