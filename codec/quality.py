@@ -119,7 +119,7 @@ def rendered_threshold(worst: float) -> float:
 def landmark_threshold(quality: float) -> float:
     """The landmark error (px at 512²) above which a rendered frame is coded at --quality `quality` (0: never)."""
     if quality > RAMP_START:  # one keyframe and motion: only the intra keyframe's QP moves the rate
-        return 0.0
+        return 0.0  # (and where every frame is coded, quality_settings sets none: nothing is rendered)
     intercept, slope = CODED_LANDMARKS
     return math.exp(intercept + slope * quality) * (1.0 + LANDMARK_RD_WEIGHT * slope / abs(CODED_RATE_SLOPE))
 
@@ -136,4 +136,4 @@ def quality_settings(quality: float, rd_weight: float = RD_WEIGHT) -> QualitySet
     ramp = (RAMP_END_QP - ANCHOR_QP) * max(0.0, quality - RAMP_START) / (QUALITY_MAX - RAMP_START)
     idr_qp = max(min(keyframe_qp - IDR_DROP, ANCHOR_QP + int(round(ramp))), keyframe_qp - MAX_IDR_QP_DROP, QP_MIN)
     return QualitySettings(keyframe_qp=keyframe_qp, idr_qp=idr_qp, refresh_threshold=round(refresh, 2),
-                           refresh_landmarks=round(landmark_threshold(quality), 2))
+                           refresh_landmarks=0.0 if refresh >= EVERY_FRAME_DB else round(landmark_threshold(quality), 2))

@@ -1,5 +1,6 @@
 """--quality: the settings one value stands for, the rate-distortion decision it makes, the IDR QP, the CLI."""
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -60,9 +61,10 @@ def test_a_better_quality_codes_more_frames_at_a_lower_qp():
 
 
 def test_the_landmark_threshold_falls_with_the_coded_pictures_error_and_is_off_at_one_keyframe_and_motion():
-    thresholds = [quality_settings(q).refresh_landmarks for q in range(QUALITY_MIN, RAMP_START + 1)]
-    assert all(0 < a <= b for a, b in zip(thresholds, thresholds[1:]))  # more quality: frames coded sooner
-    assert thresholds[33] < thresholds[36] < thresholds[39] < thresholds[42] < thresholds[RAMP_START]
+    thresholds = [quality_settings(q).refresh_landmarks for q in range(33, RAMP_START + 1)]
+    assert all(0 < a < b for a, b in zip(thresholds, thresholds[1:]))  # more quality: frames coded sooner
+    # Where every frame is coded (Q 32 and below) and above RAMP_START there is none.
+    assert all(quality_settings(q).refresh_landmarks == 0 for q in range(QUALITY_MIN, 33))
     # At Q 39 a rendered frame is coded beyond 3.9x the landmark error of a P picture coded at QP 39.
     coded = math.exp(CODED_LANDMARKS[0] + 39 * CODED_LANDMARKS[1])
     assert quality_settings(39).refresh_landmarks == pytest.approx(coded * 3.9, abs=0.01)
@@ -166,7 +168,7 @@ def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_p
     assert main(base + ["--quality", "30"]) == 0
     out = capsys.readouterr().out
     assert f"keyframes: {len(moving)} " in out
-    assert f"landmark refresh: 0 keyframes coded for landmarks more than {quality_settings(30).refresh_landmarks:g} px" in out
+    assert "landmark refresh" not in out  # every frame coded: nothing rendered to judge
     assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == len(moving)
     stream.unlink()
@@ -177,7 +179,9 @@ def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_p
         assert err.count("\n") == 0 and f"drop {option}" in err
         assert not stream.exists()
     assert main(base + ["--quality", "40", "--kbps", "50"]) == 0
-    assert "rate control: target 50 kbps -> --quality " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rate control: target 50 kbps -> --quality " in out
+    assert re.search(r"landmark refresh: \d+ keyframes? coded for landmarks more than [\d.]+ px off", out)
     assert StreamReader(stream.read_bytes()).header.frame_count == len(moving)
     with pytest.raises(SystemExit) as exc:
         main(base + ["--quality", "52"])
@@ -202,6 +206,27 @@ def test_the_search_interpolates_in_log_rate_between_the_passes_around_the_targe
     assert _next_quality({30.0: 400.0, 29.0: 401.0}, 600.0) == QUALITY_MIN
     # A secant as steep as the coded pictures' or steeper: the usual step (never a smaller one).
     assert _next_quality({40.0: 100.0, 42.0: 80.0}, 50.0) == _next_quality({42.0: 80.0}, 50.0)
+
+
+def test_the_rate_search_spends_no_pass_on_settings_it_has_coded(monkeypatch):
+    import codec.quality_rate as qr
+
+    coded = []
+
+    def fake_encode(frames, model, config, model_id, callback):  # cnn2 at 100 kbps: every frame at QP 32 is 130 kbps
+        coded.append(config)
+        kbps = {40: 15.5, 32: 130.4, 33: 101.9}[config.keyframe_qp]
+        return type("Clip", (), {"kbps": lambda self: kbps})()
+
+    # The search's guesses on cnn2: 32.11 and 32.45 code every frame at QP 32, as 31.65 did.
+    guesses = iter([31.65, 32.11, 32.45, 32.77])
+    monkeypatch.setattr(qr, "encode_clip", fake_encode)
+    monkeypatch.setattr(qr, "_next_quality", lambda rates, target: next(guesses))
+    base = EncoderConfig(width=SIZE, height=SIZE, fps=Fraction(25))
+    clip, choice = qr.encode_quality_to_rate(lambda: iter(()), None, base, b"", 100.0, start=40)
+    assert [q for q, _ in choice.passes] == [40, 31.65, 32.77] and len(coded) == 3
+    assert quality_settings(32.11) == quality_settings(31.65) != quality_settings(32.77)
+    assert choice.quality == 32.77 and clip.kbps() == choice.kbps == 101.9 and not choice.missed
 
 
 def test_kbps_with_quality_lands_within_ten_percent_or_says_how_far_it_got(trained, moving):
