@@ -585,8 +585,8 @@ ROWS: list[Callable[[], Row]] = [
                                                      "pairs on the same data: fv2v with landmark-tied 3D keypoints, FOMM "
                                                      "with its unsupervised 2D keypoints and Jacobians)"),
     lambda: rd_motion("bench512-motion-step"),
-    lambda: rd_quality("bench512-quality-s5"),
-    lambda: rd_rates("bench512-quality-s5", metrics=("lpips", "psnr"), test="fvc-q"),
+    lambda: rd_quality("bench512-quality-landmarks"),
+    lambda: rd_rates("bench512-quality-landmarks", metrics=("lpips", "psnr"), test="fvc-q"),
     lambda: rd_rates("bench256-jvet", metrics=("lpips", "psnr", "lpips_vgg", "dists"), test="fvc"),
     lambda: rd_rates("bench512-hevc-keyframes", metrics=("lpips", "psnr", "lpips_vgg", "dists"), test="fvc-hevc"),
     lambda: rate_control("rate-control-bench512"),
