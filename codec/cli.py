@@ -116,8 +116,8 @@ def _add_coding_args(p: argparse.ArgumentParser) -> list[argparse.Action]:
         help=f"constant quality in x264's CRF sense ({QUALITY_MIN} best .. {QUALITY_MAX} smallest): each frame is "
              "rendered from the last coded picture or coded as an H.264 picture at QP Q, whichever costs less "
              "in LPIPS + λ·bytes, λ following from Q (codec/quality.py); sets the keyframe QPs and the refresh "
-             "thresholds, so it takes none of --keyframe-qp, --refresh-threshold and --refresh-landmarks; with --kbps, rate control "
-             "searches Q from this one and lands within ±10%% of the target anywhere from one keyframe to every "
+             "thresholds, so it takes none of --keyframe-qp, --refresh-threshold and --refresh-landmarks; with "
+             "--kbps, rate control searches Q from this one and lands within ±10%% of the target anywhere from one keyframe to every "
              "frame coded")
     add("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
         help="speed/quality: " + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())

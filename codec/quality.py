@@ -135,5 +135,6 @@ def quality_settings(quality: float, rd_weight: float = RD_WEIGHT) -> QualitySet
     keyframe_qp = int(round(quality))
     ramp = (RAMP_END_QP - ANCHOR_QP) * max(0.0, quality - RAMP_START) / (QUALITY_MAX - RAMP_START)
     idr_qp = max(min(keyframe_qp - IDR_DROP, ANCHOR_QP + int(round(ramp))), keyframe_qp - MAX_IDR_QP_DROP, QP_MIN)
+    landmarks = 0.0 if refresh >= EVERY_FRAME_DB else round(landmark_threshold(quality), 2)
     return QualitySettings(keyframe_qp=keyframe_qp, idr_qp=idr_qp, refresh_threshold=round(refresh, 2),
-                           refresh_landmarks=0.0 if refresh >= EVERY_FRAME_DB else round(landmark_threshold(quality), 2))
+                           refresh_landmarks=landmarks)

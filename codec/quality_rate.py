@@ -86,7 +86,7 @@ def encode_quality_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], mod
     `target_kbps`; RateControlError with `strict` when no Q lands within RATE_TOLERANCE."""
     if not (math.isfinite(target_kbps) and target_kbps > 0):
         raise InputError(f"--kbps {target_kbps} must be a positive number")
-    clips: dict[float, EncodedClip] = {}
+    clips: dict[float, EncodedClip] = {}  # each full pass's clip, by its Q
     rates: dict[float, float] = {}  # every Q tried, coded or known from a twin
     coded: dict[QualitySettings, float] = {}  # the settings of each full pass -> its Q, in pass order
     seconds: list[float] = []
@@ -102,7 +102,7 @@ def encode_quality_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], mod
         if twin is not None:
             # Qs with the same settings (a whole QP with every frame coded) code the same stream: its rate is known,
             # and the bracket narrows without a pass (cnn2 at 100 kbps spent 3 of its 8 passes on 130.4 kbps).
-            clips[quality], rates[quality] = clips[twin], rates[twin]
+            rates[quality] = rates[twin]
         else:
             callback = on_pass(len(coded) + 1, quality) if on_pass is not None else None
             began = time.perf_counter()
@@ -120,7 +120,7 @@ def encode_quality_to_rate(frame_source: Callable[[], Iterable[np.ndarray]], mod
     missed = abs(rates[best] / target_kbps - 1) > RATE_TOLERANCE
     reachable = (min(rates.values()), max(rates.values())) if missed else None
     if missed and strict:
-        raise RateControlError(f"--kbps {target_kbps:g} not reached within ±{RATE_TOLERANCE:.0%}: {len(passes)} passes "
-                               f"gave {', '.join(f'{r:.1f} kbps at Q {q:g}' for q, r in passes)}")
+        raise RateControlError(f"--kbps {target_kbps:g} not reached within ±{RATE_TOLERANCE:.0%}: "
+                               f"{len(passes)} passes gave {', '.join(f'{r:.1f} kbps at Q {q:g}' for q, r in passes)}")
     return clips[best], QualityRateChoice(target_kbps, best, rates[best], passes, tuple(seconds),
                                           reachable)

@@ -333,7 +333,8 @@ def test_animate_writes_one_frame_per_driving_frame(clip, tmp_path, capsys):
 
 
 # Every coding option at a value other than its default (and the margins' words for None).
-ALL_CODING = ["--preset", "slow", "--qp", "36", "--refresh-threshold", "0", "--refresh-landmarks", "2.5", "--max-gop", "9", "--kp-threshold", "2",
+ALL_CODING = ["--preset", "slow", "--qp", "36", "--refresh-threshold", "0", "--refresh-landmarks", "2.5",
+              "--max-gop", "9", "--kp-threshold", "2",
               "--refs", "3", "--reuse-margin", "any", "--switch-margin", "off", "--no-predict-keyframes",
               "--idr-period", "40", "--resync-period", "12", "--keyframe-codec", "hevc", "--motion-step", "0.75",
               "--kbps", "25.5", "--strict-rate", "--quality", "41.5"]

@@ -172,7 +172,8 @@ def test_fvc_encode_quality_end_to_end_and_the_options_it_replaces(moving, tmp_p
     assert main(["decode", str(stream), str(tmp_path / "png"), "--format", "png", "--quiet"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == len(moving)
     stream.unlink()
-    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"), (["--keyframe-qp", "24"], "--keyframe-qp"),
+    for extra, option in ((["--refresh-threshold", "20"], "--refresh-threshold"),
+                          (["--keyframe-qp", "24"], "--keyframe-qp"),
                           (["--refresh-landmarks", "2"], "--refresh-landmarks")):
         assert main(base + ["--quality", "40", *extra]) != 0
         err = capsys.readouterr().err.strip()

@@ -115,8 +115,8 @@ def encoder_config(args, fps: Fraction, info, crop: tuple[int, int, int] | None)
               "refresh_landmarks": args.refresh_landmarks or 0.0}
     if getattr(args, "quality", None) is not None:
         coding = quality_options(args).encoder_fields()
-    return EncoderConfig(width=args.size, height=args.size, fps=fps, **coding, max_gop=args.max_gop, kp_threshold=args.kp_threshold,
-                         search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
+    return EncoderConfig(width=args.size, height=args.size, fps=fps, **coding, max_gop=args.max_gop,
+                         kp_threshold=args.kp_threshold, search=preset.search, refs=args.refs, predict_keyframes=args.predict_keyframes,
                          idr_period=args.idr_period, reuse_margin=args.reuse_margin,
                          switch_margin=args.switch_margin, resync_period=args.resync_period,
                          keyframe_codec=KeyframeCodec[args.keyframe_codec.upper()], motion_step=args.motion_step,

@@ -197,7 +197,7 @@ class FaceVid2Vid(nn.Module):
         return self._analyze(image)[0]
 
     def landmark_points(self, image: torch.Tensor) -> torch.Tensor | None:
-        """The landmark detector's K points (B,K,2) in [-1, 1] of the frame, or None when keypoints are not landmarks."""
+        """The landmark detector's K points (B,K,2) in [-1, 1] of the frame; None when keypoints are not landmarks."""
         return self.landmarks(self._prepare(image)) if self.from_landmarks else None
 
     def motion_landmarks(self, motion: dict[str, torch.Tensor]) -> torch.Tensor | None:
